@@ -1,0 +1,442 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/adapters/mqtt/codec"
+	"github.com/iotgw/iotgw/core"
+)
+
+var (
+	errProtocol   = errors.New("protocol violation")
+	errBadTopic   = errors.New("invalid topic")
+	errBadAlias   = errors.New("invalid topic alias")
+	errConnRefuse = errors.New("connection refused")
+)
+
+// handle processes one decoded packet. A non-nil error ends the
+// connection (handle has already queued whatever goes out last).
+func (c *conn) handle(pkt codec.Packet) error {
+	if !c.connected {
+		cp, ok := pkt.(*codec.Connect)
+		if !ok {
+			c.closeWith(nil, errProtocol)
+			return fmt.Errorf("%w: first packet is %s, not CONNECT [MQTT-3.1.0-1]", errProtocol, pkt.Type())
+		}
+		return c.onConnect(cp)
+	}
+	switch p := pkt.(type) {
+	case *codec.Publish:
+		return c.onPublish(p)
+	case *codec.Ack:
+		return c.onAck(p)
+	case *codec.Subscribe:
+		c.onSubscribe(p)
+	case *codec.Unsubscribe:
+		c.onUnsubscribe(p)
+	case *codec.Pingreq:
+		c.send(&codec.Pingresp{})
+	case *codec.Disconnect:
+		return c.onDisconnect(p)
+	case *codec.Connect:
+		// A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+		c.fail(codec.ProtocolError, errProtocol)
+		return fmt.Errorf("%w: second CONNECT [MQTT-3.1.0-2]", errProtocol)
+	case *codec.Auth:
+		c.fail(codec.ProtocolError, errProtocol)
+		return fmt.Errorf("%w: AUTH without an authentication method", errProtocol)
+	default:
+		// Server-to-client packets (CONNACK, SUBACK, ...) from a client.
+		c.fail(codec.ProtocolError, errProtocol)
+		return fmt.Errorf("%w: unexpected %s from client", errProtocol, pkt.Type())
+	}
+	return nil
+}
+
+func newClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "iotgw-" + hex.EncodeToString(b[:])
+}
+
+// refuseConnect answers a CONNECT with a failure CONNACK and closes
+// [MQTT-3.2.2-5].
+func (c *conn) refuseConnect(p *codec.Connect, rc codec.ReasonCode) {
+	if p != nil && p.ProtocolLevel == codec.V5 {
+		c.version = codec.V5
+		c.closeWith(&codec.Connack{ReasonCode: rc}, errConnRefuse)
+		return
+	}
+	// An MQTT 3.x client (or one whose version we do not speak) gets a
+	// 3.1.1 return code [MQTT-3.1.2-2].
+	if c.version == 0 {
+		c.version = codec.V311
+	}
+	c.closeWith(&codec.Connack{ReasonCode: v3ConnackCode(rc)}, errConnRefuse)
+}
+
+func (c *conn) onConnect(p *codec.Connect) error {
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	c.version = p.ProtocolLevel
+	c.mu.Unlock()
+	v5 := c.version == codec.V5
+	clientID := p.ClientID
+	assigned := false
+	if clientID == "" {
+		// 3.1.1 allows a zero-length id only with clean session
+		// [MQTT-3.1.3-7], [MQTT-3.1.3-8]; MQTT 3.1 requires an id; MQTT 5
+		// assigns one [MQTT-3.1.3-6].
+		if !cfg.AllowEmptyClientID || c.version == codec.V31 || (!v5 && !p.CleanStart) {
+			c.refuseConnect(p, codec.ClientIDNotValid)
+			return fmt.Errorf("%w: empty client id", errConnRefuse)
+		}
+		clientID = newClientID()
+		assigned = true
+	}
+	c.clientID = clientID
+	c.log = c.log.With(zap.String("client_id", clientID))
+
+	will, err := c.willFrom(p)
+	if err != nil {
+		c.refuseConnect(p, codec.TopicNameInvalid)
+		return err
+	}
+
+	req := core.ConnectRequest{
+		ClientID: clientID, Username: p.Username, Password: p.Password,
+		Protocol: core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
+		CleanStart: p.CleanStart, Will: will, Sink: c,
+	}
+	keepAlive := int(p.KeepAlive)
+	serverKeepAlive := false
+	if v5 {
+		if p.Props.Has(codec.PropSessionExpiry) {
+			req.Expiry = expiryDuration(p.Props.SessionExpiry)
+		}
+		c.expiry0 = req.Expiry == 0
+		if p.Props.Has(codec.PropReceiveMaximum) {
+			req.ReceiveMax = int(p.Props.ReceiveMaximum)
+		}
+		if p.Props.Has(codec.PropMaximumPacketSize) {
+			c.maxOutPacket = int(p.Props.MaximumPacketSize)
+		}
+		if p.Props.Has(codec.PropAuthMethod) {
+			// No enhanced authentication method is configured [MQTT-4.12.0-1].
+			c.refuseConnect(p, codec.BadAuthMethod)
+			return fmt.Errorf("%w: unsupported authentication method %q", errConnRefuse, p.Props.AuthMethod)
+		}
+		if cfg.MaxKeepAlive > 0 && (keepAlive == 0 || keepAlive > cfg.MaxKeepAlive) {
+			keepAlive = cfg.MaxKeepAlive
+			serverKeepAlive = true
+		}
+	} else if !p.CleanStart {
+		req.UseDefaultExpiry = true
+	}
+
+	sess, present, err := c.srv.b.Connect(context.Background(), req)
+	if err != nil {
+		c.log.Info("connect refused", zap.Error(err))
+		c.refuseConnect(p, reasonFor(err))
+		return err
+	}
+	c.sess = sess
+	c.keepAlive = time.Duration(keepAlive) * time.Second
+	ack := &codec.Connack{SessionPresent: present && !p.CleanStart}
+	if v5 {
+		c.connackProps(ack, assigned, clientID, serverKeepAlive, keepAlive, req, sess)
+		c.aliasesIn = make(map[uint16]string)
+	}
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
+	c.send(ack)
+	sess.Start()
+	c.refreshDeadline()
+	if c.keepAlive == 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	c.log.Debug("connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
+		zap.Bool("session_present", ack.SessionPresent), zap.Int("keep_alive", keepAlive))
+	return nil
+}
+
+func expiryDuration(secs uint32) time.Duration {
+	if secs == 0xFFFFFFFF {
+		return core.NeverExpire
+	}
+	return time.Duration(secs) * time.Second
+}
+
+func (c *conn) connackProps(ack *codec.Connack, assigned bool, clientID string, serverKeepAlive bool, keepAlive int, req core.ConnectRequest, sess *core.Session) {
+	cfg := &c.srv.cfg
+	p := &ack.Props
+	if assigned {
+		p.AssignedClientID = clientID
+		p.Set(codec.PropAssignedClientID)
+	}
+	if serverKeepAlive {
+		p.ServerKeepAlive = uint16(keepAlive)
+		p.Set(codec.PropServerKeepAlive)
+	}
+	if granted := sess.Expiry(); granted != req.Expiry {
+		p.SessionExpiry = uint32(granted / time.Second)
+		p.Set(codec.PropSessionExpiry)
+	}
+	if cfg.ReceiveMaximum < 65535 {
+		p.ReceiveMaximum = uint16(cfg.ReceiveMaximum)
+		p.Set(codec.PropReceiveMaximum)
+	}
+	if cfg.MaxQoS < 2 {
+		p.MaximumQoS = byte(cfg.MaxQoS)
+		p.Set(codec.PropMaximumQoS)
+	}
+	if !cfg.RetainAvailable {
+		p.RetainAvailable = 0
+		p.Set(codec.PropRetainAvailable)
+	}
+	p.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	p.Set(codec.PropMaximumPacketSize)
+	if cfg.TopicAliasMaximum > 0 {
+		p.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
+		p.Set(codec.PropTopicAliasMaximum)
+	}
+}
+
+// willFrom builds the core will from CONNECT's will fields.
+func (c *conn) willFrom(p *codec.Connect) (*core.Will, error) {
+	if !p.WillFlag {
+		return nil, nil
+	}
+	if err := c.srv.b.CheckTopicName(p.WillTopic); err != nil {
+		return nil, fmt.Errorf("%w: will topic: %v", errBadTopic, err)
+	}
+	msg := &core.Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
+	w := &core.Will{Msg: msg}
+	if c.version == codec.V5 {
+		c.messageProps(msg, &p.WillProps)
+		if p.WillProps.Has(codec.PropWillDelay) {
+			w.Delay = time.Duration(p.WillProps.WillDelay) * time.Second
+		}
+	}
+	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: p.ClientID, Username: p.Username, Listener: c.listener}
+	return w, nil
+}
+
+// messageProps copies MQTT 5 message properties into a core message.
+func (c *conn) messageProps(m *core.Message, p *codec.Properties) {
+	if p.Has(codec.PropPayloadFormat) {
+		m.PayloadFormat = p.PayloadFormat
+	}
+	if p.Has(codec.PropMessageExpiry) {
+		m.ExpiresAt = time.Now().Add(time.Duration(p.MessageExpiry) * time.Second)
+	}
+	m.ContentType = p.ContentType
+	m.ResponseTopic = p.ResponseTopic
+	m.CorrelationData = p.CorrelationData
+	if len(p.User) > 0 {
+		m.UserProps = make([]core.UserProperty, len(p.User))
+		for i, u := range p.User {
+			m.UserProps[i] = core.UserProperty{Key: u.Key, Value: u.Value}
+		}
+	}
+}
+
+func (c *conn) onPublish(p *codec.Publish) error {
+	cfg := &c.srv.cfg
+	v5 := c.version == codec.V5
+	topicName := p.Topic
+	if v5 && p.Props.Has(codec.PropTopicAlias) {
+		alias := p.Props.TopicAlias
+		if alias == 0 || int(alias) > cfg.TopicAliasMaximum {
+			c.fail(codec.TopicAliasInvalid, errBadAlias)
+			return fmt.Errorf("%w: %d [MQTT-3.3.2-8], [MQTT-3.3.2-9]", errBadAlias, alias)
+		}
+		if topicName == "" {
+			t, ok := c.aliasesIn[alias]
+			if !ok {
+				c.fail(codec.ProtocolError, errBadAlias)
+				return fmt.Errorf("%w: unknown alias %d", errBadAlias, alias)
+			}
+			topicName = t
+		} else {
+			c.aliasesIn[alias] = topicName
+		}
+	}
+	if int(p.QoS) > cfg.MaxQoS {
+		c.fail(codec.QoSNotSupported, errProtocol)
+		return fmt.Errorf("%w: QoS %d above maximum %d [MQTT-3.2.2-11]", errProtocol, p.QoS, cfg.MaxQoS)
+	}
+	if p.Retain && !cfg.RetainAvailable {
+		c.fail(codec.RetainNotSupported, errProtocol)
+		return fmt.Errorf("%w: retain not available [MQTT-3.2.2-14]", errProtocol)
+	}
+	msg := &core.Message{Topic: topicName, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	rc := codec.Success
+	if v5 {
+		if p.Props.Has(codec.PropSubscriptionID) {
+			c.fail(codec.ProtocolError, errProtocol)
+			return fmt.Errorf("%w: subscription identifier in PUBLISH [MQTT-3.3.4-6]", errProtocol)
+		}
+		if p.Props.ResponseTopic != "" {
+			if err := c.srv.b.CheckTopicName(p.Props.ResponseTopic); err != nil {
+				c.fail(codec.ProtocolError, err)
+				return fmt.Errorf("%w: response topic: %v [MQTT-3.3.2-14]", errProtocol, err)
+			}
+		}
+		c.messageProps(msg, &p.Props)
+		if msg.PayloadFormat == 1 && !utf8.Valid(msg.Payload) {
+			rc = codec.PayloadFormatInvalid // [MQTT-3.3.2-4] allows refusing it
+		}
+	}
+	var err error
+	dup := false
+	if rc == codec.Success {
+		if p.QoS == 2 {
+			if v5 && c.qos2Held >= cfg.ReceiveMaximum {
+				c.fail(codec.ReceiveMaximumExceeded, errProtocol)
+				return fmt.Errorf("%w: receive maximum %d exceeded [MQTT-3.3.4-9]", errProtocol, cfg.ReceiveMaximum)
+			}
+			dup, err = c.sess.PublishExactlyOnce(p.PacketID, msg)
+			if err == nil && !dup {
+				c.qos2Held++
+			}
+		} else {
+			err = c.sess.Publish(msg)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, core.ErrInvalidTopic) || errors.Is(err, core.ErrTopicTooLong) {
+			// A wildcard or malformed topic name is a protocol violation
+			// [MQTT-3.3.2-2].
+			c.fail(codec.TopicNameInvalid, err)
+			return fmt.Errorf("%w: %q: %v", errBadTopic, topicName, err)
+		}
+		c.log.Debug("publish refused", zap.String("topic", topicName), zap.Error(err))
+		rc = reasonFor(err)
+	}
+	switch p.QoS {
+	case 1:
+		ack := &codec.Ack{Kind: codec.TypePuback, PacketID: p.PacketID}
+		if v5 {
+			ack.ReasonCode = rc
+		}
+		c.send(ack)
+	case 2:
+		ack := &codec.Ack{Kind: codec.TypePubrec, PacketID: p.PacketID}
+		if v5 {
+			ack.ReasonCode = rc
+		}
+		c.send(ack)
+	}
+	return nil
+}
+
+func (c *conn) onAck(a *codec.Ack) error {
+	v5 := c.version == codec.V5
+	switch a.Kind {
+	case codec.TypePuback, codec.TypePubcomp:
+		c.sess.Acked(a.PacketID)
+	case codec.TypePubrec:
+		if v5 && a.ReasonCode >= 0x80 {
+			// A failed PUBREC ends the exchange [MQTT-4.3.3-?]: no PUBREL.
+			c.sess.Acked(a.PacketID)
+			return nil
+		}
+		rel := &codec.Ack{Kind: codec.TypePubrel, PacketID: a.PacketID}
+		if !c.sess.Received(a.PacketID) && v5 {
+			rel.ReasonCode = codec.PacketIDNotFound
+		}
+		c.send(rel)
+	case codec.TypePubrel:
+		comp := &codec.Ack{Kind: codec.TypePubcomp, PacketID: a.PacketID}
+		if c.sess.Release(a.PacketID) {
+			c.qos2Held--
+		} else if v5 {
+			comp.ReasonCode = codec.PacketIDNotFound
+		}
+		c.send(comp)
+	}
+	return nil
+}
+
+func (c *conn) onSubscribe(p *codec.Subscribe) {
+	cfg := &c.srv.cfg
+	v5 := c.version == codec.V5
+	var subID uint32
+	if v5 && p.Props.Has(codec.PropSubscriptionID) && len(p.Props.SubscriptionIDs) > 0 {
+		subID = p.Props.SubscriptionIDs[0]
+	}
+	ack := &codec.Suback{PacketID: p.PacketID, ReasonCodes: make([]byte, len(p.Subscriptions))}
+	results := make([]core.SubResult, len(p.Subscriptions))
+	for i, s := range p.Subscriptions {
+		qos := s.QoS
+		if int(qos) > cfg.MaxQoS {
+			qos = byte(cfg.MaxQoS)
+		}
+		opts := core.SubOptions{QoS: qos, ID: subID}
+		if v5 {
+			opts.NoLocal = s.NoLocal
+			opts.RetainAsPublished = s.RetainAsPublished
+			opts.RetainHandling = s.RetainHandling
+		}
+		r := c.sess.Subscribe(s.Filter, opts)
+		results[i] = r
+		if r.Err != nil {
+			c.log.Debug("subscribe refused", zap.String("filter", s.Filter), zap.Error(r.Err))
+			if v5 {
+				ack.ReasonCodes[i] = byte(reasonFor(r.Err))
+			} else {
+				ack.ReasonCodes[i] = 0x80 // [MQTT-3.9.3-2]
+			}
+			continue
+		}
+		ack.ReasonCodes[i] = r.QoS
+	}
+	// SUBACK first, then the retained messages [MQTT-3.8.4-1].
+	c.send(ack)
+	for _, r := range results {
+		c.sess.SendRetained(r)
+	}
+}
+
+func (c *conn) onUnsubscribe(p *codec.Unsubscribe) {
+	ack := &codec.Unsuback{PacketID: p.PacketID}
+	if c.version == codec.V5 {
+		ack.ReasonCodes = make([]byte, len(p.Filters))
+	}
+	for i, f := range p.Filters {
+		existed := c.sess.Unsubscribe(f)
+		if ack.ReasonCodes != nil && !existed {
+			ack.ReasonCodes[i] = byte(codec.NoSubscriptionExisted)
+		}
+	}
+	c.send(ack)
+}
+
+func (c *conn) onDisconnect(p *codec.Disconnect) error {
+	if c.version == codec.V5 {
+		if p.Props.Has(codec.PropSessionExpiry) {
+			if c.expiry0 && p.Props.SessionExpiry != 0 {
+				// Not from zero to non-zero [MQTT-3.14.2-2].
+				c.fail(codec.ProtocolError, errProtocol)
+				return fmt.Errorf("%w: session expiry raised from 0 on DISCONNECT [MQTT-3.14.2-2]", errProtocol)
+			}
+			c.sess.SetExpiry(expiryDuration(p.Props.SessionExpiry))
+		}
+		// 0x04 asks for the will anyway.
+		c.publishWill = p.ReasonCode == codec.DisconnectWithWill
+	} else {
+		c.publishWill = false // [MQTT-3.1.2-10]
+	}
+	c.closeWith(nil, errClientDisconnected)
+	return errClientDisconnected
+}

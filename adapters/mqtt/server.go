@@ -1,0 +1,252 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/adapters/mqtt/codec"
+	"github.com/iotgw/iotgw/core"
+)
+
+// Server is the MQTT adapter: a TCP listener and a WebSocket listener
+// feeding connections that speak to the core.
+type Server struct {
+	cfg Config
+	log *zap.Logger
+	b   *core.Broker
+	pc  *core.PacketCounters
+
+	mu      sync.Mutex
+	tcp     net.Listener
+	ws      net.Listener
+	httpSrv *http.Server
+	conns   map[*conn]struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+var _ core.Adapter = (*Server)(nil)
+
+// New returns an MQTT adapter; cfg must be valid.
+func New(cfg Config, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{cfg: cfg, log: log.Named("mqtt"), conns: make(map[*conn]struct{})}
+}
+
+// Name returns "mqtt".
+func (s *Server) Name() string { return "mqtt" }
+
+// packetNames indexes $SYS packet counters by codec packet type.
+var packetNames = []string{"", "connect", "connack", "publish", "puback", "pubrec", "pubrel",
+	"pubcomp", "subscribe", "suback", "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect", "auth"}
+
+// Start binds the configured listeners and serves them in the background.
+func (s *Server) Start(ctx context.Context, b *core.Broker) error {
+	s.b = b
+	s.pc = b.Stats().Packets(core.ProtoMQTT, packetNames)
+	if s.cfg.TCP != "" {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.TCP)
+		if err != nil {
+			return fmt.Errorf("mqtt.tcp: %w", err)
+		}
+		s.tcp = ln
+		s.log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", ln.Addr()))
+		s.wg.Add(1)
+		go s.acceptLoop(ln)
+	}
+	if s.cfg.WS != "" {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.WS)
+		if err != nil {
+			if s.tcp != nil {
+				s.tcp.Close()
+			}
+			return fmt.Errorf("mqtt.ws: %w", err)
+		}
+		s.ws = ln
+		mux := http.NewServeMux()
+		mux.HandleFunc(s.cfg.WSPath, s.serveWS)
+		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.ConnectTimeout,
+			ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+		s.log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", ln.Addr()), zap.String("path", s.cfg.WSPath))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("websocket listener failed", zap.Error(err))
+			}
+		}()
+	}
+	return nil
+}
+
+// TCPAddr returns the TCP listener's address (nil when disabled); tests
+// listening on port 0 read the real port here.
+func (s *Server) TCPAddr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// WSAddr returns the WebSocket listener's address (nil when disabled).
+func (s *Server) WSAddr() net.Addr {
+	if s.ws == nil {
+		return nil
+	}
+	return s.ws.Addr()
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and similar: back off rather than spin.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.serve(nc, "tcp")
+	}
+}
+
+var upgraderProtocols = []string{"mqtt", "mqttv3.1", "mqttv3.1.1", "mqtt-v5", "mqtt-v3.1.1"}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		Subprotocols:    upgraderProtocols,
+		// MQTT clients in browsers connect from any origin; access control
+		// is the broker's authentication, not the Origin header.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	wc, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
+		return
+	}
+	s.serve(newWSConn(wc), "ws")
+}
+
+// serve registers a connection and starts its goroutines.
+func (s *Server) serve(nc net.Conn, listener string) {
+	c := newConn(s, nc, listener)
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Stop closes the listeners and every connection, then waits for their
+// goroutines (or ctx).
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
+	for _, c := range conns {
+		c.Close(core.ErrServerShuttingDown)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reasonFor maps a core sentinel error onto an MQTT 5 reason code; the one
+// place where core errors become MQTT codes.
+func reasonFor(err error) codec.ReasonCode {
+	switch {
+	case err == nil:
+		return codec.Success
+	case errors.Is(err, core.ErrNotAuthorized):
+		return codec.NotAuthorized
+	case errors.Is(err, core.ErrBadCredentials):
+		return codec.BadUsernameOrPassword
+	case errors.Is(err, core.ErrClientIDInvalid):
+		return codec.ClientIDNotValid
+	case errors.Is(err, core.ErrSessionTakenOver):
+		return codec.SessionTakenOver
+	case errors.Is(err, core.ErrServerShuttingDown):
+		return codec.ServerShuttingDown
+	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
+		return codec.TopicNameInvalid
+	case errors.Is(err, core.ErrInvalidFilter):
+		return codec.TopicFilterInvalid
+	case errors.Is(err, core.ErrSharedNotSupported):
+		return codec.SharedSubNotSupported
+	case errors.Is(err, core.ErrWildcardUnsupported):
+		return codec.WildcardSubNotSupported
+	case errors.Is(err, core.ErrQuotaExceeded):
+		return codec.QuotaExceeded
+	case errors.Is(err, core.ErrPacketIDNotFound):
+		return codec.PacketIDNotFound
+	case errors.Is(err, core.ErrServerUnavailable):
+		return codec.ServerUnavailable
+	}
+	return codec.UnspecifiedError
+}
+
+// v3ConnackCode maps a CONNACK reason onto the MQTT 3.1.1 return codes.
+func v3ConnackCode(rc codec.ReasonCode) codec.ReasonCode {
+	switch rc {
+	case codec.Success:
+		return 0
+	case codec.UnsupportedProtocolVersion:
+		return codec.ConnRefusedProtocolVersion
+	case codec.ClientIDNotValid:
+		return codec.ConnRefusedIdentifier
+	case codec.BadUsernameOrPassword:
+		return codec.ConnRefusedBadCredentials
+	case codec.NotAuthorized:
+		return codec.ConnRefusedNotAuthorized
+	}
+	return codec.ConnRefusedServerUnavailable
+}

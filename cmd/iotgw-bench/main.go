@@ -1,0 +1,215 @@
+// Command iotgw-bench is a load generator for any MQTT 3.1.1 broker. It speaks
+// the protocol itself over raw TCP (standard library only) so that the same
+// client measures iotgw and other brokers alike, and it is cheap enough per
+// message that the broker, not the client, is the bottleneck.
+//
+// Scenarios:
+//
+//	pairs   N publisher/subscriber pairs, one topic per pair
+//	fanin   N publishers -> 1 subscriber on bench/fanin/#
+//	fanout  1 publisher -> N subscribers on one topic
+//	idle    N idle connections with one subscription each; with -broker-pid
+//	        reports the broker's RSS growth per connection
+//	probe   connect until the broker answers (for scripts), bounded by -duration
+//
+// Every payload carries its send time and a per-publisher sequence number, so
+// subscribers compute end-to-end latency, loss and duplicates themselves.
+//
+// Flow control: each publisher keeps at most -window messages in flight. At
+// QoS 1/2 a message is in flight until the broker's PUBACK/PUBCOMP. QoS 0 has
+// no acknowledgement, so there a message is in flight until every subscriber
+// has seen it or a later message from the same publisher (end-to-end credit);
+// -window 0 removes the bound (firehose) and -e2e applies end-to-end credit at
+// QoS 1/2 too.
+//
+// Other modes: -report FILE prints a comparison table from -json result lines
+// (see bench/compare.sh), -free-port prints a free loopback TCP port.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("iotgw-bench", flag.ContinueOnError)
+	var cfg config
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker `host:port`")
+	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | idle | probe")
+	fs.IntVar(&cfg.qos, "qos", 0, "QoS for publishes and subscriptions: 0, 1 or 2")
+	fs.IntVar(&cfg.n, "n", 4, "pairs, fan-in publishers, fan-out subscribers, or idle connections")
+	fs.IntVar(&cfg.msgs, "msgs", 5000, "messages per publisher")
+	fs.IntVar(&cfg.size, "size", 64, "payload bytes (minimum 16: timestamp, publisher, sequence)")
+	fs.IntVar(&cfg.window, "window", 100, "in-flight messages per publisher; 0 = unbounded")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "hard bound on the whole run, connecting included")
+	fs.DurationVar(&cfg.drain, "drain", time.Second, "after publishing, stop waiting once nothing arrived for this long")
+	fs.DurationVar(&cfg.stall, "stall", 500*time.Millisecond, "QoS 0 end-to-end credit: presume outstanding messages lost after this long without progress")
+	fs.DurationVar(&cfg.keepAlive, "keepalive", 60*time.Second, "MQTT keep-alive; quiet connections send PINGREQ at half of it")
+	fs.DurationVar(&cfg.settle, "settle", time.Second, "idle: wait before each RSS reading so the broker is quiescent")
+	fs.BoolVar(&cfg.e2e, "e2e", false, "QoS 1/2: also bound messages not yet received by subscribers")
+	fs.IntVar(&cfg.refill, "refill", 1, "free window slots a blocked publisher waits for before sending again")
+	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "idle: broker process id whose /proc/<pid>/status VmRSS is sampled")
+	fs.IntVar(&cfg.parallel, "parallel", 64, "concurrent connection attempts while setting up")
+	fs.StringVar(&cfg.label, "label", "", "broker name recorded in -json output (used by -report)")
+	jsonOut := fs.Bool("json", false, "print one machine-readable JSON line instead of text")
+	report := fs.String("report", "", "print a comparison table from a `file` of -json lines, then exit")
+	compare := fs.String("compare", "iotgw,mosquitto", "-report: the two labels to compare, `a,b`; ratios are a/b")
+	freePort := fs.Bool("free-port", false, "print a free loopback TCP port and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+
+	switch {
+	case *freePort:
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+			return 1
+		}
+		fmt.Println(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		return 0
+	case *report != "":
+		labels := strings.Split(*compare, ",")
+		if len(labels) != 2 {
+			fmt.Fprintln(os.Stderr, "iotgw-bench: -compare wants exactly two labels")
+			return 2
+		}
+		if err := printReport(os.Stdout, *report, labels[0], labels[1]); err != nil {
+			fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+			return 1
+		}
+		return 0
+	}
+	if err := validate(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+		return 2
+	}
+
+	// Belt and braces: every wait in the run honours ctx, but should anything
+	// still hang (a kernel-level stall, a bug), the process ends regardless.
+	watchdog := time.AfterFunc(cfg.duration+10*time.Second, func() {
+		fmt.Fprintln(os.Stderr, "iotgw-bench: watchdog expired, exiting")
+		os.Exit(3)
+	})
+	defer watchdog.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration)
+	defer cancel()
+
+	var (
+		res result
+		err error
+	)
+	switch cfg.scenario {
+	case "probe":
+		if err := probe(ctx, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+			return 1
+		}
+		return 0
+	case "idle":
+		res, err = runIdle(ctx, cfg)
+	default:
+		res, err = runMessaging(ctx, cfg)
+	}
+	if err != nil {
+		res.Error = err.Error()
+		res.Errors++
+	}
+	if *jsonOut {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+	} else {
+		printText(res)
+	}
+	if err != nil {
+		if !*jsonOut {
+			fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func validate(cfg config) error {
+	switch cfg.scenario {
+	case "pairs", "fanin", "fanout", "idle", "probe":
+	default:
+		return fmt.Errorf("unknown -scenario %q", cfg.scenario)
+	}
+	switch {
+	case cfg.qos < 0 || cfg.qos > 2:
+		return fmt.Errorf("-qos must be 0, 1 or 2")
+	case cfg.n < 1:
+		return fmt.Errorf("-n must be at least 1")
+	case cfg.msgs < 1 || cfg.msgs > 1<<31:
+		return fmt.Errorf("-msgs must be between 1 and 2^31")
+	case cfg.size < payloadHeader || cfg.size > maxPacket-1024:
+		return fmt.Errorf("-size must be between %d and %d", payloadHeader, maxPacket-1024)
+	case cfg.window < 0 || cfg.window >= 65535:
+		// Packet identifiers are 16 bits; a larger window would reuse an id
+		// that is still in flight.
+		return fmt.Errorf("-window must be between 0 and 65534")
+	case cfg.duration <= 0 || cfg.stall <= 0 || cfg.drain < 0:
+		return fmt.Errorf("-duration and -stall must be positive, -drain non-negative")
+	case cfg.keepAlive < 2*time.Second || cfg.keepAlive > 65535*time.Second:
+		return fmt.Errorf("-keepalive must be between 2s and 65535s")
+	}
+	return nil
+}
+
+// printText renders a result for people.
+func printText(r result) {
+	label := ""
+	if r.Label != "" {
+		label = " [" + r.Label + "]"
+	}
+	if r.Scenario == "idle" {
+		fmt.Printf("idle%s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, r.QoS, r.Conns, r.N, r.ConnectRate)
+		if r.RSSAfterKiB > 0 {
+			fmt.Printf("  broker RSS  %d KiB -> %d KiB  = %.2f KiB per connection\n",
+				r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnKiB)
+		} else {
+			fmt.Println("  broker RSS  not measured (pass -broker-pid)")
+		}
+	} else {
+		fmt.Printf("%s%s qos=%d n=%d msgs=%d size=%d window=%d\n",
+			r.Scenario, label, r.QoS, r.N, r.Msgs, r.Size, r.Window)
+		fmt.Printf("  sent %d  received %d  expected %d  loss %.2f%%  duplicates %d\n",
+			r.Sent, r.Received, r.Expected, r.LossPct, r.Dups)
+		fmt.Printf("  rate %.0f msg/s over %.3fs (publish %.0f msg/s)\n", r.Rate, r.WindowSec, r.PublishRate)
+		fmt.Printf("  latency p50 %s  p90 %s  p99 %s  max %s\n",
+			fmtUs(r.P50us), fmtUs(r.P90us), fmtUs(r.P99us), fmtUs(r.MaxUs))
+		if r.Foreign > 0 || r.BadAcks > 0 || r.Stalls > 0 {
+			fmt.Printf("  foreign payloads %d  unexpected acks %d  QoS 0 stalls %d\n", r.Foreign, r.BadAcks, r.Stalls)
+		}
+	}
+	if r.TimedOut {
+		fmt.Println("  TIMED OUT: -duration expired before the run completed")
+	}
+	if r.Errors > 0 {
+		fmt.Printf("  errors %d, first: %s\n", r.Errors, r.Error)
+	}
+}
+
+// fmtUs prints microseconds with a unit that keeps three significant figures.
+func fmtUs(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.2fs", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.2fms", us/1e3)
+	default:
+		return fmt.Sprintf("%.0fµs", us)
+	}
+}

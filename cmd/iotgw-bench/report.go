@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// caseKey identifies one cell of the benchmark matrix.
+type caseKey struct {
+	scenario string
+	qos      int
+	n        int
+}
+
+// readResults parses -json lines. Lines that are not results (a broker's log
+// leaking into the file, a truncated line after a crash) are skipped rather
+// than failing the whole report.
+func readResults(r io.Reader) ([]result, error) {
+	var out []result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var res result
+		if err := json.Unmarshal([]byte(line), &res); err != nil {
+			continue
+		}
+		out = append(out, res)
+	}
+	return out, sc.Err()
+}
+
+// pick returns the median run by the scenario's headline number, so that with
+// REPEAT>1 one lucky or unlucky run on a noisy machine does not decide.
+func pick(runs []result) (result, bool) {
+	if len(runs) == 0 {
+		return result{}, false
+	}
+	s := append([]result(nil), runs...)
+	sort.Slice(s, func(i, j int) bool { return headline(s[i]) < headline(s[j]) })
+	return s[(len(s)-1)/2], true
+}
+
+func headline(r result) float64 {
+	if r.Scenario == "idle" {
+		return r.RSSPerConnKiB
+	}
+	return r.Rate
+}
+
+// printReport writes the comparison table for labels a and b.
+func printReport(w io.Writer, path, a, b string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	all, err := readResults(f)
+	if err != nil {
+		return err
+	}
+	var order []caseKey
+	runs := map[caseKey]map[string][]result{}
+	for _, r := range all {
+		k := caseKey{r.Scenario, r.QoS, r.N}
+		if runs[k] == nil {
+			runs[k] = map[string][]result{}
+			order = append(order, k)
+		}
+		runs[k][r.Label] = append(runs[k][r.Label], r)
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "scenario\tqos\t%s msg/s\t%s msg/s\tratio %s/%s\tloss%% %s\tloss%% %s\tp99 %s\tp99 %s\t\n",
+		a, b, a, b, a, b, a, b)
+	var idle []caseKey
+	for _, k := range order {
+		if k.scenario == "idle" {
+			idle = append(idle, k)
+			continue
+		}
+		ra, okA := pick(runs[k][a])
+		rb, okB := pick(runs[k][b])
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			scenarioName(k), k.qos,
+			cell(okA, ra, fmtRate(ra.Rate)), cell(okB, rb, fmtRate(rb.Rate)),
+			ratio(okA && okB && ra.Error == "", ra.Rate, rb.Rate),
+			cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)),
+			cell(okA, ra, fmtUs(ra.P99us)), cell(okB, rb, fmtUs(rb.P99us)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(idle) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "idle\tconns\t%s KiB/conn\t%s KiB/conn\tratio %s/%s\t%s conn/s\t%s conn/s\t\n",
+			a, b, a, b, a, b)
+		for _, k := range idle {
+			ra, okA := pick(runs[k][a])
+			rb, okB := pick(runs[k][b])
+			fmt.Fprintf(tw, "qos %d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", k.qos, k.n,
+				cell(okA, ra, fmt.Sprintf("%.2f", ra.RSSPerConnKiB)),
+				cell(okB, rb, fmt.Sprintf("%.2f", rb.RSSPerConnKiB)),
+				ratio(okA && okB && ra.RSSAfterKiB > 0 && rb.RSSAfterKiB > 0, ra.RSSPerConnKiB, rb.RSSPerConnKiB),
+				cell(okA, ra, fmtRate(ra.ConnectRate)), cell(okB, rb, fmtRate(rb.ConnectRate)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	// Problems go under the table rather than into it, so columns stay
+	// readable while nothing is silently dropped.
+	for _, k := range order {
+		for _, l := range []string{a, b} {
+			for _, r := range runs[k][l] {
+				if r.Error != "" || r.TimedOut || r.Dups > 0 || r.Conns != 0 && r.Conns < r.N {
+					fmt.Fprintf(w, "note: %s %s qos %d: %s\n", l, scenarioName(k), k.qos, problem(r))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func scenarioName(k caseKey) string {
+	switch k.scenario {
+	case "pairs":
+		return "pairs " + strconv.Itoa(k.n)
+	case "fanin":
+		return "fanin " + strconv.Itoa(k.n) + "→1"
+	case "fanout":
+		return "fanout 1→" + strconv.Itoa(k.n)
+	}
+	return k.scenario + " " + strconv.Itoa(k.n)
+}
+
+func problem(r result) string {
+	var p []string
+	if r.TimedOut {
+		p = append(p, "timed out")
+	}
+	if r.Dups > 0 {
+		p = append(p, fmt.Sprintf("%d duplicates", r.Dups))
+	}
+	if r.Conns != 0 && r.Conns < r.N {
+		p = append(p, fmt.Sprintf("only %d of %d connections", r.Conns, r.N))
+	}
+	if r.Error != "" {
+		p = append(p, fmt.Sprintf("%d errors, first: %s", r.Errors, r.Error))
+	}
+	return strings.Join(p, "; ")
+}
+
+// cell shows v for a present run, "-" for a missing one and "err" for a run
+// that failed outright (an error with nothing received).
+func cell(ok bool, r result, v string) string {
+	switch {
+	case !ok:
+		return "-"
+	case r.Error != "" && r.Received == 0 && r.Conns == 0:
+		return "err"
+	}
+	return v
+}
+
+func ratio(ok bool, a, b float64) string {
+	if !ok || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// fmtRate prints a rate with thousands separators; benchmark numbers are read
+// across columns, and 1234567 is easy to misread by a factor of ten.
+func fmtRate(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,479 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// config is one benchmark run's parameters, filled from flags.
+type config struct {
+	addr      string
+	scenario  string
+	qos       int
+	n         int
+	msgs      int
+	size      int
+	window    int
+	duration  time.Duration
+	drain     time.Duration
+	stall     time.Duration
+	keepAlive time.Duration
+	settle    time.Duration
+	e2e       bool
+	refill    int
+	brokerPID int
+	parallel  int
+	label     string
+}
+
+// result is what a run reports; the JSON names are the stable interface that
+// bench/compare.sh and -report rely on.
+type result struct {
+	Label    string `json:"label,omitempty"`
+	Scenario string `json:"scenario"`
+	QoS      int    `json:"qos"`
+	N        int    `json:"n"`
+	Msgs     int    `json:"msgs"`
+	Size     int    `json:"size"`
+	Window   int    `json:"window"`
+
+	Sent        int64   `json:"sent"`
+	Received    int64   `json:"received"`
+	Expected    int64   `json:"expected"`
+	Unique      int64   `json:"unique"`
+	LossPct     float64 `json:"loss_pct"`
+	Dups        int64   `json:"dups"`
+	Foreign     int64   `json:"foreign,omitempty"`
+	BadAcks     int64   `json:"bad_acks,omitempty"`
+	Stalls      int64   `json:"stalls,omitempty"`
+	Rate        float64 `json:"rate"`
+	PublishRate float64 `json:"publish_rate"`
+	WindowSec   float64 `json:"window_s"`
+	P50us       float64 `json:"p50_us"`
+	P90us       float64 `json:"p90_us"`
+	P99us       float64 `json:"p99_us"`
+	MaxUs       float64 `json:"max_us"`
+
+	Conns         int     `json:"conns,omitempty"`
+	ConnectRate   float64 `json:"connect_rate,omitempty"`
+	RSSBeforeKiB  int64   `json:"rss_before_kib,omitempty"`
+	RSSAfterKiB   int64   `json:"rss_after_kib,omitempty"`
+	RSSPerConnKiB float64 `json:"rss_per_conn_kib,omitempty"`
+
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Errors   int64  `json:"errors,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// session holds the connections of one run and tears them down together.
+type session struct {
+	cfg     config
+	ctx     context.Context
+	ioDL    time.Time // socket deadline: the run's bound plus teardown grace
+	closing atomic.Bool
+	errs    failures
+	readers sync.WaitGroup
+
+	mu    sync.Mutex
+	conns []*conn
+}
+
+func newSession(ctx context.Context, cfg config) *session {
+	dl, _ := ctx.Deadline()
+	return &session{cfg: cfg, ctx: ctx, ioDL: dl.Add(2 * time.Second)}
+}
+
+// dial connects one client and registers it for teardown and keep-alive.
+func (s *session) dial(name string, sz bufSizes) (*conn, error) {
+	id := fmt.Sprintf("iotgw-bench-%d-%s", os.Getpid(), name)
+	c, err := dialMQTT(s.cfg.addr, id, s.cfg.keepAlive, s.ioDL, sz)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
+	return c, nil
+}
+
+// startReader launches the connection's single reader goroutine.
+func (s *session) startReader(r *reader) {
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		r.loop(&s.closing, &s.errs)
+	}()
+}
+
+// keepAlive pings quiet connections until the run ends. Runs are usually much
+// shorter than the keep-alive, but -duration may not be.
+func (s *session) keepAliveLoop() {
+	t := time.NewTicker(s.cfg.keepAlive / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		cs := append([]*conn(nil), s.conns...)
+		s.mu.Unlock()
+		for _, c := range cs {
+			if err := c.ping(s.cfg.keepAlive / 2); err != nil && !s.closing.Load() {
+				s.errs.add(fmt.Errorf("keep-alive: %w", err))
+			}
+		}
+	}
+}
+
+// close disconnects everything and waits (bounded) for the readers to exit.
+func (s *session) close() {
+	if s.closing.Swap(true) {
+		return
+	}
+	s.mu.Lock()
+	cs := s.conns
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.disconnect()
+	}
+	done := make(chan struct{})
+	go func() { s.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+	}
+}
+
+// parallel runs f(0..n-1) on up to par goroutines and returns the first error
+// and how many calls succeeded. With stopOnErr it stops starting new calls
+// after a failure.
+func parallel(n, par int, stopOnErr bool, f func(i int) error) (int, error) {
+	var (
+		next, ok atomic.Int64
+		errs     failures
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < min(par, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || (stopOnErr && errs.n.Load() > 0) {
+					return
+				}
+				if err := f(int(i)); err != nil {
+					errs.add(err)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(ok.Load()), errs.firstErr()
+}
+
+// topology is who publishes where and who hears whom in a message scenario.
+type topology struct {
+	pubTopics  []string
+	subFilters []string
+	subBase    []int // first publisher each subscriber hears
+	subCount   []int // how many consecutive publishers it hears
+}
+
+func planTopology(scenario string, n int) (topology, error) {
+	var t topology
+	switch scenario {
+	case "pairs":
+		for i := 0; i < n; i++ {
+			topic := "bench/pairs/" + strconv.Itoa(i)
+			t.pubTopics = append(t.pubTopics, topic)
+			t.subFilters = append(t.subFilters, topic)
+			t.subBase = append(t.subBase, i)
+			t.subCount = append(t.subCount, 1)
+		}
+	case "fanin":
+		for i := 0; i < n; i++ {
+			t.pubTopics = append(t.pubTopics, "bench/fanin/"+strconv.Itoa(i))
+		}
+		t.subFilters = []string{"bench/fanin/#"}
+		t.subBase = []int{0}
+		t.subCount = []int{n}
+	case "fanout":
+		t.pubTopics = []string{"bench/fanout"}
+		for i := 0; i < n; i++ {
+			t.subFilters = append(t.subFilters, "bench/fanout")
+			t.subBase = append(t.subBase, 0)
+			t.subCount = append(t.subCount, 1)
+		}
+	default:
+		return t, fmt.Errorf("unknown scenario %q", scenario)
+	}
+	return t, nil
+}
+
+// runMessaging executes pairs, fanin or fanout.
+func runMessaging(ctx context.Context, cfg config) (result, error) {
+	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n,
+		Msgs: cfg.msgs, Size: cfg.size, Window: cfg.window}
+	topo, err := planTopology(cfg.scenario, cfg.n)
+	if err != nil {
+		return res, err
+	}
+	s := newSession(ctx, cfg)
+	defer s.close()
+	go s.keepAliveLoop()
+
+	qos := byte(cfg.qos)
+	pubConns := make([]*conn, len(topo.pubTopics))
+	subConns := make([]*conn, len(topo.subFilters))
+	par := max(cfg.parallel, 1)
+	_, err = parallel(len(pubConns), par, true, func(i int) (err error) {
+		pubConns[i], err = s.dial(cfg.scenario+"-p"+strconv.Itoa(i), bufSizes{read: 4 << 10, write: 64 << 10})
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	pubs := make([]*publisher, len(pubConns))
+	for i, c := range pubConns {
+		pubs[i] = newPublisher(uint32(i), c, topo.pubTopics[i], qos, cfg.msgs, cfg.size, cfg.window, cfg.e2e, cfg.stall)
+		pubs[i].refill = int64(cfg.refill)
+	}
+	// Subscribers are built sequentially because each one appends to its
+	// publishers' progress slices; only the network part runs in parallel.
+	subs := make([]*subscriber, len(subConns))
+	for i := range subs {
+		b := topo.subBase[i]
+		subs[i] = newSubscriber(uint32(b), pubs[b:b+topo.subCount[i]], cfg.msgs)
+	}
+	_, err = parallel(len(subConns), par, true, func(i int) error {
+		c, err := s.dial(cfg.scenario+"-s"+strconv.Itoa(i), bufSizes{read: 64 << 10, write: 4 << 10})
+		if err != nil {
+			return err
+		}
+		granted, err := c.subscribe(topo.subFilters[i], qos)
+		if err != nil {
+			return err
+		}
+		if granted != qos {
+			return fmt.Errorf("broker granted QoS %d for requested QoS %d", granted, qos)
+		}
+		subConns[i] = c
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	for i, c := range subConns {
+		s.startReader(&reader{c: c, sub: subs[i]})
+	}
+	for i, c := range pubConns {
+		s.startReader(&reader{c: c, pub: pubs[i]})
+	}
+
+	var pubWG sync.WaitGroup
+	for _, p := range pubs {
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			p.run(ctx, &s.errs)
+		}()
+	}
+	pubsDone := make(chan struct{})
+	go func() { pubWG.Wait(); close(pubsDone) }()
+	var expected int64
+	for _, c := range topo.subCount {
+		expected += int64(c) * int64(cfg.msgs)
+	}
+	unique := func() (u int64) {
+		for _, sb := range subs {
+			u += sb.unique.Load()
+		}
+		return u
+	}
+	select {
+	case <-pubsDone:
+	case <-ctx.Done():
+	}
+	// Drain: wait for the stragglers, but not for messages that are gone.
+	tick := time.NewTicker(5 * time.Millisecond)
+	last, lastChange := unique(), time.Now()
+	for last < expected && ctx.Err() == nil && time.Since(lastChange) < cfg.drain {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+		if u := unique(); u != last {
+			last, lastChange = u, time.Now()
+		}
+	}
+	tick.Stop()
+	res.TimedOut = ctx.Err() != nil
+	s.close()
+	<-pubsDone
+
+	var hist histogram
+	firstSend, lastSend, lastRecv := int64(-1), int64(0), int64(0)
+	for _, p := range pubs {
+		res.Sent += p.sent
+		res.BadAcks += p.badAcks.Load()
+		res.Stalls += p.stalls
+		if p.sent > 0 && (firstSend < 0 || p.firstSend < firstSend) {
+			firstSend = p.firstSend
+		}
+		lastSend = max(lastSend, p.lastSend)
+	}
+	for _, sb := range subs {
+		res.Received += sb.received.Load()
+		res.Unique += sb.unique.Load()
+		res.Dups += sb.dups
+		res.Foreign += sb.foreign
+		lastRecv = max(lastRecv, sb.lastRecv)
+		hist.merge(&sb.hist)
+	}
+	res.Expected = expected
+	if expected > 0 {
+		res.LossPct = 100 * float64(expected-res.Unique) / float64(expected)
+	}
+	if firstSend >= 0 && lastRecv > firstSend {
+		res.WindowSec = float64(lastRecv-firstSend) / 1e9
+		res.Rate = float64(res.Received) / res.WindowSec
+	}
+	if firstSend >= 0 && lastSend > firstSend {
+		res.PublishRate = float64(res.Sent) / (float64(lastSend-firstSend) / 1e9)
+	}
+	res.P50us = float64(hist.quantile(0.50)) / 1e3
+	res.P90us = float64(hist.quantile(0.90)) / 1e3
+	res.P99us = float64(hist.quantile(0.99)) / 1e3
+	res.MaxUs = float64(hist.max) / 1e3
+	res.Errors = s.errs.n.Load()
+	if e := s.errs.firstErr(); e != nil {
+		res.Error = e.Error()
+	}
+	return res, nil
+}
+
+// runIdle opens n connections with one subscription each and reports how much
+// the broker's resident memory grew per connection.
+func runIdle(ctx context.Context, cfg config) (result, error) {
+	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n}
+	s := newSession(ctx, cfg)
+	defer s.close()
+	go s.keepAliveLoop()
+
+	var before int64
+	if cfg.brokerPID > 0 {
+		// Let the broker finish whatever start-up allocation it still does,
+		// so that growth is attributable to our connections.
+		sleepCtx(ctx, cfg.settle)
+		kib, err := readRSS(cfg.brokerPID)
+		if err != nil {
+			return res, err
+		}
+		before = kib
+	}
+	start := time.Now()
+	connected, err := parallel(cfg.n, max(cfg.parallel, 1), false, func(i int) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c, err := s.dial("idle-"+strconv.Itoa(i), bufSizes{read: 512, write: 256})
+		if err != nil {
+			return err
+		}
+		if _, err := c.subscribe("bench/idle/"+strconv.Itoa(i), byte(cfg.qos)); err != nil {
+			return err
+		}
+		s.startReader(&reader{c: c})
+		return nil
+	})
+	res.Conns = connected
+	if el := time.Since(start).Seconds(); el > 0 {
+		res.ConnectRate = float64(connected) / el
+	}
+	if err != nil {
+		res.Errors = int64(cfg.n - connected)
+		res.Error = err.Error()
+	}
+	if cfg.brokerPID > 0 && connected > 0 {
+		sleepCtx(ctx, cfg.settle)
+		after, rerr := readRSS(cfg.brokerPID)
+		if rerr != nil {
+			return res, rerr
+		}
+		res.RSSBeforeKiB, res.RSSAfterKiB = before, after
+		res.RSSPerConnKiB = float64(after-before) / float64(connected)
+	}
+	res.TimedOut = ctx.Err() != nil
+	if n := s.errs.n.Load(); n > 0 {
+		res.Errors += n
+		if res.Error == "" {
+			res.Error = s.errs.firstErr().Error()
+		}
+	}
+	return res, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// readRSS returns VmRSS of pid in KiB from /proc/<pid>/status.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(string(b))
+}
+
+func parseVmRSS(status string) (int64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, errors.New("VmRSS not found in /proc status")
+}
+
+// probe retries a CONNECT until the broker answers or ctx expires; scripts use
+// it to wait for a freshly started broker.
+func probe(ctx context.Context, cfg config) error {
+	for {
+		dl, _ := ctx.Deadline()
+		if t := time.Now().Add(time.Second); t.Before(dl) {
+			dl = t
+		}
+		c, err := dialMQTT(cfg.addr, fmt.Sprintf("iotgw-bench-%d-probe", os.Getpid()), cfg.keepAlive,
+			dl, bufSizes{read: 512, write: 256})
+		if err == nil {
+			c.disconnect()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker at %s not ready: %w", cfg.addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

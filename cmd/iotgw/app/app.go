@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/core"
+)
+
+// Version is the gateway's version string, set at build time with
+// -ldflags "-X github.com/iotgw/iotgw/cmd/iotgw/app.Version=...".
+var Version = "0.1.0-dev"
+
+// Gateway is a running broker with its adapters.
+type Gateway struct {
+	Broker *core.Broker
+	MQTT   *mqtt.Server
+	log    *zap.Logger
+	// adapters in start order; stopped in reverse.
+	adapters []core.Adapter
+}
+
+// NewLogger builds the zap logger the configuration asks for.
+func NewLogger(cfg Config) (*zap.Logger, error) {
+	var zc zap.Config
+	if cfg.LogFormat == "json" {
+		zc = zap.NewProductionConfig()
+	} else {
+		zc = zap.NewDevelopmentConfig()
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		zc.Development = false
+		zc.DisableStacktrace = true
+	}
+	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+// Start builds the broker and starts every enabled adapter; on error
+// whatever started is stopped again.
+func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Core.Version = "iotgw " + Version
+	b, err := core.New(cfg.Core, log.Named("core"))
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Broker: b, log: log}
+	b.Start()
+	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" {
+		g.MQTT = mqtt.New(cfg.MQTT, log)
+		g.adapters = append(g.adapters, g.MQTT)
+	}
+	for i, a := range g.adapters {
+		if err := a.Start(ctx, b); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				_ = g.adapters[j].Stop(ctx)
+			}
+			b.Close()
+			return nil, fmt.Errorf("%s: %w", a.Name(), err)
+		}
+	}
+	return g, nil
+}
+
+// Stop stops the adapters (listeners first, then connections) and the
+// broker.
+func (g *Gateway) Stop(ctx context.Context) error {
+	var errs []error
+	for i := len(g.adapters) - 1; i >= 0; i-- {
+		if err := g.adapters[i].Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", g.adapters[i].Name(), err))
+		}
+	}
+	g.Broker.Close()
+	return errors.Join(errs...)
+}
+
+// Addr returns a listener's real address by name ("mqtt.tcp", "mqtt.ws"),
+// or nil when it is disabled.
+func (g *Gateway) Addr(name string) net.Addr {
+	switch name {
+	case "mqtt.tcp":
+		if g.MQTT != nil {
+			return g.MQTT.TCPAddr()
+		}
+	case "mqtt.ws":
+		if g.MQTT != nil {
+			return g.MQTT.WSAddr()
+		}
+	}
+	return nil
+}

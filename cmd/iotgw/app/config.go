@@ -1,0 +1,217 @@
+// Package app turns configuration (embedded defaults, a YAML file and
+// IOTGW_* environment variables, through viper) into a running gateway.
+// It is the only place that touches viper; every other package takes its
+// typed Config.
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/viper"
+
+	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/core"
+)
+
+// Config is the whole gateway's typed configuration.
+type Config struct {
+	LogLevel  string
+	LogFormat string
+	Core      core.Config
+	MQTT      mqtt.Config
+}
+
+// setting is one configuration key: its default and how it is stored into
+// Config. Keeping the table in one place makes the unknown-key check, the
+// environment overrides and the documentation agree.
+type setting struct {
+	key   string
+	def   any
+	apply func(c *Config, v any) error
+}
+
+func str(f func(c *Config) *string) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		s, err := cast.ToStringE(v)
+		*f(c) = s
+		return err
+	}
+}
+
+func integer(f func(c *Config) *int) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		n, err := cast.ToIntE(v)
+		*f(c) = n
+		return err
+	}
+}
+
+func boolean(f func(c *Config) *bool) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		b, err := cast.ToBoolE(v)
+		*f(c) = b
+		return err
+	}
+}
+
+func duration(f func(c *Config) *time.Duration) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		// A bare number is seconds, the unit every protocol here uses.
+		if n, err := cast.ToIntE(v); err == nil {
+			*f(c) = time.Duration(n) * time.Second
+			return nil
+		}
+		d, err := cast.ToDurationE(v)
+		*f(c) = d
+		return err
+	}
+}
+
+func settings() []setting {
+	dc := core.DefaultConfig()
+	dm := mqtt.DefaultConfig()
+	return []setting{
+		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
+		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
+
+		{"mqtt.tcp", dm.TCP, str(func(c *Config) *string { return &c.MQTT.TCP })},
+		{"mqtt.ws", dm.WS, str(func(c *Config) *string { return &c.MQTT.WS })},
+		{"mqtt.ws_path", dm.WSPath, str(func(c *Config) *string { return &c.MQTT.WSPath })},
+		{"mqtt.max_packet_size", dm.MaxPacketSize, integer(func(c *Config) *int { return &c.MQTT.MaxPacketSize })},
+		{"mqtt.connect_timeout", dm.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.MQTT.ConnectTimeout })},
+		{"mqtt.write_timeout", dm.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.MQTT.WriteTimeout })},
+		{"mqtt.max_pending_qos0", dm.MaxPendingQoS0, integer(func(c *Config) *int { return &c.MQTT.MaxPendingQoS0 })},
+		{"mqtt.max_keepalive", dm.MaxKeepAlive, integer(func(c *Config) *int { return &c.MQTT.MaxKeepAlive })},
+		{"mqtt.max_qos", dm.MaxQoS, integer(func(c *Config) *int { return &c.MQTT.MaxQoS })},
+		{"mqtt.retain_available", dm.RetainAvailable, boolean(func(c *Config) *bool { return &c.MQTT.RetainAvailable })},
+		{"mqtt.receive_maximum", dm.ReceiveMaximum, integer(func(c *Config) *int { return &c.MQTT.ReceiveMaximum })},
+		{"mqtt.topic_alias_maximum", dm.TopicAliasMaximum, integer(func(c *Config) *int { return &c.MQTT.TopicAliasMaximum })},
+		{"mqtt.allow_empty_client_id", dm.AllowEmptyClientID, boolean(func(c *Config) *bool { return &c.MQTT.AllowEmptyClientID })},
+
+		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
+		{"session.max_queued", dc.MaxQueued, integer(func(c *Config) *int { return &c.Core.MaxQueued })},
+		{"session.queue_full_policy", dc.QueueFullPolicy, str(func(c *Config) *string { return &c.Core.QueueFullPolicy })},
+		{"session.queue_qos0", dc.QueueQoS0, boolean(func(c *Config) *bool { return &c.Core.QueueQoS0 })},
+		{"session.default_expiry", dc.DefaultExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.DefaultExpiry })},
+		{"session.max_expiry", dc.MaxExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.MaxExpiry })},
+
+		{"limits.max_topic_levels", dc.MaxTopicLevels, integer(func(c *Config) *int { return &c.Core.MaxTopicLevels })},
+		{"limits.max_topic_length", dc.MaxTopicLength, integer(func(c *Config) *int { return &c.Core.MaxTopicLength })},
+		{"limits.max_retained", dc.MaxRetained, integer(func(c *Config) *int { return &c.Core.MaxRetained })},
+
+		{"sys.interval", dc.SysInterval.String(), duration(func(c *Config) *time.Duration { return &c.Core.SysInterval })},
+	}
+}
+
+// Keys returns every configuration key, sorted.
+func Keys() []string {
+	var ks []string
+	for _, s := range settings() {
+		ks = append(ks, s.key)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Load builds the configuration from the embedded defaults, then the YAML
+// document yamlDoc (may be empty), then IOTGW_<SECTION>_<KEY> environment
+// variables (an empty value counts: it disables a listener). Every problem
+// is reported, naming its key.
+func Load(yamlDoc []byte, environ []string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	all := settings()
+	known := make(map[string]bool, len(all))
+	for _, s := range all {
+		v.SetDefault(s.key, s.def)
+		known[s.key] = true
+	}
+	var errs []error
+	if len(bytes.TrimSpace(yamlDoc)) > 0 {
+		if err := v.ReadConfig(bytes.NewReader(yamlDoc)); err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		fileKeys := viper.New()
+		fileKeys.SetConfigType("yaml")
+		_ = fileKeys.ReadConfig(bytes.NewReader(yamlDoc))
+		for _, k := range fileKeys.AllKeys() {
+			if !known[k] {
+				errs = append(errs, fmt.Errorf("%s: unknown configuration key", k))
+			}
+		}
+	}
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "IOTGW_") {
+			continue
+		}
+		key := envKey(name, known)
+		if key == "" {
+			errs = append(errs, fmt.Errorf("%s: environment variable names no configuration key", name))
+			continue
+		}
+		v.Set(key, val)
+	}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig()}
+	for _, s := range all {
+		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, cfg.Validate())
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// envKey maps IOTGW_MQTT_WS_PATH to "mqtt.ws_path": the first underscore
+// after the prefix separates section and key, since keys contain
+// underscores themselves.
+func envKey(name string, known map[string]bool) string {
+	rest := strings.ToLower(strings.TrimPrefix(name, "IOTGW_"))
+	section, key, ok := strings.Cut(rest, "_")
+	if !ok {
+		return ""
+	}
+	k := section + "." + key
+	if known[k] {
+		return k
+	}
+	return ""
+}
+
+// LoadFile is Load with the YAML read from path ("" for none) and the
+// process environment.
+func LoadFile(path string) (Config, error) {
+	var doc []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		doc = b
+	}
+	return Load(doc, os.Environ())
+}
+
+// Validate checks every section.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "console" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
+	}
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate())
+	return errors.Join(errs...)
+}

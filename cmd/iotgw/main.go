@@ -1,0 +1,76 @@
+// Command iotgw runs the iotgw multi-protocol IoT gateway.
+//
+//	iotgw [--config FILE] [--print-keys]
+//
+// With no configuration file it runs on embedded defaults; every key can
+// be overridden by an IOTGW_<SECTION>_<KEY> environment variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/cmd/iotgw/app"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+// run returns the process exit code: 0 after a signal, 2 for a
+// configuration problem or a listener that cannot start.
+func run() int {
+	fs := flag.NewFlagSet("iotgw", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML configuration file (optional)")
+	printKeys := fs.Bool("print-keys", false, "print every configuration key and exit")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if *version {
+		fmt.Println("iotgw", app.Version)
+		return 0
+	}
+	if *printKeys {
+		for _, k := range app.Keys() {
+			fmt.Println(k)
+		}
+		return 0
+	}
+	cfg, err := app.LoadFile(*configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iotgw: configuration error:\n%v\n", err)
+		return 2
+	}
+	log, err := app.NewLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iotgw: %v\n", err)
+		return 2
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	gw, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error("start failed", zap.Error(err))
+		return 2 // the error names the key (mostly a listen address)
+	}
+	log.Info("iotgw started", zap.String("version", app.Version))
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := gw.Stop(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown incomplete", zap.Error(err))
+	}
+	return 0
+}

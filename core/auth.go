@@ -1,0 +1,59 @@
+package core
+
+import "context"
+
+// ClientInfo describes a client for authentication and authorization.
+type ClientInfo struct {
+	Protocol string
+	ClientID string
+	Username string
+	Password []byte
+	Listener string
+	Remote   string
+}
+
+// Action is what a client wants to do on a topic.
+type Action int
+
+// Actions checked by an Authorizer.
+const (
+	ActionPublish Action = iota + 1
+	ActionSubscribe
+)
+
+// String returns the action's configuration spelling.
+func (a Action) String() string {
+	switch a {
+	case ActionPublish:
+		return "publish"
+	case ActionSubscribe:
+		return "subscribe"
+	}
+	return "unknown"
+}
+
+// Authenticator checks a client's credentials at connect time. It returns
+// nil to accept, ErrBadCredentials or ErrNotAuthorized to refuse.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *ClientInfo) error
+}
+
+// Authorizer decides whether a client may publish to a topic or subscribe to
+// a filter. It is called on the publish path, so it must be fast.
+type Authorizer interface {
+	Authorize(c *ClientInfo, action Action, topic string) bool
+}
+
+// AllowAll is the default Authenticator and Authorizer: it accepts everyone.
+type AllowAll struct{}
+
+// Authenticate accepts every client.
+func (AllowAll) Authenticate(context.Context, *ClientInfo) error { return nil }
+
+// Authorize allows every action.
+func (AllowAll) Authorize(*ClientInfo, Action, string) bool { return true }
+
+var (
+	_ Authenticator = AllowAll{}
+	_ Authorizer    = AllowAll{}
+)

@@ -1,0 +1,396 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/core/retain"
+	"github.com/iotgw/iotgw/core/topic"
+)
+
+// NeverExpire is a session expiry that never ends the session.
+const NeverExpire = time.Duration(math.MaxInt64)
+
+const sessionShards = 64
+
+// Broker is the one topic space every adapter publishes into and
+// subscribes from. It is safe for concurrent use; the publish path takes no
+// broker-wide lock (the trie's match cache is lock-free on a hit, sessions
+// lock individually).
+type Broker struct {
+	cfg   Config
+	log   *zap.Logger
+	authn Authenticator
+	authz Authorizer
+
+	subs     *topic.Trie[*subscriber]
+	retained *retain.Store[*Message]
+	shards   [sessionShards]sessionShard
+	seed     maphash.Seed
+	keySeq   atomic.Uint64
+	// sharedMu serialises creation and removal of shared-subscription
+	// groups (subscribe/unsubscribe only, never the publish path).
+	sharedMu sync.Mutex
+
+	stats   Stats
+	started time.Time
+	closing atomic.Bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type sessionShard struct {
+	mu sync.Mutex
+	m  map[string]*Session
+}
+
+// Option customises a Broker.
+type Option func(*Broker)
+
+// WithAuthenticator sets the Authenticator (default AllowAll).
+func WithAuthenticator(a Authenticator) Option { return func(b *Broker) { b.authn = a } }
+
+// WithAuthorizer sets the Authorizer (default AllowAll).
+func WithAuthorizer(a Authorizer) Option { return func(b *Broker) { b.authz = a } }
+
+// New returns a broker; call Start to begin $SYS publication and Close to
+// shut it down.
+func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	b := &Broker{
+		cfg:      cfg,
+		log:      log,
+		authn:    AllowAll{},
+		authz:    AllowAll{},
+		subs:     topic.NewTrie[*subscriber](),
+		retained: retain.New[*Message](),
+		seed:     maphash.MakeSeed(),
+		started:  time.Now(),
+		stop:     make(chan struct{}),
+	}
+	for i := range b.shards {
+		b.shards[i].m = make(map[string]*Session)
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Config returns the broker's configuration.
+func (b *Broker) Config() Config { return b.cfg }
+
+// Stats returns the broker's live counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// Logger returns the broker's logger, for adapters to derive theirs from.
+func (b *Broker) Logger() *zap.Logger { return b.log }
+
+// Start begins periodic $SYS publication.
+func (b *Broker) Start() {
+	if b.cfg.SysInterval > 0 {
+		b.wg.Add(1)
+		go b.sysLoop()
+	}
+}
+
+// Close stops $SYS publication and closes every connected session's sink
+// with ErrServerShuttingDown. Adapters stop their listeners themselves.
+func (b *Broker) Close() {
+	if !b.closing.CompareAndSwap(false, true) {
+		return
+	}
+	close(b.stop)
+	b.wg.Wait()
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for _, s := range sh.m {
+			s.mu.Lock()
+			if s.sink != nil {
+				s.sink.Close(ErrServerShuttingDown)
+			}
+			s.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+func (b *Broker) shard(clientID string) *sessionShard {
+	return &b.shards[maphash.String(b.seed, clientID)%sessionShards]
+}
+
+// Will is a message published when a connection ends without a clean
+// disconnect, after Delay (MQTT 5 Will Delay Interval) unless the client
+// reconnects first.
+type Will struct {
+	Msg   *Message
+	Delay time.Duration
+}
+
+// ConnectRequest is what an adapter knows about a connecting client.
+type ConnectRequest struct {
+	ClientID string
+	Username string
+	Password []byte
+	Protocol string
+	Listener string
+	Remote   string
+	// CleanStart discards any existing session for ClientID.
+	CleanStart bool
+	// Expiry is how long the session outlives its connection: 0 ends it at
+	// disconnect, NeverExpire keeps it forever. When UseDefaultExpiry is
+	// set, the broker's DefaultExpiry applies instead.
+	Expiry           time.Duration
+	UseDefaultExpiry bool
+	Will             *Will
+	// ReceiveMax is the client's receive window for QoS 1/2 (0: no limit
+	// beyond the broker's MaxInflight).
+	ReceiveMax int
+	Sink       Sink
+}
+
+// Authenticate runs the configured Authenticator for a client that is not
+// connecting a session (e.g. a connectionless CoAP request).
+func (b *Broker) Authenticate(ctx context.Context, c *ClientInfo) error {
+	return b.authn.Authenticate(ctx, c)
+}
+
+// Authorize runs the configured Authorizer.
+func (b *Broker) Authorize(c *ClientInfo, a Action, topicOrFilter string) bool {
+	return b.authz.Authorize(c, a, topicOrFilter)
+}
+
+// Connect authenticates a client and binds its connection (req.Sink) to a
+// new or resumed session, taking it over from any connection that holds
+// it. The session starts paused: deliveries are queued until the adapter,
+// having sent its connection acknowledgement, calls Session.Start.
+// present reports whether an existing session was resumed.
+func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, present bool, err error) {
+	if req.ClientID == "" {
+		return nil, false, ErrClientIDInvalid
+	}
+	if req.Sink == nil {
+		return nil, false, fmt.Errorf("core: connect %q without a sink", req.ClientID)
+	}
+	if b.closing.Load() {
+		return nil, false, ErrServerShuttingDown
+	}
+	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
+		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
+	if err := b.authn.Authenticate(ctx, info); err != nil {
+		return nil, false, err
+	}
+	info.Password = nil // not kept beyond authentication
+	expiry := b.effectiveExpiry(req)
+	window := b.cfg.MaxInflight
+	if req.ReceiveMax > 0 && req.ReceiveMax < window {
+		window = req.ReceiveMax
+	}
+
+	var wills []*Message
+	var discarded *Session
+	sh := b.shard(req.ClientID)
+	sh.mu.Lock()
+	old := sh.m[req.ClientID]
+	if old != nil {
+		old.mu.Lock()
+		if w := old.detachForTakeover(req.CleanStart); w != nil {
+			wills = append(wills, w)
+		}
+		if req.CleanStart || old.ended {
+			old.ended = true
+			old.stopTimersLocked()
+			discarded = old
+		} else {
+			s = old
+			present = true
+			s.resumeLocked(info, req, expiry, window)
+		}
+		old.mu.Unlock()
+	}
+	if s == nil {
+		s = b.newSession(info, req, expiry, window)
+	}
+	sh.m[req.ClientID] = s
+	sh.mu.Unlock()
+
+	b.stats.connected()
+	if discarded != nil {
+		b.dropSubscriptions(discarded)
+	}
+	for _, w := range wills {
+		b.publishWill(w)
+	}
+	return s, present, nil
+}
+
+func (b *Broker) effectiveExpiry(req ConnectRequest) time.Duration {
+	e := req.Expiry
+	if req.UseDefaultExpiry {
+		e = b.cfg.DefaultExpiry
+		if e == 0 {
+			e = NeverExpire
+		}
+	}
+	if b.cfg.MaxExpiry > 0 && e > b.cfg.MaxExpiry {
+		e = b.cfg.MaxExpiry
+	}
+	return e
+}
+
+// ClampExpiry applies the configured maximum session expiry to d, so
+// adapters can report the expiry actually granted (MQTT 5 CONNACK).
+func (b *Broker) ClampExpiry(d time.Duration) time.Duration {
+	if b.cfg.MaxExpiry > 0 && d > b.cfg.MaxExpiry {
+		return b.cfg.MaxExpiry
+	}
+	return d
+}
+
+// endSession removes s from the session table if it is still the entry for
+// its client id, then drops its subscriptions and publishes a pending will.
+func (b *Broker) endSession(s *Session) {
+	sh := b.shard(s.clientID)
+	sh.mu.Lock()
+	if sh.m[s.clientID] == s {
+		delete(sh.m, s.clientID)
+	}
+	sh.mu.Unlock()
+	b.dropSubscriptions(s)
+}
+
+// expireSession runs when an offline session's expiry timer fires.
+func (b *Broker) expireSession(s *Session) {
+	sh := b.shard(s.clientID)
+	sh.mu.Lock()
+	s.mu.Lock()
+	if s.ended || s.sink != nil || sh.m[s.clientID] != s {
+		s.mu.Unlock()
+		sh.mu.Unlock()
+		return
+	}
+	s.ended = true
+	will := s.takePendingWillLocked()
+	s.stopTimersLocked()
+	s.mu.Unlock()
+	delete(sh.m, s.clientID)
+	sh.mu.Unlock()
+	b.dropSubscriptions(s)
+	if will != nil {
+		b.publishWill(will) // the session ended before the will delay elapsed
+	}
+}
+
+// SessionCount returns the number of sessions, online and offline.
+func (b *Broker) SessionCount() int {
+	n := 0
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Publish routes a message that no client session published (the broker
+// itself, $SYS, delayed messages, tests). It is not authorized.
+func (b *Broker) Publish(msg *Message) error {
+	return b.publish(msg, nil)
+}
+
+func (b *Broker) publishWill(m *Message) {
+	b.stats.WillsPublished.Add(1)
+	if err := b.publish(m, nil); err != nil {
+		b.log.Debug("will not published", zap.String("topic", m.Topic), zap.Error(err))
+	}
+}
+
+// CheckTopicName validates a topic name against the protocol rules and the
+// configured limits.
+func (b *Broker) CheckTopicName(name string) error {
+	if err := topic.ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
+	}
+	return b.checkLimits(name)
+}
+
+func (b *Broker) checkLimits(s string) error {
+	if b.cfg.MaxTopicLength > 0 && len(s) > b.cfg.MaxTopicLength {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTopicTooLong, len(s), b.cfg.MaxTopicLength)
+	}
+	if b.cfg.MaxTopicLevels > 0 && topic.Levels(s) > b.cfg.MaxTopicLevels {
+		return fmt.Errorf("%w: more than %d levels", ErrTopicTooLong, b.cfg.MaxTopicLevels)
+	}
+	return nil
+}
+
+func (b *Broker) publish(msg *Message, info *ClientInfo) error {
+	if err := b.CheckTopicName(msg.Topic); err != nil {
+		return err
+	}
+	if info != nil {
+		// Clients may not write the broker's own $SYS tree.
+		if strings.HasPrefix(msg.Topic, "$SYS") || !b.authz.Authorize(info, ActionPublish, msg.Topic) {
+			return ErrNotAuthorized
+		}
+	}
+	if msg.Created.IsZero() {
+		msg.Created = time.Now()
+	}
+	b.stats.MessagesReceived.Add(1)
+	b.stats.BytesReceived.Add(uint64(len(msg.Payload) + len(msg.Topic)))
+	if msg.Retain {
+		b.retain(msg)
+	}
+	b.route(msg)
+	return nil
+}
+
+// retain stores or, for an empty payload, deletes the topic's retained
+// message [MQTT-3.3.1-5], [MQTT-3.3.1-10], [MQTT-3.3.1-11].
+func (b *Broker) retain(msg *Message) {
+	if len(msg.Payload) == 0 {
+		b.retained.Delete(msg.Topic)
+		return
+	}
+	if b.cfg.MaxRetained > 0 && b.retained.Len() >= b.cfg.MaxRetained {
+		if _, ok := b.retained.Get(msg.Topic); !ok {
+			b.log.Debug("retained store full", zap.String("topic", msg.Topic))
+			return
+		}
+	}
+	b.retained.Set(msg.Topic, msg)
+}
+
+// RetainedCount returns the number of retained messages.
+func (b *Broker) RetainedCount() int { return b.retained.Len() }
+
+// Retained returns the retained message of a concrete topic, if any and not
+// expired (used by CoAP's plain GET).
+func (b *Broker) Retained(topicName string) (*Message, bool) {
+	m, ok := b.retained.Get(topicName)
+	if !ok || m.Expired(time.Now()) {
+		return nil, false
+	}
+	return m, true
+}
+
+func (b *Broker) newSessionKey(clientID string) string {
+	return clientID + "\x00" + strconv.FormatUint(b.keySeq.Add(1), 36)
+}

@@ -1,0 +1,83 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Queue-full policies for a session's queue of undelivered QoS 1/2 messages.
+const (
+	DropOldest = "drop_oldest"
+	DropNew    = "drop_new"
+)
+
+// Config holds the core's settings. cmd/iotgw fills it from the `session`,
+// `limits` and `sys` configuration sections.
+type Config struct {
+	// MaxInflight bounds the unacknowledged QoS 1/2 deliveries per session
+	// (the outbound window); a client's smaller Receive Maximum wins.
+	MaxInflight int
+	// MaxQueued bounds the messages a session holds beyond its inflight
+	// window, online or offline.
+	MaxQueued int
+	// QueueFullPolicy is DropOldest or DropNew; every drop is counted.
+	QueueFullPolicy string
+	// QueueQoS0 also queues QoS 0 messages for offline persistent sessions.
+	QueueQoS0 bool
+	// DefaultExpiry is the session expiry given to protocol versions that
+	// have no expiry of their own (MQTT 3.1.1 clean session false, MQTT-SN,
+	// STOMP); zero means such sessions never expire.
+	DefaultExpiry time.Duration
+	// MaxExpiry caps any session expiry a client asks for (zero: no cap).
+	MaxExpiry time.Duration
+	// SysInterval is the period of $SYS publications; zero disables them.
+	SysInterval time.Duration
+	// MaxTopicLevels and MaxTopicLength limit topic names and filters
+	// (zero: no limit beyond the protocol's).
+	MaxTopicLevels int
+	MaxTopicLength int
+	// MaxRetained bounds the retained store (zero: unlimited).
+	MaxRetained int
+	// Version is reported on $SYS/broker/version.
+	Version string
+}
+
+// DefaultConfig returns the defaults documented in configs/iotgw.yaml.
+func DefaultConfig() Config {
+	return Config{
+		MaxInflight:     128,
+		MaxQueued:       10000,
+		QueueFullPolicy: DropOldest,
+		DefaultExpiry:   2 * time.Hour,
+		SysInterval:     10 * time.Second,
+		Version:         "iotgw dev",
+	}
+}
+
+// Validate reports every problem in c, joined.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxInflight < 1 || c.MaxInflight > 65535 {
+		errs = append(errs, fmt.Errorf("session.max_inflight: %d is not within 1..65535", c.MaxInflight))
+	}
+	if c.MaxQueued < 0 {
+		errs = append(errs, fmt.Errorf("session.max_queued: %d is negative", c.MaxQueued))
+	}
+	if c.QueueFullPolicy != DropOldest && c.QueueFullPolicy != DropNew {
+		errs = append(errs, fmt.Errorf("session.queue_full_policy: %q is not %s or %s", c.QueueFullPolicy, DropOldest, DropNew))
+	}
+	if c.DefaultExpiry < 0 {
+		errs = append(errs, fmt.Errorf("session.default_expiry: %v is negative", c.DefaultExpiry))
+	}
+	if c.MaxExpiry < 0 {
+		errs = append(errs, fmt.Errorf("session.max_expiry: %v is negative", c.MaxExpiry))
+	}
+	if c.SysInterval < 0 {
+		errs = append(errs, fmt.Errorf("sys.interval: %v is negative", c.SysInterval))
+	}
+	if c.MaxTopicLevels < 0 || c.MaxTopicLength < 0 || c.MaxRetained < 0 {
+		errs = append(errs, errors.New("limits: max_topic_levels, max_topic_length and max_retained must not be negative"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,208 @@
+package core
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// SubOptions are a subscription's options, MQTT 5's being the superset.
+type SubOptions struct {
+	QoS               byte
+	NoLocal           bool   // do not deliver the session's own publications
+	RetainAsPublished bool   // keep the publisher's retain flag
+	RetainHandling    byte   // 0 send retained, 1 only for a new subscription, 2 never
+	ID                uint32 // subscription identifier, 0 for none
+}
+
+// subscriber is one trie entry: either a session's subscription or a
+// shared-subscription group.
+type subscriber struct {
+	sess   *Session
+	opts   SubOptions
+	filter string   // the filter as matched (without any $share prefix)
+	ids    []uint32 // prebuilt {opts.ID}, shared read-only by every delivery
+	group  *sharedGroup
+}
+
+// sharedGroup is a $share/{group}/{filter} (or $queue/{filter}) group; one
+// member receives each message.
+type sharedGroup struct {
+	name   string
+	filter string
+	mu     sync.Mutex
+	// members is replaced, never mutated, so that pick can read it without
+	// the mutex.
+	members atomic.Pointer[[]*subscriber]
+	next    atomic.Uint32
+}
+
+func (g *sharedGroup) set(sub *subscriber) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.list()
+	n := make([]*subscriber, 0, len(old)+1)
+	for _, m := range old {
+		if m.sess != sub.sess {
+			n = append(n, m)
+		}
+	}
+	n = append(n, sub)
+	g.members.Store(&n)
+}
+
+func (g *sharedGroup) remove(s *Session) (removed bool, empty bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.list()
+	n := make([]*subscriber, 0, len(old))
+	for _, m := range old {
+		if m.sess != s {
+			n = append(n, m)
+		} else {
+			removed = true
+		}
+	}
+	g.members.Store(&n)
+	return removed, len(n) == 0
+}
+
+func (g *sharedGroup) list() []*subscriber {
+	if p := g.members.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// pick chooses the member that receives a message: round robin over the
+// members that are online, or over all members when none is (their
+// sessions queue it).
+func (g *sharedGroup) pick() *subscriber {
+	ms := g.list()
+	switch len(ms) {
+	case 0:
+		return nil
+	case 1:
+		return ms[0]
+	}
+	start := int(g.next.Add(1)) % len(ms)
+	for i := range ms {
+		m := ms[(start+i)%len(ms)]
+		if m.sess.online.Load() {
+			return m
+		}
+	}
+	return ms[rand.IntN(len(ms))]
+}
+
+// route delivers msg to every matching subscription. Overlapping
+// subscriptions of one session get a single delivery at the highest QoS
+// carrying every subscription identifier [MQTT-3.3.5-1], [MQTT-3.3.4-3..5].
+func (b *Broker) route(msg *Message) {
+	matches := b.subs.Match(msg.Topic)
+	if len(matches) == 0 {
+		b.stats.DroppedNoSubscriber.Add(1)
+		return
+	}
+	if !hasDuplicateSessions(matches) {
+		for _, sub := range matches {
+			if sub.group != nil {
+				if sub = sub.group.pick(); sub == nil {
+					continue
+				}
+			}
+			b.deliverTo(sub, msg, sub.ids)
+		}
+		return
+	}
+	b.routeOverlapping(msg, matches)
+}
+
+func hasDuplicateSessions(matches []*subscriber) bool {
+	if len(matches) < 2 {
+		return false
+	}
+	if len(matches) <= 32 {
+		for i := 1; i < len(matches); i++ {
+			if matches[i].sess == nil {
+				continue
+			}
+			for j := 0; j < i; j++ {
+				if matches[j].sess == matches[i].sess {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	seen := make(map[*Session]struct{}, len(matches))
+	for _, m := range matches {
+		if m.sess == nil {
+			continue
+		}
+		if _, ok := seen[m.sess]; ok {
+			return true
+		}
+		seen[m.sess] = struct{}{}
+	}
+	return false
+}
+
+// routeOverlapping is the slow path for sessions with several matching
+// subscriptions: merge them into one delivery each.
+func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
+	type merged struct {
+		sub *subscriber
+		opt SubOptions
+		ids []uint32
+	}
+	order := make([]*Session, 0, len(matches))
+	bySess := make(map[*Session]*merged, len(matches))
+	for _, sub := range matches {
+		if sub.group != nil {
+			// Shared deliveries are independent of a session's other
+			// subscriptions, so they are not merged.
+			if m := sub.group.pick(); m != nil {
+				b.deliverTo(m, msg, m.ids)
+			}
+			continue
+		}
+		if sub.opts.NoLocal && msg.Origin.sessionKey == sub.sess.key {
+			continue
+		}
+		m := bySess[sub.sess]
+		if m == nil {
+			m = &merged{sub: sub, opt: sub.opts}
+			bySess[sub.sess] = m
+			order = append(order, sub.sess)
+		} else {
+			if sub.opts.QoS > m.opt.QoS {
+				m.opt.QoS = sub.opts.QoS
+			}
+			m.opt.RetainAsPublished = m.opt.RetainAsPublished || sub.opts.RetainAsPublished
+		}
+		if sub.opts.ID != 0 {
+			m.ids = append(m.ids, sub.opts.ID)
+		}
+	}
+	for _, s := range order {
+		m := bySess[s]
+		sub := *m.sub
+		sub.opts = m.opt
+		b.deliverTo(&sub, msg, m.ids)
+	}
+}
+
+func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32) {
+	if sub.opts.NoLocal && msg.Origin.sessionKey == sub.sess.key {
+		return // [MQTT-3.8.3-3]
+	}
+	qos := msg.QoS
+	if sub.opts.QoS < qos {
+		qos = sub.opts.QoS
+	}
+	// Retain is cleared on normal delivery unless Retain As Published
+	// [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
+	retainFlag := sub.opts.RetainAsPublished && msg.Retain
+	sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter})
+}

@@ -1,0 +1,592 @@
+package core
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotgw/iotgw/core/topic"
+)
+
+// Session is one client's state in the core: subscriptions, QoS 1/2
+// inflight and queued messages, inbound QoS 2 packet ids and the will. It
+// outlives connections according to its expiry. All methods are safe for
+// concurrent use.
+type Session struct {
+	b        *Broker
+	clientID string
+	key      string // unique per incarnation (trie key, no-local identity)
+	info     atomic.Pointer[ClientInfo]
+	online   atomic.Bool
+
+	mu       sync.Mutex
+	sink     Sink
+	paused   bool
+	ended    bool
+	expiry   time.Duration
+	timer    *time.Timer // session expiry while offline
+	will     *Will       // the connected client's will
+	pending  *Will       // a will waiting for its delay after a disconnect
+	willTmr  *time.Timer
+	subs     map[string]*subscriber // by the filter as subscribed (incl. $share/...)
+	window   int
+	inflight map[uint16]*inflightEntry
+	seq      uint64
+	nextID   uint16
+	queue    deque
+	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+}
+
+type inflightEntry struct {
+	d        Delivery
+	seq      uint64
+	received bool // QoS 2: PUBREC seen, PUBREL sent
+}
+
+func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) *Session {
+	s := &Session{
+		b:        b,
+		clientID: req.ClientID,
+		key:      b.newSessionKey(req.ClientID),
+		sink:     req.Sink,
+		paused:   true,
+		expiry:   expiry,
+		will:     req.Will,
+		subs:     make(map[string]*subscriber),
+		window:   window,
+		inflight: make(map[uint16]*inflightEntry),
+		inQoS2:   make(map[uint16]struct{}),
+	}
+	s.info.Store(info)
+	s.online.Store(true)
+	return s
+}
+
+// resumeLocked binds a new connection to an existing session.
+func (s *Session) resumeLocked(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) {
+	s.stopTimersLocked()
+	s.pending = nil // a new connection cancels a delayed will [MQTT-3.1.3-9]
+	s.info.Store(info)
+	s.sink = req.Sink
+	s.paused = true
+	s.expiry = expiry
+	s.will = req.Will
+	s.window = window
+	s.online.Store(true)
+}
+
+// detachForTakeover closes the connection holding the session, if any, and
+// returns the will to publish now (nil if none).
+func (s *Session) detachForTakeover(cleanStart bool) *Message {
+	var will *Message
+	if s.sink != nil {
+		old := s.sink
+		s.sink = nil
+		s.online.Store(false)
+		s.b.stats.ClientsConnected.Add(-1)
+		// The old connection did not disconnect cleanly, so its will is
+		// due; a delayed will is cancelled by this new connection unless
+		// the session ends now.
+		if w := s.will; w != nil && (w.Delay == 0 || cleanStart) {
+			will = w.Msg
+		}
+		s.will = nil
+		old.Close(ErrSessionTakenOver)
+	} else if s.pending != nil && cleanStart {
+		will = s.pending.Msg
+		s.pending = nil
+	}
+	return will
+}
+
+func (s *Session) takePendingWillLocked() *Message {
+	if s.pending == nil {
+		return nil
+	}
+	m := s.pending.Msg
+	s.pending = nil
+	return m
+}
+
+func (s *Session) stopTimersLocked() {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if s.willTmr != nil {
+		s.willTmr.Stop()
+		s.willTmr = nil
+	}
+}
+
+// ClientID returns the session's client identifier.
+func (s *Session) ClientID() string { return s.clientID }
+
+// Info returns the client information of the current connection.
+func (s *Session) Info() *ClientInfo { return s.info.Load() }
+
+// Expiry returns the session expiry in force.
+func (s *Session) Expiry() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiry
+}
+
+// SetExpiry changes the session expiry (MQTT 5 DISCONNECT may do so).
+func (s *Session) SetExpiry(d time.Duration) {
+	d = s.b.ClampExpiry(d)
+	s.mu.Lock()
+	s.expiry = d
+	s.mu.Unlock()
+}
+
+// SetWill replaces the connection's will (MQTT-SN WILLTOPICUPD/WILLMSGUPD).
+func (s *Session) SetWill(w *Will) {
+	s.mu.Lock()
+	s.will = w
+	s.mu.Unlock()
+}
+
+// Start ends the pause that Connect begins: unacknowledged deliveries are
+// resent in their original order with DUP set (or their release step for
+// QoS 2 deliveries already received) [MQTT-4.4.0-1], then queued messages
+// flow into the inflight window.
+func (s *Session) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sink == nil || !s.paused {
+		return
+	}
+	s.paused = false
+	if len(s.inflight) > 0 {
+		entries := make([]*inflightEntry, 0, len(s.inflight))
+		for _, e := range s.inflight {
+			entries = append(entries, e)
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].seq < entries[j].seq })
+		for _, e := range entries {
+			if e.received {
+				s.sink.Deliver(Delivery{ID: e.d.ID, QoS: 2, Release: true})
+				continue
+			}
+			d := e.d
+			d.Dup = true
+			s.sink.Deliver(d)
+		}
+	}
+	s.drainLocked()
+}
+
+// enqueue hands one message to this session: straight to the sink when
+// the window allows, otherwise into the bounded queue.
+func (s *Session) enqueue(q queued) {
+	st := &s.b.stats
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	live := s.sink != nil && !s.paused
+	if q.qos == 0 {
+		if live {
+			ok := s.sink.Deliver(Delivery{Msg: q.msg, Retain: q.retain, SubIDs: q.ids, Filter: q.filter})
+			s.mu.Unlock()
+			if ok {
+				st.MessagesSent.Add(1)
+				st.BytesSent.Add(uint64(len(q.msg.Payload) + len(q.msg.Topic)))
+			} else {
+				st.DroppedQoS0.Add(1)
+			}
+			return
+		}
+		if s.sink == nil && !s.b.cfg.QueueQoS0 {
+			s.mu.Unlock()
+			st.DroppedOffline.Add(1)
+			return
+		}
+	}
+	if live && s.queue.len() == 0 && len(s.inflight) < s.window {
+		s.sendLocked(q)
+	} else {
+		s.pushLocked(q)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) pushLocked(q queued) {
+	max := s.b.cfg.MaxQueued
+	if max > 0 && s.queue.len() >= max {
+		s.b.stats.DroppedQueueFull.Add(1)
+		if s.b.cfg.QueueFullPolicy == DropNew {
+			return
+		}
+		s.queue.popFront()
+	}
+	s.queue.pushBack(q)
+}
+
+// sendLocked assigns a packet id to a QoS 1/2 message, records it inflight
+// and hands it to the sink. A QoS 0 message is just handed over.
+func (s *Session) sendLocked(q queued) {
+	st := &s.b.stats
+	d := Delivery{Msg: q.msg, QoS: q.qos, Retain: q.retain, SubIDs: q.ids, Filter: q.filter}
+	if q.qos > 0 {
+		d.ID = s.allocIDLocked()
+		s.seq++
+		s.inflight[d.ID] = &inflightEntry{d: d, seq: s.seq}
+	}
+	if s.sink.Deliver(d) {
+		st.MessagesSent.Add(1)
+		st.BytesSent.Add(uint64(len(q.msg.Payload) + len(q.msg.Topic)))
+	} else if q.qos == 0 {
+		st.DroppedQoS0.Add(1)
+	}
+}
+
+// allocIDLocked returns the next packet id not in use; the window is at
+// most 65535 so one is always free when the window has room.
+func (s *Session) allocIDLocked() uint16 {
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if _, busy := s.inflight[s.nextID]; !busy {
+			return s.nextID
+		}
+	}
+}
+
+// drainLocked moves queued messages into the inflight window, dropping
+// those that expired while they waited [MQTT-3.3.2-5].
+func (s *Session) drainLocked() {
+	if s.sink == nil || s.paused || s.queue.len() == 0 {
+		return
+	}
+	now := time.Now()
+	for s.queue.len() > 0 {
+		if f := s.queue.front(); f.qos > 0 && len(s.inflight) >= s.window {
+			return
+		}
+		q := s.queue.popFront()
+		if q.msg.Expired(now) {
+			s.b.stats.DroppedExpired.Add(1)
+			continue
+		}
+		s.sendLocked(q)
+	}
+}
+
+// Acked completes an outbound delivery: PUBACK for QoS 1, PUBCOMP for
+// QoS 2 (or a negative acknowledgement that discards it). It returns false
+// for an unknown id.
+func (s *Session) Acked(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inflight[id]; !ok {
+		return false
+	}
+	delete(s.inflight, id)
+	s.drainLocked()
+	return true
+}
+
+// Received records PUBREC for an outbound QoS 2 delivery; the adapter then
+// sends PUBREL. It returns false for an unknown id.
+func (s *Session) Received(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.inflight[id]
+	if !ok || e.d.QoS != 2 {
+		return false
+	}
+	e.received = true
+	e.d.Msg = nil // the payload is no longer needed once received
+	return true
+}
+
+// InflightCount returns the number of unacknowledged outbound deliveries.
+func (s *Session) InflightCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight)
+}
+
+// QueuedCount returns the number of messages waiting behind the window.
+func (s *Session) QueuedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.len()
+}
+
+// Publish routes a message from this session's client. Its Origin is set
+// here; the message must not be modified afterwards.
+func (s *Session) Publish(msg *Message) error {
+	info := s.info.Load()
+	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
+		Listener: info.Listener, sessionKey: s.key}
+	return s.b.publish(msg, info)
+}
+
+// PublishExactlyOnce handles an inbound QoS 2 publication with packet id
+// id: it is routed only the first time the id is seen, until Release
+// [MQTT-4.3.3-2] (the "store the packet identifier" method). dup reports a
+// repeat that was not routed again.
+func (s *Session) PublishExactlyOnce(id uint16, msg *Message) (dup bool, err error) {
+	s.mu.Lock()
+	if _, held := s.inQoS2[id]; held {
+		s.mu.Unlock()
+		return true, nil
+	}
+	s.inQoS2[id] = struct{}{}
+	s.mu.Unlock()
+	if err := s.Publish(msg); err != nil {
+		// A refused message is not held: the publisher gets the error in
+		// PUBREC and will not send PUBREL.
+		s.mu.Lock()
+		delete(s.inQoS2, id)
+		s.mu.Unlock()
+		return false, err
+	}
+	return false, nil
+}
+
+// Release handles PUBREL for an inbound QoS 2 id, reporting whether the id
+// was held.
+func (s *Session) Release(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, held := s.inQoS2[id]
+	delete(s.inQoS2, id)
+	return held
+}
+
+// SubResult is the outcome of one Subscribe.
+type SubResult struct {
+	Filter  string
+	QoS     byte  // granted QoS
+	Err     error // nil on success
+	Existed bool  // replaced an existing subscription
+	sub     *subscriber
+	retain  []*Message
+}
+
+// Subscribe adds or replaces the subscription to filter (which may be a
+// "$share/{group}/..." or "$queue/..." filter). It does not send retained
+// messages; call SendRetained after acknowledging the subscription, so the
+// acknowledgement precedes them on the wire.
+func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
+	res := SubResult{Filter: filter}
+	group, inner, shared, err := topic.ParseShared(filter)
+	if err == nil {
+		err = topic.ValidateFilter(inner)
+	}
+	if err != nil {
+		res.Err = fmt.Errorf("%w: %v", ErrInvalidFilter, err)
+		return res
+	}
+	if err := s.b.checkLimits(inner); err != nil {
+		res.Err = fmt.Errorf("%w: %v", ErrInvalidFilter, err)
+		return res
+	}
+	if !s.b.authz.Authorize(s.info.Load(), ActionSubscribe, filter) {
+		res.Err = ErrNotAuthorized
+		return res
+	}
+	sub := &subscriber{sess: s, opts: opts, filter: inner}
+	if opts.ID != 0 {
+		sub.ids = []uint32{opts.ID}
+	}
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		res.Err = ErrSessionClosed
+		return res
+	}
+	_, res.Existed = s.subs[filter]
+	s.subs[filter] = sub
+	s.mu.Unlock()
+	if shared {
+		s.b.addShared(group, inner, sub)
+	} else {
+		s.b.subs.Add(inner, s.key, sub)
+	}
+	res.QoS = opts.QoS
+	res.sub = sub
+	// Retained messages: not for shared subscriptions [MQTT-3.8.4-?]; per
+	// Retain Handling otherwise [MQTT-3.3.1-9..11].
+	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !res.Existed)) {
+		now := time.Now()
+		s.b.retained.Match(inner, func(_ string, m *Message) bool {
+			if !m.Expired(now) {
+				res.retain = append(res.retain, m)
+			}
+			return true
+		})
+	}
+	return res
+}
+
+// SendRetained delivers the retained messages a successful Subscribe
+// found, with the retain flag set [MQTT-3.3.1-8].
+func (s *Session) SendRetained(r SubResult) {
+	if r.Err != nil || r.sub == nil {
+		return
+	}
+	for _, m := range r.retain {
+		qos := m.QoS
+		if r.QoS < qos {
+			qos = r.QoS
+		}
+		s.enqueue(queued{msg: m, qos: qos, retain: true, ids: r.sub.ids, filter: r.sub.filter})
+	}
+}
+
+// Unsubscribe removes the subscription to filter, reporting whether it
+// existed.
+func (s *Session) Unsubscribe(filter string) bool {
+	s.mu.Lock()
+	sub, ok := s.subs[filter]
+	delete(s.subs, filter)
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	s.b.removeSub(s, filter, sub)
+	return true
+}
+
+// Subscriptions returns the session's filters as subscribed.
+func (s *Session) Subscriptions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.subs))
+	for f := range s.subs {
+		out = append(out, f)
+	}
+	return out
+}
+
+// DisconnectOptions describe how a connection ended.
+type DisconnectOptions struct {
+	// PublishWill is true for every end except a clean disconnect
+	// [MQTT-3.1.2-8], [MQTT-3.1.2-10].
+	PublishWill bool
+}
+
+// Disconnect detaches sink from the session when its connection ends. It
+// is a no-op if sink no longer holds the session (it was taken over). A
+// session with zero expiry ends now; otherwise it stays, offline, until
+// its expiry.
+func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
+	s.mu.Lock()
+	if s.sink != sink || sink == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.sink = nil
+	s.online.Store(false)
+	s.b.stats.ClientsConnected.Add(-1)
+	will := s.will
+	s.will = nil
+	if !o.PublishWill {
+		will = nil
+	}
+	var publishNow *Message
+	end := s.expiry == 0
+	if end {
+		s.ended = true
+		s.stopTimersLocked()
+		if will != nil {
+			publishNow = will.Msg
+		}
+	} else {
+		if s.expiry != NeverExpire {
+			s.timer = time.AfterFunc(s.expiry, func() { s.b.expireSession(s) })
+		}
+		if will != nil {
+			if will.Delay <= 0 {
+				publishNow = will.Msg
+			} else {
+				s.pending = will
+				s.willTmr = time.AfterFunc(will.Delay, s.fireDelayedWill)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if end {
+		s.b.endSession(s)
+	}
+	if publishNow != nil {
+		s.b.publishWill(publishNow)
+	}
+}
+
+func (s *Session) fireDelayedWill() {
+	s.mu.Lock()
+	m := s.takePendingWillLocked()
+	s.mu.Unlock()
+	if m != nil {
+		s.b.publishWill(m)
+	}
+}
+
+// Kick closes the session's connection, if any, with reason.
+func (s *Session) Kick(reason error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sink != nil {
+		s.sink.Close(reason)
+	}
+}
+
+// dropSubscriptions removes every subscription of an ended session from
+// the trie and shared groups and releases its queues.
+func (b *Broker) dropSubscriptions(s *Session) {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = make(map[string]*subscriber)
+	s.inflight = make(map[uint16]*inflightEntry)
+	s.queue.clear()
+	s.mu.Unlock()
+	for f, sub := range subs {
+		b.removeSub(s, f, sub)
+	}
+}
+
+func (b *Broker) removeSub(s *Session, filter string, sub *subscriber) {
+	group, inner, shared, err := topic.ParseShared(filter)
+	if err != nil {
+		return
+	}
+	if !shared {
+		b.subs.Remove(inner, s.key)
+		return
+	}
+	b.sharedMu.Lock()
+	defer b.sharedMu.Unlock()
+	gsub, ok := b.subs.Get(inner, sharedKey(group))
+	if !ok || gsub.group == nil {
+		return
+	}
+	if _, empty := gsub.group.remove(s); empty {
+		b.subs.Remove(inner, sharedKey(group))
+	}
+}
+
+func (b *Broker) addShared(group, inner string, sub *subscriber) {
+	b.sharedMu.Lock()
+	defer b.sharedMu.Unlock()
+	gsub, ok := b.subs.Get(inner, sharedKey(group))
+	if !ok || gsub.group == nil {
+		gsub = &subscriber{group: &sharedGroup{name: group, filter: inner}, filter: inner}
+		b.subs.Add(inner, sharedKey(group), gsub)
+	}
+	gsub.group.set(sub)
+}
+
+// sharedKey is the trie key of a shared group; "\x00" cannot appear in a
+// session key's client-id part followed by this prefix, so keys never clash.
+func sharedKey(group string) string { return "\x00share\x00" + group }

@@ -1,0 +1,84 @@
+package core
+
+import (
+	"strconv"
+	"time"
+)
+
+// sysLoop publishes the $SYS tree every SysInterval, as retained messages
+// so a new subscriber sees values at once. Names follow Mosquitto's $SYS
+// tree where it has one.
+func (b *Broker) sysLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.SysInterval)
+	defer t.Stop()
+	b.publishSys()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.publishSys()
+		}
+	}
+}
+
+// SysSnapshot returns the current $SYS values by topic.
+func (b *Broker) SysSnapshot() map[string]string {
+	st := &b.stats
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	sessions := int64(b.SessionCount())
+	connected := st.ClientsConnected.Load()
+	var pktIn, pktOut uint64
+	m := map[string]string{
+		"$SYS/broker/version":                   b.cfg.Version,
+		"$SYS/broker/uptime":                    strconv.FormatInt(int64(time.Since(b.started)/time.Second), 10) + " seconds",
+		"$SYS/broker/clients/connected":         i(connected),
+		"$SYS/broker/clients/active":            i(connected),
+		"$SYS/broker/clients/disconnected":      i(max(sessions-connected, 0)),
+		"$SYS/broker/clients/inactive":          i(max(sessions-connected, 0)),
+		"$SYS/broker/clients/maximum":           i(st.ClientsMaximum.Load()),
+		"$SYS/broker/clients/total":             i(sessions),
+		"$SYS/broker/publish/messages/received": u(st.MessagesReceived.Load()),
+		"$SYS/broker/publish/messages/sent":     u(st.MessagesSent.Load()),
+		"$SYS/broker/publish/bytes/received":    u(st.BytesReceived.Load()),
+		"$SYS/broker/publish/bytes/sent":        u(st.BytesSent.Load()),
+		"$SYS/broker/bytes/received":            u(st.WireBytesReceived.Load()),
+		"$SYS/broker/bytes/sent":                u(st.WireBytesSent.Load()),
+		"$SYS/broker/subscriptions/count":       i(int64(b.subs.Len())),
+		"$SYS/broker/retained messages/count":   i(int64(b.retained.Len())),
+		"$SYS/broker/publish/messages/dropped":  u(st.DroppedQoS0.Load() + st.DroppedQueueFull.Load() + st.DroppedOffline.Load() + st.DroppedExpired.Load()),
+		"$SYS/broker/dropped/qos0_sink_full":    u(st.DroppedQoS0.Load()),
+		"$SYS/broker/dropped/queue_full":        u(st.DroppedQueueFull.Load()),
+		"$SYS/broker/dropped/offline_qos0":      u(st.DroppedOffline.Load()),
+		"$SYS/broker/dropped/expired":           u(st.DroppedExpired.Load()),
+		"$SYS/broker/dropped/no_subscriber":     u(st.DroppedNoSubscriber.Load()),
+		"$SYS/broker/wills/published":           u(st.WillsPublished.Load()),
+	}
+	for _, pc := range st.AllPackets() {
+		for idx, name := range pc.Names {
+			if name == "" {
+				continue
+			}
+			in, out := pc.Received(idx), pc.Sent(idx)
+			pktIn += in
+			pktOut += out
+			m["$SYS/broker/packets/"+pc.Protocol+"/received/"+name] = u(in)
+			m["$SYS/broker/packets/"+pc.Protocol+"/sent/"+name] = u(out)
+		}
+	}
+	m["$SYS/broker/messages/received"] = u(pktIn)
+	m["$SYS/broker/messages/sent"] = u(pktOut)
+	return m
+}
+
+func (b *Broker) publishSys() {
+	now := time.Now()
+	for t, v := range b.SysSnapshot() {
+		msg := &Message{Topic: t, Payload: []byte(v), Retain: true, Created: now,
+			Origin: Origin{Protocol: ProtoSys}}
+		b.retain(msg)
+		b.route(msg)
+	}
+}
