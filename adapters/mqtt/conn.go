@@ -201,7 +201,7 @@ func (c *conn) writeLoop() {
 		n, err := c.nc.Write(buf)
 		stats.WireBytesSent.Add(uint64(n))
 		if err != nil {
-			c.log.Debug("write failed", zap.String("client_id", c.clientID), zap.Error(err))
+			c.log.Debug("write failed", zap.Error(err))
 			c.mu.Lock()
 			c.closing = true
 			c.out = nil
@@ -231,7 +231,7 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 		if c.maxOutPacket > 0 && codec.Size(pub, c.version) > c.maxOutPacket {
 			// Too big for this client: it is not sent, and the session
 			// treats it as delivered [MQTT-3.1.2-25].
-			c.log.Debug("message exceeds client's maximum packet size", zap.String("client_id", c.clientID), zap.String("topic", m.Topic))
+			c.log.Debug("message exceeds client's maximum packet size", zap.String("topic", m.Topic))
 			if d.QoS > 0 {
 				c.sess.Acked(d.ID)
 			}
@@ -306,7 +306,7 @@ func (c *conn) readLoop() {
 		c.srv.pc.In(int(pkt.Type()))
 		if err := c.handle(pkt); err != nil {
 			if !errors.Is(err, errClientDisconnected) {
-				c.log.Info("closing connection", zap.String("client_id", c.clientID), zap.Error(err))
+				c.log.Info("closing connection", zap.Error(err))
 			}
 			return
 		}
@@ -338,7 +338,7 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 	var ce *codec.Error
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-		c.log.Debug("connection closed by peer", zap.String("client_id", c.clientID))
+		c.log.Debug("connection closed by peer")
 		c.closeWith(nil, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		if !c.connected {
@@ -346,10 +346,10 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 			c.closeWith(nil, err)
 			return
 		}
-		c.log.Info("keep alive expired", zap.String("client_id", c.clientID), zap.Duration("keep_alive", c.keepAlive))
+		c.log.Info("keep alive expired", zap.Duration("keep_alive", c.keepAlive))
 		c.fail(codec.KeepAliveTimeout, err)
 	case errors.As(err, &ce):
-		c.log.Info("bad packet", zap.String("client_id", c.clientID), zap.Error(err))
+		c.log.Info("bad packet", zap.Error(err))
 		if !c.connected {
 			if cp, ok := pkt.(*codec.Connect); ok && ce.Code == codec.UnsupportedProtocolVersion {
 				c.refuseConnect(cp, codec.UnsupportedProtocolVersion)
@@ -364,7 +364,7 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 		}
 		c.fail(ce.Code, err)
 	default:
-		c.log.Debug("read failed", zap.String("client_id", c.clientID), zap.Error(err))
+		c.log.Debug("read failed", zap.Error(err))
 		c.closeWith(nil, err)
 	}
 }

@@ -43,7 +43,7 @@ type publisher struct {
 	window int64 // 0 = unbounded
 	e2e    bool  // also bound messages not yet seen by every subscriber
 	stall  time.Duration
-	refill int64 // free slots needed before a blocked publisher resumes
+	refill int64  // free slots needed before a blocked publisher resumes
 	head   []byte // precomputed fixed header + topic
 	body   []byte // payload buffer, restamped per message
 

@@ -209,6 +209,7 @@ type conn struct {
 
 	mu        sync.Mutex
 	bw        *bufio.Writer
+	ackBuf    [4]byte
 	lastWrite atomic.Int64 // benchNow() of the last flush, for keep-alive pings
 }
 
@@ -297,8 +298,9 @@ func (c *conn) writeFlush(b []byte) error {
 // writeAckLocked buffers an acknowledgement; the caller holds mu and flushes
 // later, so a burst of incoming messages costs one write syscall, not one each.
 func (c *conn) writeAckLocked(typ byte, id uint16) error {
-	var a [4]byte
-	_, err := c.bw.Write(appendAck(a[:0], typ, id))
+	// A local array would escape through bufio's io.Writer and cost an
+	// allocation per ack; the connection's scratch space does not.
+	_, err := c.bw.Write(appendAck(c.ackBuf[:0], typ, id))
 	return err
 }
 

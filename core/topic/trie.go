@@ -51,12 +51,43 @@ type Trie[V any] struct {
 	scratch sync.Pool // of *[]V, reused walk buffers
 }
 
-// matchCache maps a topic to the []V result of matching it (stored as any).
-// A cache object is only ever filled with results computed from the single
-// trie state that was current when it was installed: see Match.
+// matchCache maps a topic to a *cached[V] holding the result of matching
+// it. A cache object is only ever filled with results computed from the
+// single trie state that was current when it was installed: see Match.
 type matchCache struct {
-	m sync.Map     // string -> []V
-	n atomic.Int64 // approximate number of entries in m
+	m     sync.Map     // string -> *cached[V]
+	n     atomic.Int64 // entries stored
+	hits  atomic.Int64 // entries that were hit at least once
+	skips atomic.Int64 // misses not stored because the cache was full
+}
+
+// cached is one cache entry. hit is set on the entry's first hit only, so
+// steady-state hits do not write shared memory.
+type cached[V any] struct {
+	res []V
+	hit atomic.Bool
+}
+
+// admit decides, on a miss, whether to store the new result (insert) or to
+// replace the whole cache first (reset). It is called under the read lock.
+//
+// A cache that fills up is reset at once if it proved useful (at least a
+// quarter of its entries were hit), so a changing hot set is relearned. A
+// cache full of topics that were never repeated (many devices each
+// publishing its own topic, or a cycle longer than the cache) is kept but
+// no longer grown: inserting would cost more than the walk it could save.
+// It is still reset after 8×limit such misses so that a later shift to a
+// repetitive workload gets cached again.
+func (c *matchCache) admit(limit int64) (insert, reset bool) {
+	switch {
+	case c.n.Load() < limit:
+		return true, false
+	case c.hits.Load() >= limit/4:
+		return false, true
+	case c.skips.Add(1) >= 8*limit:
+		return false, true
+	}
+	return false, false
 }
 
 // node is one level of the trie. Literal levels live in children; the '+'
@@ -178,33 +209,44 @@ func (t *Trie[V]) Match(topic string) []V {
 	// and it is replaced before any mutation returns.
 	if c := t.cache.Load(); c != nil {
 		if r, ok := c.m.Load(topic); ok {
-			return r.([]V)
+			e := r.(*cached[V])
+			if !e.hit.Load() && e.hit.CompareAndSwap(false, true) {
+				c.hits.Add(1)
+			}
+			return e.res
 		}
 	}
 
 	t.mu.RLock()
 	res := t.match(topic)
-	// The cache must be (re)loaded here, under the read lock, and never
-	// before it. Mutations swap in a fresh cache while holding the write
-	// lock, so while we hold the read lock the cache we load belongs to
-	// exactly the trie state we just walked: a result can never be filed
-	// into a cache that describes a newer trie. Loading the pointer before
-	// taking the lock could pair a stale walk with a newer cache.
+	// The cache pointer must be loaded here, while the read lock that
+	// covered the walk is still held. Mutations swap in a fresh cache
+	// while holding the write lock, so under our read lock the current
+	// cache belongs to exactly the trie state we walked, and a result can
+	// never be filed into a cache describing a newer trie. Loading it
+	// after RUnlock could do exactly that: a mutation may slip in between
+	// and our stale result would then poison its fresh cache until the
+	// next mutation. (Reusing the pointer from the fast path would only
+	// file a newer result into a retired cache: harmless, but useless.)
 	c := t.cache.Load()
-	if limit := t.limit(); c == nil || c.n.Load() >= limit {
-		// Reset when full rather than stop caching, so a burst of
-		// one-off topics cannot lock hot topics out until the next
-		// mutation. Swapping under the read lock is safe for the same
-		// reason as above: no mutation can run while we hold it, so
-		// every cache installed now describes the current state. The
-		// CAS lets only one of several racing readers do the reset.
-		t.cache.CompareAndSwap(c, new(matchCache))
-		c = t.cache.Load()
+	insert, reset := true, c == nil
+	if c != nil {
+		insert, reset = c.admit(t.limit())
 	}
-	// Clone the key: the cache outlives the call, and the caller's topic
-	// may be a slice of a larger buffer.
-	if _, loaded := c.m.LoadOrStore(strings.Clone(topic), res); !loaded {
-		c.n.Add(1)
+	if reset {
+		// Swapping under the read lock is safe for the same reason as
+		// above: no mutation can run while we hold it, so every cache
+		// installed now describes the state we walked. The CAS lets
+		// one of several racing readers do the reset.
+		t.cache.CompareAndSwap(c, new(matchCache))
+		c, insert = t.cache.Load(), true
+	}
+	if insert {
+		// Clone the key: the cache outlives the call, and the caller's
+		// topic may be a slice of a larger buffer.
+		if _, loaded := c.m.LoadOrStore(strings.Clone(topic), &cached[V]{res: res}); !loaded {
+			c.n.Add(1)
+		}
 	}
 	t.mu.RUnlock()
 	return res

@@ -225,21 +225,60 @@ func TestTrieResultAppendIsSafe(t *testing.T) {
 }
 
 func TestTrieCacheBounded(t *testing.T) {
+	const limit = 16
 	tr := NewTrie[int]()
-	tr.cacheLimit = 16
+	tr.cacheLimit = limit
 	tr.Add("t/+", "k", 1)
+	cached := func(tp string) bool { _, ok := tr.cache.Load().m.Load(tp); return ok }
+
+	// Random topics never grow the cache past its limit.
 	for i := range 1000 {
-		if got := tr.Match(fmt.Sprint("t/", i)); len(got) != 1 {
-			t.Fatalf("Match(t/%d) = %v", i, got)
+		if got := tr.Match(fmt.Sprint("r/", i)); len(got) != 0 {
+			t.Fatalf("Match(r/%d) = %v", i, got)
 		}
-		if n := tr.cache.Load().n.Load(); n > 16 {
-			t.Fatalf("cache holds %d entries, limit 16", n)
+		if n := tr.cache.Load().n.Load(); n > limit {
+			t.Fatalf("cache holds %d entries, limit %d", n, limit)
 		}
 	}
-	// Hot topics get cached again after a reset.
+
+	// One-off topics: the cache fills, is never hit, and stops growing...
+	tr.Add("x", "k", 2) // fresh cache
+	for i := range limit {
+		tr.Match(fmt.Sprint("t/", i))
+	}
+	c := tr.cache.Load()
+	for i := range 8*limit - 1 {
+		tp := fmt.Sprint("t/u", i)
+		if got := tr.Match(tp); len(got) != 1 {
+			t.Fatalf("Match(%s) = %v", tp, got)
+		}
+		if tr.cache.Load() != c || cached(tp) {
+			t.Fatalf("useless full cache grown or reset after %d skipped misses", i+1)
+		}
+	}
+	// ...until 8*limit skipped misses, when it is replaced.
+	tr.Match("t/later")
+	if tr.cache.Load() == c || !cached("t/later") {
+		t.Fatal("useless cache not reset after 8*limit skipped misses")
+	}
+
+	// A cache whose entries are hit is reset as soon as it is full.
+	tr.Add("y", "k", 3) // fresh cache
+	for i := range limit {
+		tp := fmt.Sprint("t/", i)
+		tr.Match(tp)
+		tr.Match(tp) // hit
+	}
+	if h := tr.cache.Load().hits.Load(); h != limit {
+		t.Fatalf("hits = %d, want %d", h, limit)
+	}
+	c = tr.cache.Load()
 	tr.Match("t/hot")
-	if _, ok := tr.cache.Load().m.Load("t/hot"); !ok {
-		t.Fatal("topic not cached after reset")
+	if tr.cache.Load() == c || !cached("t/hot") {
+		t.Fatal("useful full cache was not reset for a new topic")
+	}
+	if got := tr.Match("t/0"); len(got) != 1 {
+		t.Fatalf("Match after reset = %v", got)
 	}
 }
 
