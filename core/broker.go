@@ -346,7 +346,7 @@ func (b *Broker) publish(msg *Message, info *ClientInfo) error {
 	}
 	if info != nil {
 		// Clients may not write the broker's own $SYS tree.
-		if strings.HasPrefix(msg.Topic, "$SYS") || !b.authz.Authorize(info, ActionPublish, msg.Topic) {
+		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, ActionPublish, msg.Topic) {
 			return ErrNotAuthorized
 		}
 	}

@@ -53,7 +53,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	cfg.Core.Version = "iotgw " + Version
-	b, err := core.New(cfg.Core, log.Named("core"))
+	var opts []core.Option
+	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow {
+		acl := cfg.ACL
+		opts = append(opts, core.WithAuthorizer(&acl))
+	}
+	b, err := core.New(cfg.Core, log.Named("core"), opts...)
 	if err != nil {
 		return nil, err
 	}

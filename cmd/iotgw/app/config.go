@@ -26,6 +26,7 @@ type Config struct {
 	LogFormat string
 	Core      core.Config
 	MQTT      mqtt.Config
+	ACL       core.ACL
 }
 
 // setting is one configuration key: its default and how it is stored into
@@ -106,8 +107,73 @@ func settings() []setting {
 		{"limits.max_topic_length", dc.MaxTopicLength, integer(func(c *Config) *int { return &c.Core.MaxTopicLength })},
 		{"limits.max_retained", dc.MaxRetained, integer(func(c *Config) *int { return &c.Core.MaxRetained })},
 
+		{"acl.default", "allow", aclDefault},
+		{"acl.rules", []any{}, aclRules},
+
 		{"sys.interval", dc.SysInterval.String(), duration(func(c *Config) *time.Duration { return &c.Core.SysInterval })},
 	}
+}
+
+func aclDefault(c *Config, v any) error {
+	s, err := cast.ToStringE(v)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "allow":
+		c.ACL.DefaultAllow = true
+	case "deny":
+		c.ACL.DefaultAllow = false
+	default:
+		return fmt.Errorf("%q is not allow or deny", s)
+	}
+	return nil
+}
+
+// aclRules parses the ordered list of {permission, action, topic,
+// clientid, username} maps.
+func aclRules(c *Config, v any) error {
+	list, err := cast.ToSliceE(v)
+	if err != nil {
+		return err
+	}
+	c.ACL.Rules = nil
+	var errs []error
+	for i, item := range list {
+		m, err := cast.ToStringMapStringE(item)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("[%d]: %v", i, err))
+			continue
+		}
+		r := core.ACLRule{Action: "all"}
+		for k, val := range m {
+			switch k {
+			case "permission":
+				switch val {
+				case "allow":
+					r.Allow = true
+				case "deny":
+				default:
+					errs = append(errs, fmt.Errorf("[%d].permission: %q is not allow or deny", i, val))
+				}
+			case "action":
+				r.Action = val
+			case "topic":
+				r.Topic = val
+			case "clientid":
+				r.ClientID = val
+			case "username":
+				r.Username = val
+			default:
+				errs = append(errs, fmt.Errorf("[%d].%s: unknown rule key", i, k))
+			}
+		}
+		if _, ok := m["permission"]; !ok {
+			errs = append(errs, fmt.Errorf("[%d].permission: missing", i))
+		}
+		c.ACL.Rules = append(c.ACL.Rules, r)
+	}
+	return errors.Join(errs...)
 }
 
 // Keys returns every configuration key, sorted.
@@ -212,6 +278,6 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.ACL.Validate())
 	return errors.Join(errs...)
 }
