@@ -200,7 +200,7 @@ RESULTS=$TMP/results.jsonl
 # run_case BROKER ADDR ARGS... runs one load-generator invocation and keeps
 # its JSON line even when it fails, so the table can say what went wrong.
 run_case() {
-	local name=$1 addr=$2 line rate
+	local name=$1 addr=$2 line rate kib err
 	shift 2
 	line=$("${BENCH[@]}" -json -label "$name" -addr "$addr" -duration "$DURATION" "$@" 2>>"$TMP/bench.err") || true
 	if [[ -z $line ]]; then
@@ -209,8 +209,16 @@ run_case() {
 		return
 	fi
 	printf '%s\n' "$line" >>"$RESULTS"
+	# A one-line progress note; the table at the end is the real output.
 	rate=$(printf '%s' "$line" | sed -n 's/.*"rate":\([0-9.]*\).*/\1/p')
-	log "  $(printf '%-9s' "$name") ${rate%.*} msg/s"
+	kib=$(printf '%s' "$line" | sed -n 's/.*"rss_per_conn_kib":\([0-9.-]*\).*/\1/p')
+	err=$(printf '%s' "$line" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')
+	if [[ -n $kib ]]; then
+		log "  $(printf '%-9s' "$name") $kib KiB/connection"
+	else
+		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s"
+	fi
+	if [[ -n $err ]]; then log "  $(printf '%-9s' "$name") error: $err"; fi
 }
 
 msg_scenarios=()

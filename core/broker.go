@@ -314,6 +314,14 @@ func (b *Broker) Publish(msg *Message) error {
 	return b.publish(msg, nil)
 }
 
+// PublishAs routes a message on behalf of a client that has no session
+// (a connectionless CoAP request, an MQTT-SN QoS -1 publish): it is
+// authorized as info and its Origin set from it.
+func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
+	msg.Origin = Origin{Protocol: info.Protocol, ClientID: info.ClientID, Username: info.Username, Listener: info.Listener}
+	return b.publish(msg, info)
+}
+
 func (b *Broker) publishWill(m *Message) {
 	b.stats.WillsPublished.Add(1)
 	if err := b.publish(m, nil); err != nil {

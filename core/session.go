@@ -179,6 +179,30 @@ func (s *Session) Start() {
 	s.drainLocked()
 }
 
+// Pause stops handing deliveries to the sink until the next Start; they
+// queue in the session (QoS 0 included) meanwhile. MQTT-SN uses it for a
+// sleeping client that stays connected.
+func (s *Session) Pause() {
+	s.mu.Lock()
+	s.paused = true
+	s.mu.Unlock()
+}
+
+// Redeliver hands an unacknowledged delivery to the sink again, marked as
+// a duplicate (STOMP NACK, a CoAP retransmission budget renewed). It
+// returns false for an unknown id, a QoS 2 delivery already received, or
+// when the session is paused or offline.
+func (s *Session) Redeliver(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.inflight[id]
+	if !ok || e.received || s.sink == nil || s.paused {
+		return false
+	}
+	e.d.Dup = true
+	return s.sink.Deliver(e.d)
+}
+
 // enqueue hands one message to this session: straight to the sink when
 // the window allows, otherwise into the bounded queue.
 func (s *Session) enqueue(q queued) {
