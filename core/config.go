@@ -39,6 +39,10 @@ type Config struct {
 	MaxTopicLength int
 	// MaxRetained bounds the retained store (zero: unlimited).
 	MaxRetained int
+	// SharedStrategy picks the member of a shared subscription group that
+	// receives a message: round_robin, random, sticky, hash_clientid or
+	// hash_topic.
+	SharedStrategy string
 	// Version is reported on $SYS/broker/version.
 	Version string
 }
@@ -51,6 +55,7 @@ func DefaultConfig() Config {
 		QueueFullPolicy: DropOldest,
 		DefaultExpiry:   2 * time.Hour,
 		SysInterval:     10 * time.Second,
+		SharedStrategy:  SharedRoundRobin,
 		Version:         "iotgw dev",
 	}
 }
@@ -78,6 +83,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTopicLevels < 0 || c.MaxTopicLength < 0 || c.MaxRetained < 0 {
 		errs = append(errs, errors.New("limits: max_topic_levels, max_topic_length and max_retained must not be negative"))
+	}
+	switch c.SharedStrategy {
+	case SharedRoundRobin, SharedRandom, SharedSticky, SharedHashClientID, SharedHashTopic:
+	default:
+		errs = append(errs, fmt.Errorf("shared.strategy: %q is not round_robin, random, sticky, hash_clientid or hash_topic", c.SharedStrategy))
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ type queued struct {
 	retain bool
 	ids    []uint32
 	filter string
+	group  *sharedGroup // the shared group that chose this session, if any
 }
 
 // deque is a growable ring buffer of queued messages; it avoids the

@@ -1,11 +1,5 @@
 package core
 
-import (
-	"math/rand/v2"
-	"sync"
-	"sync/atomic"
-)
-
 // SubOptions are a subscription's options, MQTT 5's being the superset.
 type SubOptions struct {
 	QoS               byte
@@ -20,79 +14,10 @@ type SubOptions struct {
 type subscriber struct {
 	sess   *Session
 	opts   SubOptions
-	filter string   // the filter as matched (without any $share prefix)
-	ids    []uint32 // prebuilt {opts.ID}, shared read-only by every delivery
-	group  *sharedGroup
-}
-
-// sharedGroup is a $share/{group}/{filter} (or $queue/{filter}) group; one
-// member receives each message.
-type sharedGroup struct {
-	name   string
-	filter string
-	mu     sync.Mutex
-	// members is replaced, never mutated, so that pick can read it without
-	// the mutex.
-	members atomic.Pointer[[]*subscriber]
-	next    atomic.Uint32
-}
-
-func (g *sharedGroup) set(sub *subscriber) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	old := g.list()
-	n := make([]*subscriber, 0, len(old)+1)
-	for _, m := range old {
-		if m.sess != sub.sess {
-			n = append(n, m)
-		}
-	}
-	n = append(n, sub)
-	g.members.Store(&n)
-}
-
-func (g *sharedGroup) remove(s *Session) (removed bool, empty bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	old := g.list()
-	n := make([]*subscriber, 0, len(old))
-	for _, m := range old {
-		if m.sess != s {
-			n = append(n, m)
-		} else {
-			removed = true
-		}
-	}
-	g.members.Store(&n)
-	return removed, len(n) == 0
-}
-
-func (g *sharedGroup) list() []*subscriber {
-	if p := g.members.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// pick chooses the member that receives a message: round robin over the
-// members that are online, or over all members when none is (their
-// sessions queue it).
-func (g *sharedGroup) pick() *subscriber {
-	ms := g.list()
-	switch len(ms) {
-	case 0:
-		return nil
-	case 1:
-		return ms[0]
-	}
-	start := int(g.next.Add(1)) % len(ms)
-	for i := range ms {
-		m := ms[(start+i)%len(ms)]
-		if m.sess.online.Load() {
-			return m
-		}
-	}
-	return ms[rand.IntN(len(ms))]
+	filter string       // the filter as matched (without any $share prefix)
+	ids    []uint32     // prebuilt {opts.ID}, shared read-only by every delivery
+	group  *sharedGroup // set on a group's trie entry
+	shared *sharedGroup // set on a member: the group it belongs to
 }
 
 // route delivers msg to every matching subscription. Overlapping
@@ -107,7 +32,7 @@ func (b *Broker) route(msg *Message) {
 	if !hasDuplicateSessions(matches) {
 		for _, sub := range matches {
 			if sub.group != nil {
-				if sub = sub.group.pick(); sub == nil {
+				if sub = sub.group.pick(msg, nil); sub == nil {
 					continue
 				}
 			}
@@ -162,7 +87,7 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
 		if sub.group != nil {
 			// Shared deliveries are independent of a session's other
 			// subscriptions, so they are not merged.
-			if m := sub.group.pick(); m != nil {
+			if m := sub.group.pick(msg, nil); m != nil {
 				b.deliverTo(m, msg, m.ids)
 			}
 			continue
@@ -204,5 +129,5 @@ func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32) {
 	// Retain is cleared on normal delivery unless Retain As Published
 	// [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
 	retainFlag := sub.opts.RetainAsPublished && msg.Retain
-	sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter})
+	sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared})
 }

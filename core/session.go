@@ -42,7 +42,8 @@ type Session struct {
 type inflightEntry struct {
 	d        Delivery
 	seq      uint64
-	received bool // QoS 2: PUBREC seen, PUBREL sent
+	received bool         // QoS 2: PUBREC seen, PUBREL sent
+	group    *sharedGroup // shared group that chose this session, if any
 }
 
 func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) *Session {
@@ -259,7 +260,7 @@ func (s *Session) sendLocked(q queued) {
 	if q.qos > 0 {
 		d.ID = s.allocIDLocked()
 		s.seq++
-		s.inflight[d.ID] = &inflightEntry{d: d, seq: s.seq}
+		s.inflight[d.ID] = &inflightEntry{d: d, seq: s.seq, group: q.group}
 	}
 	if s.sink.Deliver(d) {
 		st.MessagesSent.Add(1)
@@ -539,9 +540,18 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 			}
 		}
 	}
+	var orphans []queued
+	if !end {
+		// Queued (never sent) shared messages can go to a member that is
+		// online now; inflight ones stay, to be completed on reconnect
+		// [MQTT-4.8.2-4].
+		orphans = s.takeSharedLocked(false)
+	}
 	s.mu.Unlock()
 	if end {
 		s.b.endSession(s)
+	} else if len(orphans) > 0 {
+		s.b.redistribute(s, orphans, true)
 	}
 	if publishNow != nil {
 		s.b.publishWill(publishNow)
@@ -568,49 +578,20 @@ func (s *Session) Kick(reason error) {
 
 // dropSubscriptions removes every subscription of an ended session from
 // the trie and shared groups and releases its queues.
+//
+// Messages a shared group had chosen this session for, queued or inflight
+// but not yet received, go to another member rather than being lost
+// [MQTT-4.8.2-5].
 func (b *Broker) dropSubscriptions(s *Session) {
 	s.mu.Lock()
 	subs := s.subs
 	s.subs = make(map[string]*subscriber)
+	orphans := s.takeSharedLocked(true)
 	s.inflight = make(map[uint16]*inflightEntry)
 	s.queue.clear()
 	s.mu.Unlock()
 	for f, sub := range subs {
 		b.removeSub(s, f, sub)
 	}
+	b.redistribute(s, orphans, false)
 }
-
-func (b *Broker) removeSub(s *Session, filter string, sub *subscriber) {
-	group, inner, shared, err := topic.ParseShared(filter)
-	if err != nil {
-		return
-	}
-	if !shared {
-		b.subs.Remove(inner, s.key)
-		return
-	}
-	b.sharedMu.Lock()
-	defer b.sharedMu.Unlock()
-	gsub, ok := b.subs.Get(inner, sharedKey(group))
-	if !ok || gsub.group == nil {
-		return
-	}
-	if _, empty := gsub.group.remove(s); empty {
-		b.subs.Remove(inner, sharedKey(group))
-	}
-}
-
-func (b *Broker) addShared(group, inner string, sub *subscriber) {
-	b.sharedMu.Lock()
-	defer b.sharedMu.Unlock()
-	gsub, ok := b.subs.Get(inner, sharedKey(group))
-	if !ok || gsub.group == nil {
-		gsub = &subscriber{group: &sharedGroup{name: group, filter: inner}, filter: inner}
-		b.subs.Add(inner, sharedKey(group), gsub)
-	}
-	gsub.group.set(sub)
-}
-
-// sharedKey is the trie key of a shared group; "\x00" cannot appear in a
-// session key's client-id part followed by this prefix, so keys never clash.
-func sharedKey(group string) string { return "\x00share\x00" + group }
