@@ -190,6 +190,9 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	if b.closing.Load() {
 		return nil, false, ErrServerShuttingDown
 	}
+	if max := b.cfg.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
+		return nil, false, ErrServerBusy
+	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
 	if err := b.authn.Authenticate(ctx, info); err != nil {
@@ -332,6 +335,10 @@ func (b *Broker) publishWill(m *Message) {
 // CheckTopicName validates a topic name against the protocol rules and the
 // configured limits.
 func (b *Broker) CheckTopicName(name string) error {
+	if b.cfg.MaxDelayed > 0 && strings.HasPrefix(name, delayedPrefix) {
+		// "$delayed/{seconds}/{topic}" is checked when it is delayed.
+		return nil
+	}
 	if err := topic.ValidateName(name); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
 	}
@@ -360,6 +367,14 @@ func (b *Broker) publish(msg *Message, info *ClientInfo) error {
 	}
 	if msg.Created.IsZero() {
 		msg.Created = time.Now()
+	}
+	if max := b.cfg.MaxMessageExpiry; max > 0 {
+		if limit := msg.Created.Add(max); msg.ExpiresAt.IsZero() || msg.ExpiresAt.After(limit) {
+			msg.ExpiresAt = limit
+		}
+	}
+	if b.cfg.MaxDelayed > 0 && strings.HasPrefix(msg.Topic, delayedPrefix) {
+		return b.delay(msg, info)
 	}
 	b.stats.MessagesReceived.Add(1)
 	b.stats.BytesReceived.Add(uint64(len(msg.Payload) + len(msg.Topic)))

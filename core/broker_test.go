@@ -332,3 +332,55 @@ func TestConcurrentPublishSubscribe(t *testing.T) {
 		t.Fatalf("%d sessions left", b.SessionCount())
 	}
 }
+
+func TestDelayedPublish(t *testing.T) {
+	b := newTestBroker(t, nil)
+	s, sink, _ := connect(t, b, "d", true, 0, nil)
+	s.Subscribe("later/#", SubOptions{QoS: 1})
+	if err := s.Publish(&Message{Topic: "$delayed/1/later/x", Payload: []byte("p"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.take()) != 0 || b.Stats().DelayedPending.Load() != 1 {
+		t.Fatal("delivered before its delay")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got := sink.take(); len(got) == 1 {
+			if got[0].Msg.Topic != "later/x" {
+				t.Fatalf("topic %q", got[0].Msg.Topic)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("delayed message never arrived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, bad := range []string{"$delayed/x/t", "$delayed/1", "$delayed/1/a/+", "$delayed/1/$delayed/1/a"} {
+		if err := s.Publish(&Message{Topic: bad}); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.MaxConnections = 1; c.MaxSubscriptions = 1; c.MaxMessageExpiry = time.Minute })
+	s, _, _ := connect(t, b, "one", true, 0, nil)
+	if _, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "two", Sink: &fakeSink{}}); !errors.Is(err, ErrServerBusy) {
+		t.Fatalf("second connection: %v", err)
+	}
+	if r := s.Subscribe("a", SubOptions{}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := s.Subscribe("a", SubOptions{QoS: 1}); r.Err != nil {
+		t.Fatal("replacing a subscription counts against the limit")
+	}
+	if r := s.Subscribe("b", SubOptions{}); !errors.Is(r.Err, ErrQuotaExceeded) {
+		t.Fatalf("over the limit: %v", r.Err)
+	}
+	m := &Message{Topic: "a"}
+	s.Publish(m)
+	if m.ExpiresAt.IsZero() || m.ExpiresAt.Sub(m.Created) != time.Minute {
+		t.Fatal("max message expiry not applied")
+	}
+}

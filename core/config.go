@@ -39,6 +39,17 @@ type Config struct {
 	MaxTopicLength int
 	// MaxRetained bounds the retained store (zero: unlimited).
 	MaxRetained int
+	// MaxConnections bounds connected clients over all protocols (0: no
+	// limit); a connection beyond it is refused as server busy.
+	MaxConnections int
+	// MaxSubscriptions bounds one session's subscriptions (0: no limit).
+	MaxSubscriptions int
+	// MaxMessageExpiry caps a message's expiry interval; messages without
+	// one get it too (0: no cap).
+	MaxMessageExpiry time.Duration
+	// MaxDelayed bounds pending $delayed/{seconds}/{topic} messages; 0
+	// disables delayed publishing (such topics are then ordinary).
+	MaxDelayed int
 	// SharedStrategy picks the member of a shared subscription group that
 	// receives a message: round_robin, random, sticky, hash_clientid or
 	// hash_topic.
@@ -56,6 +67,7 @@ func DefaultConfig() Config {
 		DefaultExpiry:   2 * time.Hour,
 		SysInterval:     10 * time.Second,
 		SharedStrategy:  SharedRoundRobin,
+		MaxDelayed:      10000,
 		Version:         "iotgw dev",
 	}
 }
@@ -83,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTopicLevels < 0 || c.MaxTopicLength < 0 || c.MaxRetained < 0 {
 		errs = append(errs, errors.New("limits: max_topic_levels, max_topic_length and max_retained must not be negative"))
+	}
+	if c.MaxConnections < 0 || c.MaxSubscriptions < 0 || c.MaxMessageExpiry < 0 || c.MaxDelayed < 0 {
+		errs = append(errs, errors.New("limits: max_connections, max_subscriptions, max_message_expiry and max_delayed must not be negative"))
 	}
 	switch c.SharedStrategy {
 	case SharedRoundRobin, SharedRandom, SharedSticky, SharedHashClientID, SharedHashTopic:

@@ -19,4 +19,5 @@ var (
 	ErrServerUnavailable   = errors.New("server unavailable")
 	ErrSessionClosed       = errors.New("session closed")
 	ErrWildcardUnsupported = errors.New("wildcard subscriptions not supported")
+	ErrServerBusy          = errors.New("server busy")
 )

@@ -431,6 +431,11 @@ func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
 		return res
 	}
 	_, res.Existed = s.subs[filter]
+	if max := s.b.cfg.MaxSubscriptions; max > 0 && !res.Existed && len(s.subs) >= max {
+		s.mu.Unlock()
+		res.Err = ErrQuotaExceeded
+		return res
+	}
 	s.subs[filter] = sub
 	s.mu.Unlock()
 	if shared {

@@ -25,6 +25,7 @@ type Stats struct {
 	DroppedExpired      atomic.Uint64 // messages that expired before delivery
 	DroppedNoSubscriber atomic.Uint64 // published messages no subscriber matched
 	WillsPublished      atomic.Uint64
+	DelayedPending      atomic.Int64 // $delayed messages waiting for their time
 
 	packetsMu sync.Mutex
 	packets   []*PacketCounters

@@ -54,6 +54,7 @@ func (b *Broker) SysSnapshot() map[string]string {
 		"$SYS/broker/dropped/offline_qos0":      u(st.DroppedOffline.Load()),
 		"$SYS/broker/dropped/expired":           u(st.DroppedExpired.Load()),
 		"$SYS/broker/dropped/no_subscriber":     u(st.DroppedNoSubscriber.Load()),
+		"$SYS/broker/delayed/pending":           i(st.DelayedPending.Load()),
 		"$SYS/broker/wills/published":           u(st.WillsPublished.Load()),
 	}
 	for _, pc := range st.AllPackets() {

@@ -230,6 +230,8 @@ func reasonFor(err error) codec.ReasonCode {
 		return codec.PacketIDNotFound
 	case errors.Is(err, core.ErrServerUnavailable):
 		return codec.ServerUnavailable
+	case errors.Is(err, core.ErrServerBusy):
+		return codec.ServerBusy
 	}
 	return codec.UnspecifiedError
 }

@@ -51,7 +51,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.msgs, "msgs", 5000, "messages per publisher")
 	fs.IntVar(&cfg.size, "size", 64, "payload bytes (minimum 16: timestamp, publisher, sequence)")
 	fs.IntVar(&cfg.window, "window", 100, "in-flight messages per publisher; 0 = unbounded")
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "hard bound on the whole run, connecting included")
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "hard bound on the whole run, connecting included")
 	fs.DurationVar(&cfg.drain, "drain", time.Second, "after publishing, stop waiting once nothing arrived for this long")
 	fs.DurationVar(&cfg.stall, "stall", 500*time.Millisecond, "QoS 0 end-to-end credit: presume outstanding messages lost after this long without progress")
 	fs.DurationVar(&cfg.keepAlive, "keepalive", 60*time.Second, "MQTT keep-alive; quiet connections send PINGREQ at half of it")

@@ -106,6 +106,12 @@ func settings() []setting {
 		{"limits.max_topic_levels", dc.MaxTopicLevels, integer(func(c *Config) *int { return &c.Core.MaxTopicLevels })},
 		{"limits.max_topic_length", dc.MaxTopicLength, integer(func(c *Config) *int { return &c.Core.MaxTopicLength })},
 		{"limits.max_retained", dc.MaxRetained, integer(func(c *Config) *int { return &c.Core.MaxRetained })},
+		{"limits.max_connections", dc.MaxConnections, integer(func(c *Config) *int { return &c.Core.MaxConnections })},
+		{"limits.max_subscriptions", dc.MaxSubscriptions, integer(func(c *Config) *int { return &c.Core.MaxSubscriptions })},
+		{"limits.max_message_expiry", dc.MaxMessageExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.MaxMessageExpiry })},
+		{"limits.max_delayed", dc.MaxDelayed, integer(func(c *Config) *int { return &c.Core.MaxDelayed })},
+
+		{"shared.strategy", dc.SharedStrategy, str(func(c *Config) *string { return &c.Core.SharedStrategy })},
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
