@@ -31,6 +31,8 @@ type Broker struct {
 	log   *zap.Logger
 	authn Authenticator
 	authz Authorizer
+	// methods are the challenge/response authentication methods by name.
+	methods map[string]AuthMethod
 
 	subs     *topic.Trie[*subscriber]
 	retained *retain.Store[*Message]
@@ -62,6 +64,22 @@ func WithAuthenticator(a Authenticator) Option { return func(b *Broker) { b.auth
 // WithAuthorizer sets the Authorizer (default AllowAll).
 func WithAuthorizer(a Authorizer) Option { return func(b *Broker) { b.authz = a } }
 
+// WithAuthMethods adds challenge/response authentication methods (MQTT 5
+// enhanced authentication).
+func WithAuthMethods(ms ...AuthMethod) Option {
+	return func(b *Broker) {
+		for _, m := range ms {
+			b.methods[m.Name()] = m
+		}
+	}
+}
+
+// AuthMethod returns the named challenge/response method, if configured.
+func (b *Broker) AuthMethod(name string) (AuthMethod, bool) {
+	m, ok := b.methods[name]
+	return m, ok
+}
+
 // New returns a broker; call Start to begin $SYS publication and Close to
 // shut it down.
 func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
@@ -76,6 +94,7 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
 		log:      log,
 		authn:    AllowAll{},
 		authz:    AllowAll{},
+		methods:  make(map[string]AuthMethod),
 		subs:     topic.NewTrie[*subscriber](),
 		retained: retain.New[*Message](),
 		seed:     maphash.MakeSeed(),
@@ -161,6 +180,10 @@ type ConnectRequest struct {
 	// ReceiveMax is the client's receive window for QoS 1/2 (0: no limit
 	// beyond the broker's MaxInflight).
 	ReceiveMax int
+	// AuthMethod names the challenge/response method (see AuthMethod)
+	// through which the adapter has already authenticated the client;
+	// the Authenticator is then not consulted again.
+	AuthMethod string
 	Sink       Sink
 }
 
@@ -195,8 +218,12 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
-	if err := b.authn.Authenticate(ctx, info); err != nil {
-		return nil, false, err
+	if req.AuthMethod == "" {
+		if err := b.authn.Authenticate(ctx, info); err != nil {
+			return nil, false, err
+		}
+	} else if _, ok := b.methods[req.AuthMethod]; !ok {
+		return nil, false, fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
 	}
 	info.Password = nil // not kept beyond authentication
 	expiry := b.effectiveExpiry(req)

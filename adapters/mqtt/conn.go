@@ -36,9 +36,12 @@ type conn struct {
 	connected    bool
 	publishWill  bool // false after a clean DISCONNECT
 	aliasesIn    map[uint16]string
-	maxOutPacket int  // the client's Maximum Packet Size (0: none)
-	expiry0      bool // v5: CONNECT asked for session expiry 0
-	qos2Held     int  // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
+	maxOutPacket int                   // the client's Maximum Packet Size (0: none)
+	expiry0      bool                  // v5: CONNECT asked for session expiry 0
+	qos2Held     int                   // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
+	pending      *pendingConnect       // CONNECT awaiting enhanced authentication
+	authConv     core.AuthConversation // authentication exchange in progress
+	authMethod   string                // method the connection authenticated with
 	lastDeadline time.Time
 
 	mu          sync.Mutex

@@ -1,12 +1,8 @@
 package mqtt
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -26,8 +22,11 @@ var (
 // connection (handle has already queued whatever goes out last).
 func (c *conn) handle(pkt codec.Packet) error {
 	if !c.connected {
+		if a, ok := pkt.(*codec.Auth); ok && c.pending != nil {
+			return c.onAuthBeforeConnack(a)
+		}
 		cp, ok := pkt.(*codec.Connect)
-		if !ok {
+		if !ok || c.pending != nil {
 			c.closeWith(nil, errProtocol)
 			return fmt.Errorf("%w: first packet is %s, not CONNECT [MQTT-3.1.0-1]", errProtocol, pkt.Type())
 		}
@@ -51,203 +50,13 @@ func (c *conn) handle(pkt codec.Packet) error {
 		c.fail(codec.ProtocolError, errProtocol)
 		return fmt.Errorf("%w: second CONNECT [MQTT-3.1.0-2]", errProtocol)
 	case *codec.Auth:
-		c.fail(codec.ProtocolError, errProtocol)
-		return fmt.Errorf("%w: AUTH without an authentication method", errProtocol)
+		return c.onReauth(p)
 	default:
 		// Server-to-client packets (CONNACK, SUBACK, ...) from a client.
 		c.fail(codec.ProtocolError, errProtocol)
 		return fmt.Errorf("%w: unexpected %s from client", errProtocol, pkt.Type())
 	}
 	return nil
-}
-
-func newClientID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "iotgw-" + hex.EncodeToString(b[:])
-}
-
-// refuseConnect answers a CONNECT with a failure CONNACK and closes
-// [MQTT-3.2.2-5].
-func (c *conn) refuseConnect(p *codec.Connect, rc codec.ReasonCode) {
-	if p != nil && p.ProtocolLevel == codec.V5 {
-		c.version = codec.V5
-		c.closeWith(&codec.Connack{ReasonCode: rc}, errConnRefuse)
-		return
-	}
-	// An MQTT 3.x client (or one whose version we do not speak) gets a
-	// 3.1.1 return code [MQTT-3.1.2-2].
-	if c.version == 0 {
-		c.version = codec.V311
-	}
-	c.closeWith(&codec.Connack{ReasonCode: v3ConnackCode(rc)}, errConnRefuse)
-}
-
-func (c *conn) onConnect(p *codec.Connect) error {
-	cfg := &c.srv.cfg
-	c.mu.Lock()
-	c.version = p.ProtocolLevel
-	c.mu.Unlock()
-	v5 := c.version == codec.V5
-	clientID := p.ClientID
-	assigned := false
-	if clientID == "" {
-		// 3.1.1 allows a zero-length id only with clean session
-		// [MQTT-3.1.3-7], [MQTT-3.1.3-8]; MQTT 3.1 requires an id; MQTT 5
-		// assigns one [MQTT-3.1.3-6].
-		if !cfg.AllowEmptyClientID || c.version == codec.V31 || (!v5 && !p.CleanStart) {
-			c.refuseConnect(p, codec.ClientIDNotValid)
-			return fmt.Errorf("%w: empty client id", errConnRefuse)
-		}
-		clientID = newClientID()
-		assigned = true
-	}
-	c.clientID = clientID
-	c.log = c.log.With(zap.String("client_id", clientID))
-
-	will, err := c.willFrom(p)
-	if err != nil {
-		c.refuseConnect(p, codec.TopicNameInvalid)
-		return err
-	}
-
-	req := core.ConnectRequest{
-		ClientID: clientID, Username: p.Username, Password: p.Password,
-		Protocol: core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
-		CleanStart: p.CleanStart, Will: will, Sink: c,
-	}
-	keepAlive := int(p.KeepAlive)
-	serverKeepAlive := false
-	if v5 {
-		if p.Props.Has(codec.PropSessionExpiry) {
-			req.Expiry = expiryDuration(p.Props.SessionExpiry)
-		}
-		c.expiry0 = req.Expiry == 0
-		if p.Props.Has(codec.PropReceiveMaximum) {
-			req.ReceiveMax = int(p.Props.ReceiveMaximum)
-		}
-		if p.Props.Has(codec.PropMaximumPacketSize) {
-			c.maxOutPacket = int(p.Props.MaximumPacketSize)
-		}
-		if p.Props.Has(codec.PropAuthMethod) {
-			// No enhanced authentication method is configured [MQTT-4.12.0-1].
-			c.refuseConnect(p, codec.BadAuthMethod)
-			return fmt.Errorf("%w: unsupported authentication method %q", errConnRefuse, p.Props.AuthMethod)
-		}
-		if cfg.MaxKeepAlive > 0 && (keepAlive == 0 || keepAlive > cfg.MaxKeepAlive) {
-			keepAlive = cfg.MaxKeepAlive
-			serverKeepAlive = true
-		}
-	} else if !p.CleanStart {
-		req.UseDefaultExpiry = true
-	}
-
-	sess, present, err := c.srv.b.Connect(context.Background(), req)
-	if err != nil {
-		c.log.Info("connect refused", zap.Error(err))
-		c.refuseConnect(p, reasonFor(err))
-		return err
-	}
-	c.sess = sess
-	c.keepAlive = time.Duration(keepAlive) * time.Second
-	ack := &codec.Connack{SessionPresent: present && !p.CleanStart}
-	if v5 {
-		c.connackProps(ack, assigned, clientID, serverKeepAlive, keepAlive, req, sess)
-		c.aliasesIn = make(map[uint16]string)
-	}
-	c.mu.Lock()
-	c.connected = true
-	c.mu.Unlock()
-	c.send(ack)
-	sess.Start()
-	c.refreshDeadline()
-	if c.keepAlive == 0 {
-		_ = c.nc.SetReadDeadline(time.Time{})
-	}
-	c.log.Debug("connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
-		zap.Bool("session_present", ack.SessionPresent), zap.Int("keep_alive", keepAlive))
-	return nil
-}
-
-func expiryDuration(secs uint32) time.Duration {
-	if secs == 0xFFFFFFFF {
-		return core.NeverExpire
-	}
-	return time.Duration(secs) * time.Second
-}
-
-func (c *conn) connackProps(ack *codec.Connack, assigned bool, clientID string, serverKeepAlive bool, keepAlive int, req core.ConnectRequest, sess *core.Session) {
-	cfg := &c.srv.cfg
-	p := &ack.Props
-	if assigned {
-		p.AssignedClientID = clientID
-		p.Set(codec.PropAssignedClientID)
-	}
-	if serverKeepAlive {
-		p.ServerKeepAlive = uint16(keepAlive)
-		p.Set(codec.PropServerKeepAlive)
-	}
-	if granted := sess.Expiry(); granted != req.Expiry {
-		p.SessionExpiry = uint32(granted / time.Second)
-		p.Set(codec.PropSessionExpiry)
-	}
-	if cfg.ReceiveMaximum < 65535 {
-		p.ReceiveMaximum = uint16(cfg.ReceiveMaximum)
-		p.Set(codec.PropReceiveMaximum)
-	}
-	if cfg.MaxQoS < 2 {
-		p.MaximumQoS = byte(cfg.MaxQoS)
-		p.Set(codec.PropMaximumQoS)
-	}
-	if !cfg.RetainAvailable {
-		p.RetainAvailable = 0
-		p.Set(codec.PropRetainAvailable)
-	}
-	p.MaximumPacketSize = uint32(cfg.MaxPacketSize)
-	p.Set(codec.PropMaximumPacketSize)
-	if cfg.TopicAliasMaximum > 0 {
-		p.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
-		p.Set(codec.PropTopicAliasMaximum)
-	}
-}
-
-// willFrom builds the core will from CONNECT's will fields.
-func (c *conn) willFrom(p *codec.Connect) (*core.Will, error) {
-	if !p.WillFlag {
-		return nil, nil
-	}
-	if err := c.srv.b.CheckTopicName(p.WillTopic); err != nil {
-		return nil, fmt.Errorf("%w: will topic: %v", errBadTopic, err)
-	}
-	msg := &core.Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
-	w := &core.Will{Msg: msg}
-	if c.version == codec.V5 {
-		c.messageProps(msg, &p.WillProps)
-		if p.WillProps.Has(codec.PropWillDelay) {
-			w.Delay = time.Duration(p.WillProps.WillDelay) * time.Second
-		}
-	}
-	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: p.ClientID, Username: p.Username, Listener: c.listener}
-	return w, nil
-}
-
-// messageProps copies MQTT 5 message properties into a core message.
-func (c *conn) messageProps(m *core.Message, p *codec.Properties) {
-	if p.Has(codec.PropPayloadFormat) {
-		m.PayloadFormat = p.PayloadFormat
-	}
-	if p.Has(codec.PropMessageExpiry) {
-		m.ExpiresAt = time.Now().Add(time.Duration(p.MessageExpiry) * time.Second)
-	}
-	m.ContentType = p.ContentType
-	m.ResponseTopic = p.ResponseTopic
-	m.CorrelationData = p.CorrelationData
-	if len(p.User) > 0 {
-		m.UserProps = make([]core.UserProperty, len(p.User))
-		for i, u := range p.User {
-			m.UserProps[i] = core.UserProperty{Key: u.Key, Value: u.Value}
-		}
-	}
 }
 
 func (c *conn) onPublish(p *codec.Publish) error {

@@ -246,12 +246,11 @@ type subscriber struct {
 	sources []source
 	hist    histogram
 
-	received  atomic.Int64 // all deliveries, for drain monitoring
-	unique    atomic.Int64 // first deliveries only
-	dups      int64
-	foreign   int64 // payloads that are not from this run's publishers
-	firstRecv int64
-	lastRecv  int64
+	received atomic.Int64 // all deliveries, for drain monitoring
+	unique   atomic.Int64 // first deliveries only
+	dups     int64
+	foreign  int64 // payloads that are not from this run's publishers
+	lastRecv int64
 }
 
 func newSubscriber(base uint32, pubs []*publisher, msgs int) *subscriber {
@@ -273,9 +272,7 @@ func (s *subscriber) deliver(payload []byte, now int64) {
 		return
 	}
 	src := &s.sources[idx]
-	if s.received.Add(1) == 1 {
-		s.firstRecv = now
-	}
+	s.received.Add(1)
 	s.lastRecv = now
 	s.hist.record(now - sentAt)
 	if src.seen.testAndSet(seq) {

@@ -58,6 +58,16 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		acl := cfg.ACL
 		opts = append(opts, core.WithAuthorizer(&acl))
 	}
+	if len(cfg.Users) > 0 || !cfg.AllowAnonymous {
+		users, err := core.NewUsers(cfg.Users, cfg.AllowAnonymous)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, core.WithAuthenticator(users))
+		if len(cfg.Users) > 0 {
+			opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
+		}
+	}
 	b, err := core.New(cfg.Core, log.Named("core"), opts...)
 	if err != nil {
 		return nil, err

@@ -27,6 +27,10 @@ type Config struct {
 	Core      core.Config
 	MQTT      mqtt.Config
 	ACL       core.ACL
+	// Users and AllowAnonymous configure password authentication (and
+	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
+	Users          []core.User
+	AllowAnonymous bool
 }
 
 // setting is one configuration key: its default and how it is stored into
@@ -113,6 +117,9 @@ func settings() []setting {
 
 		{"shared.strategy", dc.SharedStrategy, str(func(c *Config) *string { return &c.Core.SharedStrategy })},
 
+		{"auth.allow_anonymous", true, boolean(func(c *Config) *bool { return &c.AllowAnonymous })},
+		{"auth.users", []any{}, authUsers},
+
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
 
@@ -134,6 +141,36 @@ func aclDefault(c *Config, v any) error {
 		return fmt.Errorf("%q is not allow or deny", s)
 	}
 	return nil
+}
+
+// authUsers parses the list of {username, password} maps.
+func authUsers(c *Config, v any) error {
+	list, err := cast.ToSliceE(v)
+	if err != nil {
+		return err
+	}
+	c.Users = nil
+	var errs []error
+	for i, item := range list {
+		m, err := cast.ToStringMapStringE(item)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("[%d]: %v", i, err))
+			continue
+		}
+		var u core.User
+		for k, val := range m {
+			switch k {
+			case "username":
+				u.Username = val
+			case "password":
+				u.Password = val
+			default:
+				errs = append(errs, fmt.Errorf("[%d].%s: unknown user key", i, k))
+			}
+		}
+		c.Users = append(c.Users, u)
+	}
+	return errors.Join(errs...)
 }
 
 // aclRules parses the ordered list of {permission, action, topic,
@@ -285,5 +322,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
 	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.ACL.Validate())
+	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

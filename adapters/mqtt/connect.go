@@ -1,0 +1,324 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/adapters/mqtt/codec"
+	"github.com/iotgw/iotgw/core"
+)
+
+func newClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "iotgw-" + hex.EncodeToString(b[:])
+}
+
+// refuseConnect answers a CONNECT with a failure CONNACK and closes
+// [MQTT-3.2.2-5].
+func (c *conn) refuseConnect(p *codec.Connect, rc codec.ReasonCode) {
+	if p != nil && p.ProtocolLevel == codec.V5 {
+		c.version = codec.V5
+		c.closeWith(&codec.Connack{ReasonCode: rc}, errConnRefuse)
+		return
+	}
+	// An MQTT 3.x client (or one whose version we do not speak) gets a
+	// 3.1.1 return code [MQTT-3.1.2-2].
+	if c.version == 0 {
+		c.version = codec.V311
+	}
+	c.closeWith(&codec.Connack{ReasonCode: v3ConnackCode(rc)}, errConnRefuse)
+}
+
+func (c *conn) onConnect(p *codec.Connect) error {
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	c.version = p.ProtocolLevel
+	c.mu.Unlock()
+	v5 := c.version == codec.V5
+	clientID := p.ClientID
+	assigned := false
+	if clientID == "" {
+		// 3.1.1 allows a zero-length id only with clean session
+		// [MQTT-3.1.3-7], [MQTT-3.1.3-8]; MQTT 3.1 requires an id; MQTT 5
+		// assigns one [MQTT-3.1.3-6].
+		if !cfg.AllowEmptyClientID || c.version == codec.V31 || (!v5 && !p.CleanStart) {
+			c.refuseConnect(p, codec.ClientIDNotValid)
+			return fmt.Errorf("%w: empty client id", errConnRefuse)
+		}
+		clientID = newClientID()
+		assigned = true
+	}
+	c.clientID = clientID
+	c.log = c.log.With(zap.String("client_id", clientID))
+
+	will, err := c.willFrom(p)
+	if err != nil {
+		c.refuseConnect(p, codec.TopicNameInvalid)
+		return err
+	}
+
+	req := core.ConnectRequest{
+		ClientID: clientID, Username: p.Username, Password: p.Password,
+		Protocol: core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
+		CleanStart: p.CleanStart, Will: will, Sink: c,
+	}
+	keepAlive := int(p.KeepAlive)
+	serverKeepAlive := false
+	if v5 {
+		if p.Props.Has(codec.PropSessionExpiry) {
+			req.Expiry = expiryDuration(p.Props.SessionExpiry)
+		}
+		c.expiry0 = req.Expiry == 0
+		if p.Props.Has(codec.PropReceiveMaximum) {
+			req.ReceiveMax = int(p.Props.ReceiveMaximum)
+		}
+		if p.Props.Has(codec.PropMaximumPacketSize) {
+			c.maxOutPacket = int(p.Props.MaximumPacketSize)
+		}
+		if cfg.MaxKeepAlive > 0 && (keepAlive == 0 || keepAlive > cfg.MaxKeepAlive) {
+			keepAlive = cfg.MaxKeepAlive
+			serverKeepAlive = true
+		}
+	} else if !p.CleanStart {
+		req.UseDefaultExpiry = true
+	}
+
+	st := &pendingConnect{p: p, req: req, assigned: assigned, keepAlive: keepAlive, serverKeepAlive: serverKeepAlive}
+	if v5 && p.Props.Has(codec.PropAuthMethod) {
+		return c.startAuth(st)
+	}
+	return c.finishConnect(st, nil)
+}
+
+// pendingConnect is a CONNECT waiting for its enhanced authentication to
+// finish.
+type pendingConnect struct {
+	p               *codec.Connect
+	req             core.ConnectRequest
+	assigned        bool
+	keepAlive       int
+	serverKeepAlive bool
+}
+
+// finishConnect binds the session and sends CONNACK (with the final
+// authentication data of an enhanced authentication, if any).
+func (c *conn) finishConnect(st *pendingConnect, authData []byte) error {
+	p, req, keepAlive := st.p, st.req, st.keepAlive
+	v5 := c.version == codec.V5
+	c.pending = nil
+	sess, present, err := c.srv.b.Connect(context.Background(), req)
+	if err != nil {
+		c.log.Info("connect refused", zap.Error(err))
+		c.refuseConnect(p, reasonFor(err))
+		return err
+	}
+	c.sess = sess
+	c.authMethod = req.AuthMethod
+	c.keepAlive = time.Duration(keepAlive) * time.Second
+	ack := &codec.Connack{SessionPresent: present && !p.CleanStart}
+	if v5 {
+		c.connackProps(ack, st.assigned, req.ClientID, st.serverKeepAlive, keepAlive, req, sess)
+		if req.AuthMethod != "" {
+			ack.Props.AuthMethod = req.AuthMethod
+			ack.Props.Set(codec.PropAuthMethod)
+			if authData != nil {
+				ack.Props.AuthData = authData
+				ack.Props.Set(codec.PropAuthData)
+			}
+		}
+		c.aliasesIn = make(map[uint16]string)
+	}
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
+	c.send(ack)
+	sess.Start()
+	c.refreshDeadline()
+	if c.keepAlive == 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	c.log.Debug("connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
+		zap.Bool("session_present", ack.SessionPresent), zap.Int("keep_alive", keepAlive))
+	return nil
+}
+
+func expiryDuration(secs uint32) time.Duration {
+	if secs == 0xFFFFFFFF {
+		return core.NeverExpire
+	}
+	return time.Duration(secs) * time.Second
+}
+
+func (c *conn) connackProps(ack *codec.Connack, assigned bool, clientID string, serverKeepAlive bool, keepAlive int, req core.ConnectRequest, sess *core.Session) {
+	cfg := &c.srv.cfg
+	p := &ack.Props
+	if assigned {
+		p.AssignedClientID = clientID
+		p.Set(codec.PropAssignedClientID)
+	}
+	if serverKeepAlive {
+		p.ServerKeepAlive = uint16(keepAlive)
+		p.Set(codec.PropServerKeepAlive)
+	}
+	if granted := sess.Expiry(); granted != req.Expiry {
+		p.SessionExpiry = uint32(granted / time.Second)
+		p.Set(codec.PropSessionExpiry)
+	}
+	if cfg.ReceiveMaximum < 65535 {
+		p.ReceiveMaximum = uint16(cfg.ReceiveMaximum)
+		p.Set(codec.PropReceiveMaximum)
+	}
+	if cfg.MaxQoS < 2 {
+		p.MaximumQoS = byte(cfg.MaxQoS)
+		p.Set(codec.PropMaximumQoS)
+	}
+	if !cfg.RetainAvailable {
+		p.RetainAvailable = 0
+		p.Set(codec.PropRetainAvailable)
+	}
+	p.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	p.Set(codec.PropMaximumPacketSize)
+	if cfg.TopicAliasMaximum > 0 {
+		p.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
+		p.Set(codec.PropTopicAliasMaximum)
+	}
+}
+
+// willFrom builds the core will from CONNECT's will fields.
+func (c *conn) willFrom(p *codec.Connect) (*core.Will, error) {
+	if !p.WillFlag {
+		return nil, nil
+	}
+	if err := c.srv.b.CheckTopicName(p.WillTopic); err != nil {
+		return nil, fmt.Errorf("%w: will topic: %v", errBadTopic, err)
+	}
+	msg := &core.Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
+	w := &core.Will{Msg: msg}
+	if c.version == codec.V5 {
+		c.messageProps(msg, &p.WillProps)
+		if p.WillProps.Has(codec.PropWillDelay) {
+			w.Delay = time.Duration(p.WillProps.WillDelay) * time.Second
+		}
+	}
+	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: p.ClientID, Username: p.Username, Listener: c.listener}
+	return w, nil
+}
+
+// messageProps copies MQTT 5 message properties into a core message.
+func (c *conn) messageProps(m *core.Message, p *codec.Properties) {
+	if p.Has(codec.PropPayloadFormat) {
+		m.PayloadFormat = p.PayloadFormat
+	}
+	if p.Has(codec.PropMessageExpiry) {
+		m.ExpiresAt = time.Now().Add(time.Duration(p.MessageExpiry) * time.Second)
+	}
+	m.ContentType = p.ContentType
+	m.ResponseTopic = p.ResponseTopic
+	m.CorrelationData = p.CorrelationData
+	if len(p.User) > 0 {
+		m.UserProps = make([]core.UserProperty, len(p.User))
+		for i, u := range p.User {
+			m.UserProps[i] = core.UserProperty{Key: u.Key, Value: u.Value}
+		}
+	}
+}
+
+// startAuth begins MQTT 5 enhanced authentication [MQTT-4.12.0-1]: an
+// unknown method is refused with 0x8C, otherwise the method's challenge
+// goes out in AUTH 0x18 and the CONNECT waits.
+func (c *conn) startAuth(st *pendingConnect) error {
+	name := st.p.Props.AuthMethod
+	m, ok := c.srv.b.AuthMethod(name)
+	if !ok {
+		c.refuseConnect(st.p, codec.BadAuthMethod)
+		return fmt.Errorf("%w: unsupported authentication method %q", errConnRefuse, name)
+	}
+	conv, challenge, err := m.Start(st.p.Props.AuthData)
+	if err != nil {
+		c.refuseConnect(st.p, codec.BadUsernameOrPassword)
+		return fmt.Errorf("%w: %s: %v", errConnRefuse, name, err)
+	}
+	c.pending = st
+	c.authConv = conv
+	c.send(authPacket(codec.ContinueAuthentication, name, challenge))
+	return nil
+}
+
+func authPacket(rc codec.ReasonCode, method string, data []byte) *codec.Auth {
+	a := &codec.Auth{ReasonCode: rc}
+	a.Props.AuthMethod = method
+	a.Props.Set(codec.PropAuthMethod)
+	if data != nil {
+		a.Props.AuthData = data
+		a.Props.Set(codec.PropAuthData)
+	}
+	return a
+}
+
+// authStep feeds one client AUTH to the conversation in progress; the
+// method must stay the same [MQTT-4.12.0-5].
+func (c *conn) authStep(a *codec.Auth, method string) (resp []byte, done bool, err error) {
+	if a.ReasonCode != codec.ContinueAuthentication || a.Props.AuthMethod != method || c.authConv == nil {
+		return nil, true, fmt.Errorf("%w: unexpected AUTH (reason %#x, method %q)", errProtocol, byte(a.ReasonCode), a.Props.AuthMethod)
+	}
+	return c.authConv.Step(a.Props.AuthData)
+}
+
+func (c *conn) onAuthBeforeConnack(a *codec.Auth) error {
+	st := c.pending
+	method := st.p.Props.AuthMethod
+	resp, done, err := c.authStep(a, method)
+	if err != nil {
+		c.authConv = nil
+		c.refuseConnect(st.p, codec.BadUsernameOrPassword)
+		return fmt.Errorf("%w: %v", errConnRefuse, err)
+	}
+	if !done {
+		c.send(authPacket(codec.ContinueAuthentication, method, resp))
+		return nil
+	}
+	st.req.AuthMethod = method
+	st.req.Username = c.authConv.Username()
+	c.authConv = nil
+	return c.finishConnect(st, resp)
+}
+
+// onReauth handles AUTH after CONNACK: re-authentication (0x19) with the
+// method used at connect, then its continuation [MQTT-4.12.1-1].
+func (c *conn) onReauth(a *codec.Auth) error {
+	method := c.authMethod
+	if method == "" || a.Props.AuthMethod != method {
+		c.fail(codec.ProtocolError, errProtocol)
+		return fmt.Errorf("%w: AUTH with method %q, connected with %q [MQTT-4.12.0-5]", errProtocol, a.Props.AuthMethod, method)
+	}
+	if a.ReasonCode == codec.ReAuthenticate {
+		m, _ := c.srv.b.AuthMethod(method)
+		conv, challenge, err := m.Start(a.Props.AuthData)
+		if err != nil {
+			c.fail(codec.NotAuthorized, err)
+			return fmt.Errorf("re-authentication: %w", err)
+		}
+		c.authConv = conv
+		c.send(authPacket(codec.ContinueAuthentication, method, challenge))
+		return nil
+	}
+	resp, done, err := c.authStep(a, method)
+	if err != nil {
+		c.authConv = nil
+		c.fail(codec.NotAuthorized, err)
+		return fmt.Errorf("re-authentication: %w", err)
+	}
+	if !done {
+		c.send(authPacket(codec.ContinueAuthentication, method, resp))
+		return nil
+	}
+	c.authConv = nil
+	c.send(authPacket(codec.Success, method, resp))
+	return nil
+}
