@@ -46,6 +46,12 @@ type Config struct {
 	// TopicAliasMaximum is how many inbound topic aliases an MQTT 5 client
 	// may use.
 	TopicAliasMaximum int
+	// SharedSubscriptions, WildcardSubscriptions and
+	// SubscriptionIdentifiers enable those features; MQTT 5 clients learn
+	// the settings from CONNACK.
+	SharedSubscriptions     bool
+	WildcardSubscriptions   bool
+	SubscriptionIdentifiers bool
 	// AllowEmptyClientID accepts zero-length client ids (assigning one).
 	AllowEmptyClientID bool
 }
@@ -65,6 +71,10 @@ func DefaultConfig() Config {
 		ReceiveMaximum:     1024,
 		TopicAliasMaximum:  65535,
 		AllowEmptyClientID: true,
+
+		SharedSubscriptions:     true,
+		WildcardSubscriptions:   true,
+		SubscriptionIdentifiers: true,
 	}
 }
 

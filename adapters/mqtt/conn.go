@@ -37,6 +37,7 @@ type conn struct {
 	publishWill  bool // false after a clean DISCONNECT
 	aliasesIn    map[uint16]string
 	maxOutPacket int                   // the client's Maximum Packet Size (0: none)
+	aliasOutMax  int                   // the client's Topic Alias Maximum (0: none)
 	expiry0      bool                  // v5: CONNECT asked for session expiry 0
 	qos2Held     int                   // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
 	pending      *pendingConnect       // CONNECT awaiting enhanced authentication
@@ -163,6 +164,7 @@ func (c *conn) writeLoop() {
 	var buf []byte
 	var pub codec.Publish
 	var props []codec.UserProperty
+	var aliases map[string]uint16 // outbound topic aliases; writer-owned
 	stats := c.srv.b.Stats()
 	for {
 		c.mu.Lock()
@@ -186,7 +188,7 @@ func (c *conn) writeLoop() {
 		buf = buf[:0]
 		for i := range items {
 			var err error
-			buf, props, err = c.appendItem(buf, &items[i], &pub, props)
+			buf, props, err = c.appendItem(buf, &items[i], &pub, props, &aliases)
 			if err != nil {
 				c.log.Warn("encode failed", zap.Error(err))
 			}
@@ -215,7 +217,7 @@ func (c *conn) writeLoop() {
 	}
 }
 
-func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty) ([]byte, []codec.UserProperty, error) {
+func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty, aliases *map[string]uint16) ([]byte, []codec.UserProperty, error) {
 	if it.pkt != nil {
 		c.srv.pc.Out(int(it.pkt.Type()))
 		b, err := codec.Append(buf, it.pkt, c.version)
@@ -240,10 +242,34 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 			}
 			return buf, props, nil
 		}
+		if c.aliasOutMax > 0 {
+			c.applyAlias(pub, aliases)
+		}
 	}
 	c.srv.pc.Out(int(codec.TypePublish))
 	b, err := codec.Append(buf, pub, c.version)
 	return b, props, err
+}
+
+// applyAlias uses a topic alias towards a client that accepts them
+// [MQTT-3.3.2-?]: a topic seen before goes out as its alias alone; new
+// topics get the next alias until the client's maximum is reached.
+func (c *conn) applyAlias(pub *codec.Publish, aliases *map[string]uint16) {
+	if *aliases == nil {
+		*aliases = make(map[string]uint16)
+	}
+	if a, ok := (*aliases)[pub.Topic]; ok {
+		pub.Topic = ""
+		pub.Props.TopicAlias = a
+		pub.Props.Set(codec.PropTopicAlias)
+		return
+	}
+	if n := len(*aliases); n < c.aliasOutMax && n < 65535 {
+		a := uint16(n + 1)
+		(*aliases)[pub.Topic] = a
+		pub.Props.TopicAlias = a
+		pub.Props.Set(codec.PropTopicAlias)
+	}
 }
 
 // publishProps fills an outbound PUBLISH's MQTT 5 properties from the

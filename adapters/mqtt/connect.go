@@ -81,6 +81,9 @@ func (c *conn) onConnect(p *codec.Connect) error {
 		if p.Props.Has(codec.PropMaximumPacketSize) {
 			c.maxOutPacket = int(p.Props.MaximumPacketSize)
 		}
+		if p.Props.Has(codec.PropTopicAliasMaximum) {
+			c.aliasOutMax = int(p.Props.TopicAliasMaximum)
+		}
 		if cfg.MaxKeepAlive > 0 && (keepAlive == 0 || keepAlive > cfg.MaxKeepAlive) {
 			keepAlive = cfg.MaxKeepAlive
 			serverKeepAlive = true
@@ -184,6 +187,18 @@ func (c *conn) connackProps(ack *codec.Connack, assigned bool, clientID string, 
 	}
 	p.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	p.Set(codec.PropMaximumPacketSize)
+	if !cfg.SharedSubscriptions {
+		p.SharedSubAvailable = 0
+		p.Set(codec.PropSharedSubAvailable)
+	}
+	if !cfg.WildcardSubscriptions {
+		p.WildcardSubAvailable = 0
+		p.Set(codec.PropWildcardSubAvailable)
+	}
+	if !cfg.SubscriptionIdentifiers {
+		p.SubIDAvailable = 0
+		p.Set(codec.PropSubIDAvailable)
+	}
 	if cfg.TopicAliasMaximum > 0 {
 		p.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
 		p.Set(codec.PropTopicAliasMaximum)

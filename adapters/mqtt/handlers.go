@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -38,7 +39,7 @@ func (c *conn) handle(pkt codec.Packet) error {
 	case *codec.Ack:
 		return c.onAck(p)
 	case *codec.Subscribe:
-		c.onSubscribe(p)
+		return c.onSubscribe(p)
 	case *codec.Unsubscribe:
 		c.onUnsubscribe(p)
 	case *codec.Pingreq:
@@ -177,16 +178,38 @@ func (c *conn) onAck(a *codec.Ack) error {
 	return nil
 }
 
-func (c *conn) onSubscribe(p *codec.Subscribe) {
+func (c *conn) onSubscribe(p *codec.Subscribe) error {
 	cfg := &c.srv.cfg
 	v5 := c.version == codec.V5
 	var subID uint32
 	if v5 && p.Props.Has(codec.PropSubscriptionID) && len(p.Props.SubscriptionIDs) > 0 {
+		if !cfg.SubscriptionIdentifiers {
+			c.fail(codec.SubIDsNotSupported, errProtocol)
+			return fmt.Errorf("%w: subscription identifiers are disabled [MQTT-3.8.2-?]", errProtocol)
+		}
 		subID = p.Props.SubscriptionIDs[0]
 	}
 	ack := &codec.Suback{PacketID: p.PacketID, ReasonCodes: make([]byte, len(p.Subscriptions))}
 	results := make([]core.SubResult, len(p.Subscriptions))
 	for i, s := range p.Subscriptions {
+		shared := strings.HasPrefix(s.Filter, "$share/") || strings.HasPrefix(s.Filter, "$queue/")
+		if v5 && shared && s.NoLocal {
+			// No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
+			c.fail(codec.ProtocolError, errProtocol)
+			return fmt.Errorf("%w: no local on shared subscription %q [MQTT-3.8.3-4]", errProtocol, s.Filter)
+		}
+		var refuse codec.ReasonCode
+		switch {
+		case shared && !cfg.SharedSubscriptions:
+			refuse = codec.SharedSubNotSupported
+		case !cfg.WildcardSubscriptions && strings.ContainsAny(s.Filter, "+#"):
+			refuse = codec.WildcardSubNotSupported
+		}
+		if refuse != 0 {
+			results[i] = core.SubResult{Err: errProtocol}
+			ack.ReasonCodes[i] = byte(refuse) // written as 0x80 for 3.1.1 by the codec
+			continue
+		}
 		qos := s.QoS
 		if int(qos) > cfg.MaxQoS {
 			qos = byte(cfg.MaxQoS)
@@ -201,10 +224,15 @@ func (c *conn) onSubscribe(p *codec.Subscribe) {
 		results[i] = r
 		if r.Err != nil {
 			c.log.Debug("subscribe refused", zap.String("filter", s.Filter), zap.Error(r.Err))
-			if v5 {
-				ack.ReasonCodes[i] = byte(reasonFor(r.Err))
-			} else {
+			switch {
+			case !v5:
 				ack.ReasonCodes[i] = 0x80 // [MQTT-3.9.3-2]
+			case errors.Is(r.Err, core.ErrNotAuthorized):
+				// The access rules' refusal is 0x80 in both versions, as
+				// Mosquitto and the conformance suites expect.
+				ack.ReasonCodes[i] = byte(codec.UnspecifiedError)
+			default:
+				ack.ReasonCodes[i] = byte(reasonFor(r.Err))
 			}
 			continue
 		}
@@ -215,6 +243,7 @@ func (c *conn) onSubscribe(p *codec.Subscribe) {
 	for _, r := range results {
 		c.sess.SendRetained(r)
 	}
+	return nil
 }
 
 func (c *conn) onUnsubscribe(p *codec.Unsubscribe) {

@@ -98,6 +98,9 @@ func settings() []setting {
 		{"mqtt.retain_available", dm.RetainAvailable, boolean(func(c *Config) *bool { return &c.MQTT.RetainAvailable })},
 		{"mqtt.receive_maximum", dm.ReceiveMaximum, integer(func(c *Config) *int { return &c.MQTT.ReceiveMaximum })},
 		{"mqtt.topic_alias_maximum", dm.TopicAliasMaximum, integer(func(c *Config) *int { return &c.MQTT.TopicAliasMaximum })},
+		{"mqtt.shared_subscriptions", dm.SharedSubscriptions, boolean(func(c *Config) *bool { return &c.MQTT.SharedSubscriptions })},
+		{"mqtt.wildcard_subscriptions", dm.WildcardSubscriptions, boolean(func(c *Config) *bool { return &c.MQTT.WildcardSubscriptions })},
+		{"mqtt.subscription_identifiers", dm.SubscriptionIdentifiers, boolean(func(c *Config) *bool { return &c.MQTT.SubscriptionIdentifiers })},
 		{"mqtt.allow_empty_client_id", dm.AllowEmptyClientID, boolean(func(c *Config) *bool { return &c.MQTT.AllowEmptyClientID })},
 
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
