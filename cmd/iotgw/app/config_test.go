@@ -1,0 +1,117 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.TCP != ":1883" || cfg.MQTT.WS != ":8083" || cfg.MQTT.WSPath != "/mqtt" {
+		t.Fatalf("listeners %+v", cfg.MQTT)
+	}
+	if cfg.Core.SysInterval != 10*time.Second || !cfg.ACL.DefaultAllow || !cfg.AllowAnonymous {
+		t.Fatalf("defaults %+v", cfg)
+	}
+}
+
+func TestLoadYAMLAndEnvironment(t *testing.T) {
+	doc := []byte(`
+mqtt:
+  tcp: 127.0.0.1:1999
+  max_keepalive: 60
+session:
+  default_expiry: 90      # bare number: seconds
+acl:
+  default: deny
+  rules:
+    - {permission: allow, action: all, topic: "devices/%c/#"}
+auth:
+  users:
+    - {username: alice, password: secret}
+`)
+	cfg, err := Load(doc, []string{"IOTGW_MQTT_WS=", "IOTGW_SYS_INTERVAL=1m", "IOTGW_MQTT_WS_PATH=/x", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.TCP != "127.0.0.1:1999" || cfg.MQTT.WS != "" || cfg.MQTT.WSPath != "/x" || cfg.MQTT.MaxKeepAlive != 60 {
+		t.Fatalf("mqtt %+v", cfg.MQTT)
+	}
+	if cfg.Core.DefaultExpiry != 90*time.Second || cfg.Core.SysInterval != time.Minute {
+		t.Fatalf("durations %v %v", cfg.Core.DefaultExpiry, cfg.Core.SysInterval)
+	}
+	if cfg.ACL.DefaultAllow || len(cfg.ACL.Rules) != 1 || !cfg.ACL.Rules[0].Allow || cfg.ACL.Rules[0].Topic != "devices/%c/#" {
+		t.Fatalf("acl %+v", cfg.ACL)
+	}
+	if len(cfg.Users) != 1 || cfg.Users[0].Username != "alice" {
+		t.Fatalf("users %+v", cfg.Users)
+	}
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		doc  string
+		env  []string
+		want []string
+	}{
+		{"mqtt:\n  bogus: 1\n", nil, []string{"mqtt.bogus"}},
+		{"mqtt:\n  tcp: \"localhost:99999\"\n", nil, []string{"mqtt.tcp"}},
+		{"mqtt:\n  tcp: nonsense\n", nil, []string{"mqtt.tcp"}},
+		{"session:\n  max_inflight: lots\n", nil, []string{"session.max_inflight"}},
+		{"log:\n  level: loud\n", nil, []string{"log.level"}},
+		{"acl:\n  rules:\n    - {permission: maybe, topic: a}\n", nil, []string{"acl.rules", "permission"}},
+		{"", []string{"IOTGW_MQTT_NOPE=1"}, []string{"IOTGW_MQTT_NOPE"}},
+		{"shared:\n  strategy: best\n", nil, []string{"shared.strategy"}},
+	}
+	for _, tc := range cases {
+		_, err := Load([]byte(tc.doc), tc.env)
+		if err == nil {
+			t.Errorf("%q %v: no error", tc.doc, tc.env)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not name %q", tc.doc, err, w)
+			}
+		}
+	}
+}
+
+func TestKeysDocumented(t *testing.T) {
+	// Every key must be documented in configs/iotgw.yaml and README.md.
+	for _, file := range []string{"../../../configs/iotgw.yaml", "../../../README.md"} {
+		doc, err := readFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range Keys() {
+			section, key, _ := strings.Cut(k, ".")
+			if file[len(file)-4:] == "yaml" {
+				if !strings.Contains(doc, "\n"+section+":") || !strings.Contains(doc, "  "+key+":") {
+					t.Errorf("%s: key %s not documented", file, k)
+				}
+			} else if !strings.Contains(doc, "`"+k+"`") {
+				t.Errorf("%s: key %s not documented", file, k)
+			}
+		}
+	}
+}
+
+func TestShippedConfigLoadsAsDefaults(t *testing.T) {
+	doc, err := readFile("../../../configs/iotgw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load([]byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := Load(nil, nil)
+	if cfg.MQTT != def.MQTT || cfg.Core != def.Core || cfg.LogLevel != def.LogLevel || cfg.AllowAnonymous != def.AllowAnonymous {
+		t.Fatalf("configs/iotgw.yaml differs from the embedded defaults:\n%+v\n%+v", cfg, def)
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary builds iotgw once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "iotgw")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var listenRE = regexp.MustCompile(`"transport": "tcp", "addr": "([^"]+)"`)
+
+// TestRunAndSignal starts the real binary on port 0, waits for its
+// listener, connects, and checks SIGTERM makes it exit 0 promptly.
+func TestRunAndSignal(t *testing.T) {
+	bin := buildBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_SYS_INTERVAL=0")
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addrCh := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+					addrCh <- m[1]
+				}
+			}
+		}()
+		var addr string
+		select {
+		case addr = <-addrCh:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("no listening line")
+		}
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A 3.1.1 CONNECT: the broker must answer with CONNACK 0.
+		nc.Write([]byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0})
+		ack := make([]byte, 4)
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+			t.Fatalf("CONNACK % x %v", ack, err)
+		}
+		cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%v: exit %v, want 0", sig, err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("%v: still running", sig)
+		}
+		// The connection was closed by the shutdown.
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Read(ack); err == nil {
+			t.Fatal("connection still open after shutdown")
+		}
+		nc.Close()
+	}
+}
+
+func TestConfigErrorsExit2(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("mqtt:\n  tcp: \"1.2.3.4:99999\"\n  nope: 1\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--config", bad}, nil, "mqtt.nope"},
+		{nil, []string{"IOTGW_SESSION_MAX_INFLIGHT=zero"}, "session.max_inflight"},
+		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, nil, "missing.yaml"},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Env = append(os.Environ(), append(tc.env, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=")...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v %v: exit %v, want 2; output %s", tc.args, tc.env, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("output %q does not name %q", out, tc.want)
+		}
+	}
+}
