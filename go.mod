@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/dsnet/golib/memfile v1.0.0 // indirect
+	github.com/eclipse/paho.golang v0.22.0 // indirect
 	github.com/fsnotify/fsnotify v1.7.0 // indirect
 	github.com/hashicorp/hcl v1.0.0 // indirect
 	github.com/magiconair/properties v1.8.7 // indirect

@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // SubOptions are a subscription's options, MQTT 5's being the superset.
 type SubOptions struct {
 	QoS               byte
@@ -112,6 +114,9 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
 	}
 	for _, s := range order {
 		m := bySess[s]
+		// Trie order is arbitrary; ascending identifiers make the
+		// delivered list deterministic.
+		slices.Sort(m.ids)
 		sub := *m.sub
 		sub.opts = m.opt
 		b.deliverTo(&sub, msg, m.ids)

@@ -53,7 +53,9 @@ func TestWill(t *testing.T) {
 
 	t.Run("published_on_keep_alive_expiry", func(t *testing.T) {
 		t.Parallel()
-		g := testutil.Start(t, "")
+		// A connect timeout far beyond waitTimeout, so that only the keep
+		// alive can close the connection in time.
+		g := testutil.Start(t, "mqtt:\n  connect_timeout: 60s\n")
 		sub, _ := connectPaho(t, g.MQTTURL(), uniqueID("willsub"), nil)
 		sub.subscribe("will/#", 2)
 		raw := dialRaw(t, g.MQTTAddr())

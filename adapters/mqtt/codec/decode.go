@@ -70,7 +70,7 @@ func checkHeader(h, version byte) *Error {
 	}
 	if flags != 0 {
 		// [MQTT-2.2.2-1], [MQTT-2.2.2-2] (3.1.1); [MQTT-2.1.3-1] (5.0).
-		return malformed(t.String() + " reserved fixed header flags must be 0 [MQTT-2.2.2-1][MQTT-2.2.2-2]")
+		return malformed(t.String() + " reserved fixed header flags must be 0 (3.1.1 [MQTT-2.2.2-1], 5.0 [MQTT-2.1.3-1])")
 	}
 	return nil
 }
@@ -132,7 +132,7 @@ func decodeConnect(d *decoder) (Packet, error) {
 	default:
 		c.ProtocolName = string(name)
 		return c, &Error{Code: UnsupportedProtocolVersion,
-			Reason: "unsupported protocol name or level [MQTT-3.1.2-1][MQTT-3.1.2-2]"}
+			Reason: "unsupported protocol name or level [MQTT-3.1.2-1], [MQTT-3.1.2-2]"}
 	}
 	v5 := level == V5
 
@@ -149,13 +149,13 @@ func decodeConnect(d *decoder) (Packet, error) {
 		d.fail(malformed("CONNECT reserved flag must be 0 [MQTT-3.1.2-3]"))
 	case !c.WillFlag && c.WillQoS != 0:
 		// 3.1.1: [MQTT-3.1.2-11], [MQTT-3.1.2-13]; 5.0: [MQTT-3.1.2-11].
-		d.fail(malformed("Will QoS set without Will Flag [MQTT-3.1.2-11][MQTT-3.1.2-13]"))
+		d.fail(malformed("Will QoS set without Will Flag (3.1.1 [MQTT-3.1.2-13], 5.0 [MQTT-3.1.2-11])"))
 	case !c.WillFlag && c.WillRetain:
 		// 3.1.1: [MQTT-3.1.2-15]; 5.0: [MQTT-3.1.2-13].
-		d.fail(malformed("Will Retain set without Will Flag [MQTT-3.1.2-15][MQTT-3.1.2-13]"))
+		d.fail(malformed("Will Retain set without Will Flag (3.1.1 [MQTT-3.1.2-15], 5.0 [MQTT-3.1.2-13])"))
 	case c.WillQoS == 3:
 		// 3.1.1: [MQTT-3.1.2-14]; 5.0: [MQTT-3.1.2-12].
-		d.fail(malformed("Will QoS 3 [MQTT-3.1.2-14][MQTT-3.1.2-12]"))
+		d.fail(malformed("Will QoS 3 (3.1.1 [MQTT-3.1.2-14], 5.0 [MQTT-3.1.2-12])"))
 	case !v5 && c.PasswordFlag && !c.UsernameFlag:
 		// MQTT 5 dropped this rule so that Password can carry other
 		// credentials; 3.1 and 3.1.1 keep it.
@@ -206,7 +206,7 @@ func decodeConnack(d *decoder, version byte) (Packet, error) {
 	case version == V5 && reasonAllowed[c.ReasonCode]&rcConnack == 0:
 		d.fail(protoErr("invalid CONNACK reason code [MQTT-3.2.2-8]"))
 	case c.SessionPresent && c.ReasonCode != 0:
-		d.fail(protoErr("Session Present with a failure code [MQTT-3.2.2-4][MQTT-3.2.2-6]"))
+		d.fail(protoErr("Session Present with a failure code (3.1.1 [MQTT-3.2.2-4], 5.0 [MQTT-3.2.2-6])"))
 	}
 	if version == V5 {
 		d.props(&c.Props, ctxConnack)
@@ -220,12 +220,26 @@ func decodeConnack(d *decoder, version byte) (Packet, error) {
 
 func decodePublish(d *decoder, h, version byte) (Packet, error) {
 	p := &Publish{Dup: h&0x08 != 0, QoS: h >> 1 & 3, Retain: h&0x01 != 0}
+	if version == V5 {
+		// Topic and property strings share one allocation: find where the
+		// property block ends without consuming anything.
+		end := 2
+		if len(d.b) >= 2 {
+			end += int(d.b[0])<<8 | int(d.b[1])
+		}
+		if p.QoS > 0 {
+			end += 2
+		}
+		if n, next, ok := peekVBI(d.b, end); ok && n > 0 {
+			d.shareStrings(0, next+n)
+		}
+	}
 	// [MQTT-3.3.2-1] the Topic Name is a UTF-8 Encoded String.
 	p.Topic = d.str()
 	if p.QoS > 0 {
 		p.PacketID = d.u16()
 		if d.err == nil && p.PacketID == 0 {
-			d.fail(protoErr("PUBLISH QoS > 0 with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]"))
+			d.fail(protoErr("PUBLISH QoS > 0 with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])"))
 		}
 	}
 	if version == V5 {
@@ -284,14 +298,17 @@ func countEntries(b []byte, extra int) int {
 func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 	s := &Subscribe{PacketID: d.u16()}
 	if d.err == nil && s.PacketID == 0 {
-		d.fail(protoErr("SUBSCRIBE with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]"))
+		d.fail(protoErr("SUBSCRIBE with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])"))
 	}
+	// Everything after the Packet Identifier is filters, options and
+	// properties, so all its strings can share one allocation.
+	d.shareStrings(d.off, len(d.b))
 	if version == V5 {
 		d.props(&s.Props, ctxSubscribe)
 	}
 	if d.err == nil && d.remaining() == 0 {
 		// 3.1.1 [MQTT-3.8.3-3]; 5.0 [MQTT-3.8.3-2].
-		d.fail(protoErr("SUBSCRIBE without a topic filter [MQTT-3.8.3-3][MQTT-3.8.3-2]"))
+		d.fail(protoErr("SUBSCRIBE without a topic filter (3.1.1 [MQTT-3.8.3-3], 5.0 [MQTT-3.8.3-2])"))
 	}
 	if d.err == nil {
 		s.Subscriptions = make([]Subscription, 0, countEntries(d.b[d.off:], 1))
@@ -358,8 +375,9 @@ func decodeSuback(d *decoder, version byte) (Packet, error) {
 func decodeUnsubscribe(d *decoder, version byte) (Packet, error) {
 	u := &Unsubscribe{PacketID: d.u16()}
 	if d.err == nil && u.PacketID == 0 {
-		d.fail(protoErr("UNSUBSCRIBE with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]"))
+		d.fail(protoErr("UNSUBSCRIBE with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])"))
 	}
+	d.shareStrings(d.off, len(d.b))
 	if version == V5 {
 		d.props(&u.Props, ctxUnsubscribe)
 	}

@@ -122,7 +122,7 @@ func planConnect(pl *plan, c *Connect, version byte) *Error {
 	}
 	switch {
 	case c.WillQoS > 2:
-		return malformed("Will QoS 3 [MQTT-3.1.2-14][MQTT-3.1.2-12]")
+		return malformed("Will QoS 3 (3.1.1 [MQTT-3.1.2-14], 5.0 [MQTT-3.1.2-12])")
 	case !c.WillFlag && (c.WillQoS != 0 || c.WillRetain):
 		return malformed("Will QoS or Will Retain set without Will Flag [MQTT-3.1.2-11]")
 	case lvl != V5 && c.PasswordFlag && !c.UsernameFlag:
@@ -166,7 +166,7 @@ func planOther(pl *plan, p Packet, version byte) *Error {
 		case v5 && reasonAllowed[p.ReasonCode]&rcConnack == 0:
 			return protoErr("invalid CONNACK reason code [MQTT-3.2.2-8]")
 		case p.SessionPresent && p.ReasonCode != 0:
-			return protoErr("Session Present with a failure code [MQTT-3.2.2-4][MQTT-3.2.2-6]")
+			return protoErr("Session Present with a failure code (3.1.1 [MQTT-3.2.2-4], 5.0 [MQTT-3.2.2-6])")
 		}
 		s.n = 2
 		if v5 {
@@ -179,7 +179,7 @@ func planOther(pl *plan, p Packet, version byte) *Error {
 		case p.QoS == 0 && p.Dup:
 			return protoErr("DUP set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
 		case p.QoS > 0 && p.PacketID == 0:
-			return protoErr("PUBLISH QoS > 0 with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]")
+			return protoErr("PUBLISH QoS > 0 with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])")
 		case v5 && p.Topic == "" && !p.Props.Has(PropTopicAlias):
 			return protoErr("zero-length Topic Name without Topic Alias (3.3.2.1)")
 		}
@@ -228,9 +228,9 @@ func planOther(pl *plan, p Packet, version byte) *Error {
 		pl.header = byte(TypeSubscribe)<<4 | 0x02 // [MQTT-3.8.1-1]
 		switch {
 		case p.PacketID == 0:
-			return protoErr("SUBSCRIBE with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]")
+			return protoErr("SUBSCRIBE with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])")
 		case len(p.Subscriptions) == 0:
-			return protoErr("SUBSCRIBE without a topic filter [MQTT-3.8.3-3][MQTT-3.8.3-2]")
+			return protoErr("SUBSCRIBE without a topic filter (3.1.1 [MQTT-3.8.3-3], 5.0 [MQTT-3.8.3-2])")
 		}
 		s.n = 2
 		if v5 {
@@ -266,7 +266,7 @@ func planOther(pl *plan, p Packet, version byte) *Error {
 		pl.header = byte(TypeUnsubscribe)<<4 | 0x02 // [MQTT-3.10.1-1]
 		switch {
 		case p.PacketID == 0:
-			return protoErr("UNSUBSCRIBE with Packet Identifier 0 [MQTT-2.3.1-1][MQTT-2.2.1-3]")
+			return protoErr("UNSUBSCRIBE with Packet Identifier 0 (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3])")
 		case len(p.Filters) == 0:
 			return protoErr("UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]")
 		}

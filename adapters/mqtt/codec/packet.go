@@ -104,17 +104,17 @@ type Connack struct {
 
 // Publish is the PUBLISH packet.
 type Publish struct {
-	Dup    bool
-	QoS    byte
-	Retain bool
 	// Topic may be empty: in MQTT 5 when a Topic Alias is used, and in
 	// older versions the decoder lets it through for the server to reject.
 	Topic string
-	// PacketID is present on the wire only when QoS > 0.
-	PacketID uint16
-	Props    Properties
 	// Payload aliases the packet body after decoding; nil when empty.
 	Payload []byte
+	Props   Properties
+	// PacketID is present on the wire only when QoS > 0.
+	PacketID uint16
+	QoS      byte
+	Dup      bool
+	Retain   bool
 }
 
 // Ack is PUBACK, PUBREC, PUBREL or PUBCOMP, selected by Kind. The four

@@ -49,32 +49,42 @@ type UserProperty struct {
 //
 // Decoded []byte fields alias the packet body; strings are copies.
 type Properties struct {
+	// Strings and slices come first and scalars last: that packs the
+	// struct without padding and lets the garbage collector stop scanning
+	// halfway through it.
+
+	ContentType      string
+	ResponseTopic    string
+	AssignedClientID string
+	AuthMethod       string
+	ResponseInfo     string
+	ServerReference  string
+	ReasonString     string
+	CorrelationData  []byte
+	AuthData         []byte
+	// SubscriptionIDs may hold several identifiers in a PUBLISH and at
+	// most one in a SUBSCRIBE.
+	SubscriptionIDs []uint32
+	// User keeps the User Properties in wire order, duplicates included.
+	User []UserProperty
+
+	// Present has bit (1 << id) set for each present single-valued
+	// property.
 	Present uint64
 
-	PayloadFormat        byte
 	MessageExpiry        uint32
-	ContentType          string
-	ResponseTopic        string
-	CorrelationData      []byte
-	SubscriptionIDs      []uint32
 	SessionExpiry        uint32
-	AssignedClientID     string
-	ServerKeepAlive      uint16
-	AuthMethod           string
-	AuthData             []byte
-	RequestProblemInfo   byte
 	WillDelay            uint32
-	RequestResponseInfo  byte
-	ResponseInfo         string
-	ServerReference      string
-	ReasonString         string
+	MaximumPacketSize    uint32
+	ServerKeepAlive      uint16
 	ReceiveMaximum       uint16
 	TopicAliasMaximum    uint16
 	TopicAlias           uint16
+	PayloadFormat        byte
+	RequestProblemInfo   byte
+	RequestResponseInfo  byte
 	MaximumQoS           byte
 	RetainAvailable      byte
-	User                 []UserProperty
-	MaximumPacketSize    uint32
 	WildcardSubAvailable byte
 	SubIDAvailable       byte
 	SharedSubAvailable   byte

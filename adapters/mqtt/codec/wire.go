@@ -12,6 +12,11 @@ type decoder struct {
 	b   []byte
 	off int
 	err *Error
+	// shared is a string copy of b[sharedOff:sharedOff+len(shared)]. Strings
+	// read inside that range are substrings of it, so a packet's topic and
+	// property strings cost one allocation instead of one each.
+	shared    string
+	sharedOff int
 }
 
 // fail records e unless an earlier error is already recorded, and moves the
@@ -120,8 +125,9 @@ func (d *decoder) rawString() []byte {
 	return b
 }
 
-// str reads a UTF-8 Encoded String and copies it, so a long-lived string
-// (a topic kept in an index) never pins the packet body in memory.
+// str reads a UTF-8 Encoded String. The result never aliases the body, so
+// a long-lived string (a topic kept in an index) cannot pin a payload in
+// memory; at most it keeps the packet's other header strings alive.
 func (d *decoder) str() string {
 	b := d.rawString()
 	if d.err != nil {
@@ -131,7 +137,36 @@ func (d *decoder) str() string {
 		d.fail(malformed(reason))
 		return ""
 	}
+	start, end := d.off-len(b)-d.sharedOff, d.off-d.sharedOff
+	if start >= 0 && end <= len(d.shared) {
+		return d.shared[start:end]
+	}
 	return string(b)
+}
+
+// shareStrings copies b[from:to] into one string that later str calls in
+// that range slice from. Callers pass only header regions (never payload
+// or password bytes), so what a substring keeps alive stays small and
+// holds no secrets.
+func (d *decoder) shareStrings(from, to int) {
+	if from < to && to <= len(d.b) {
+		d.shared = string(d.b[from:to])
+		d.sharedOff = from
+	}
+}
+
+// peekVBI decodes a Variable Byte Integer at b[off:] without consuming it,
+// returning the value and the offset after it; ok is false if b ends or the
+// encoding is invalid (the real read reports why).
+func peekVBI(b []byte, off int) (v, next int, ok bool) {
+	for i := 0; i < 4 && off+i < len(b); i++ {
+		c := b[off+i]
+		v |= int(c&0x7F) << (7 * i)
+		if c&0x80 == 0 {
+			return v, off + i + 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 // rest returns the unread remainder (a payload), nil when empty.
@@ -161,7 +196,7 @@ func checkUTF8(b []byte) string {
 		if c < utf8.RuneSelf {
 			if c == 0 {
 				// [MQTT-1.5.3-2] (3.1.1), [MQTT-1.5.4-2] (5.0).
-				return "string contains U+0000 [MQTT-1.5.3-2][MQTT-1.5.4-2]"
+				return "string contains U+0000 (3.1.1 [MQTT-1.5.3-2], 5.0 [MQTT-1.5.4-2])"
 			}
 			i++
 			continue
@@ -171,7 +206,7 @@ func checkUTF8(b []byte) string {
 		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size == 1 {
 			// [MQTT-1.5.3-1] (3.1.1), [MQTT-1.5.4-1] (5.0).
-			return "ill-formed UTF-8 string [MQTT-1.5.3-1][MQTT-1.5.4-1]"
+			return "ill-formed UTF-8 string (3.1.1 [MQTT-1.5.3-1], 5.0 [MQTT-1.5.4-1])"
 		}
 		i += size
 	}
@@ -231,7 +266,7 @@ func remainingStep(i int, c byte, v *int) (done bool, err *Error) {
 		if c == 0 && i > 0 {
 			// MQTT 3.1.1 section 2.2.3 and [MQTT-1.5.5-1]: the encoding
 			// must be minimal, so a zero final byte is padding.
-			return true, malformed("remaining length not minimally encoded [MQTT-1.5.5-1]")
+			return true, malformed("remaining length not minimally encoded (5.0 [MQTT-1.5.5-1])")
 		}
 		return true, nil
 	}

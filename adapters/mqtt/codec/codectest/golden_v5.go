@@ -236,8 +236,8 @@ func v5() []Golden {
 			Raw: []byte{
 				0x40, 0x12, // PUBACK, remaining length 18
 				0x00, 0x02, // packet id 2
-				0x80,                                  // reason code: unspecified error
-				0x0E,                                  // property length 14
+				0x80,                                 // reason code: unspecified error
+				0x0E,                                 // property length 14
 				0x1F, 0x00, 0x04, 'f', 'a', 'i', 'l', // reason string "fail"
 				0x26, 0x00, 0x01, 'a', 0x00, 0x01, 'b', // user property a=b
 			},
@@ -260,7 +260,7 @@ func v5() []Golden {
 		{
 			Name:       "v5/puback-success-reason-only",
 			Version:    codec.V5,
-			DecodeOnly: true, // Append uses the two-byte short form
+			DecodeOnly: true,                                 // Append uses the two-byte short form
 			Raw:        []byte{0x40, 0x03, 0x00, 0x01, 0x00}, // PUBACK, remaining length 3, packet id 1, success
 			Packet:     &codec.Ack{Kind: codec.TypePuback, PacketID: 1},
 		},
@@ -292,7 +292,7 @@ func v5() []Golden {
 				0x0B, 0x05, // subscription identifier 5
 				0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v', // user property k=v
 				0x00, 0x03, 'a', '/', 'b', // filter "a/b"
-				0x2D, // options: retain handling 2, retain as published, no local, QoS 1
+				0x2D,                                                         // options: retain handling 2, retain as published, no local, QoS 1
 				0x00, 0x0A, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'x', // filter "$share/g/x"
 				0x12, // options: retain handling 1, QoS 2
 			},
@@ -384,7 +384,7 @@ func v5() []Golden {
 		{
 			Name:       "v5/disconnect-success-with-empty-properties",
 			Version:    codec.V5,
-			DecodeOnly: true, // Append uses the zero-length short form
+			DecodeOnly: true,                           // Append uses the zero-length short form
 			Raw:        []byte{0xE0, 0x02, 0x00, 0x00}, // DISCONNECT, remaining length 2, reason 0, property length 0
 			Packet:     &codec.Disconnect{},
 		},
