@@ -124,12 +124,15 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, core.ErrInvalidTopic) || errors.Is(err, core.ErrTopicTooLong) {
+		if errors.Is(err, core.ErrInvalidTopic) {
 			// A wildcard or malformed topic name is a protocol violation
 			// [MQTT-3.3.2-2].
 			c.fail(codec.TopicNameInvalid, err)
 			return fmt.Errorf("%w: %q: %v", errBadTopic, topicName, err)
 		}
+		// Refusals by policy (access rules, configured topic limits, quotas)
+		// keep the connection: MQTT 5 learns why from the ack's reason
+		// code; 3.1.1 has no way to say it, so the message is dropped.
 		c.log.Debug("publish refused", zap.String("topic", topicName), zap.Error(err))
 		rc = reasonFor(err)
 	}
