@@ -6,11 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the black-box tests drive, by the command that shows
+# each is there.
 need=()
-command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
-command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+have() { command -v "$1" >/dev/null 2>&1; }
+have mosquitto || need+=(mosquitto)
+have mosquitto_pub || need+=(mosquitto-clients)
+have coap-client-notls || need+=(libcoap3-bin)
+have chromium || need+=(chromium)
+have node || need+=(nodejs)
+have npm || need+=(npm)
+/usr/bin/python3 -c 'import stomp' >/dev/null 2>&1 || need+=(python3-stomp)
+/usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -18,6 +27,12 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "warning: ${need[*]} missing; tests that drive them will skip" >&2
   fi
 fi
+# npm packages for the browser tests (pinned by package-lock.json).
+for dir in $(find adapters -path '*/testdata/browser' -name browser -type d); do
+  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ] && have npm; then
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "warning: npm ci failed in $dir; browser tests will skip" >&2
+  fi
+done
 
 go test -race -count=1 -timeout 15m ./...
 

@@ -406,3 +406,35 @@ func TestSteadyStateAllocations(t *testing.T) {
 		t.Errorf("unique %d dups %d", sub.unique.Load(), sub.dups)
 	}
 }
+
+// BenchmarkPublish is the publisher's per-message cost with the network
+// removed: stamp, encode, buffer.
+func BenchmarkPublish(b *testing.B) {
+	pub := newPublisher(0, &conn{bw: bufio.NewWriterSize(io.Discard, 64<<10)}, "bench/pairs/0", 1, b.N, 64, 100, false, time.Second)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := pub.send(int64(b.N)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkReceiveQoS1 is the subscriber's per-message cost: decode, ack,
+// latency and duplicate bookkeeping.
+func BenchmarkReceiveQoS1(b *testing.B) {
+	var stream []byte
+	payload := make([]byte, 64)
+	for seq := 0; seq < b.N; seq++ {
+		stampPayload(payload, 0, 0, uint32(seq))
+		stream = appendPublishHeader(stream, "bench/pairs/0", 1, len(payload))
+		stream = append(stream, byte(packetID(int64(seq))>>8), byte(packetID(int64(seq))))
+		stream = append(stream, payload...)
+	}
+	pub := newPublisher(0, nil, "t", 1, b.N, 64, 100, false, time.Second)
+	c := &conn{pr: packetReader{br: bufio.NewReaderSize(bytes.NewReader(stream), 64<<10)}, bw: bufio.NewWriter(io.Discard)}
+	r := &reader{c: c, sub: newSubscriber(0, []*publisher{pub}, b.N)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := r.loopErr(); err != io.EOF {
+		b.Fatal(err)
+	}
+}

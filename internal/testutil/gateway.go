@@ -21,6 +21,9 @@ const baseYAML = `
 mqtt:
   tcp: 127.0.0.1:0
   ws: 127.0.0.1:0
+stomp:
+  tcp: 127.0.0.1:0
+  ws: 127.0.0.1:0
 sys:
   interval: 0
 `
@@ -67,6 +70,14 @@ func (g *Gateway) MQTTURL() string { return "tcp://" + g.MQTTAddr() }
 
 // WSURL returns the ws:// URL of the MQTT WebSocket listener.
 func (g *Gateway) WSURL() string { return "ws://" + g.Addr("mqtt.ws").String() + g.Config.MQTT.WSPath }
+
+// STOMPAddr returns host:port of the STOMP TCP listener.
+func (g *Gateway) STOMPAddr() string { return g.Addr("stomp.tcp").String() }
+
+// STOMPWSURL returns the ws:// URL of the STOMP WebSocket listener.
+func (g *Gateway) STOMPWSURL() string {
+	return "ws://" + g.Addr("stomp.ws").String() + g.Config.STOMP.WSPath
+}
 
 // mergeYAML merges two YAML documents of "section: {key: value}" maps by
 // concatenating their sections' lines; good enough for test configs,

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 )
 
@@ -21,6 +22,7 @@ var Version = "0.1.0-dev"
 type Gateway struct {
 	Broker *core.Broker
 	MQTT   *mqtt.Server
+	STOMP  *stomp.Server
 	log    *zap.Logger
 	// adapters in start order; stopped in reverse.
 	adapters []core.Adapter
@@ -78,6 +80,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
 	}
+	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" {
+		g.STOMP = stomp.New(cfg.STOMP, log)
+		g.adapters = append(g.adapters, g.STOMP)
+	}
 	for i, a := range g.adapters {
 		if err := a.Start(ctx, b); err != nil {
 			for j := i - 1; j >= 0; j-- {
@@ -103,7 +109,8 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Addr returns a listener's real address by name ("mqtt.tcp", "mqtt.ws"),
+// Addr returns a listener's real address by its configuration key
+// ("mqtt.tcp", "stomp.ws", ...),
 // or nil when it is disabled.
 func (g *Gateway) Addr(name string) net.Addr {
 	switch name {
@@ -114,6 +121,14 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "mqtt.ws":
 		if g.MQTT != nil {
 			return g.MQTT.WSAddr()
+		}
+	case "stomp.tcp":
+		if g.STOMP != nil {
+			return g.STOMP.TCPAddr()
+		}
+	case "stomp.ws":
+		if g.STOMP != nil {
+			return g.STOMP.WSAddr()
 		}
 	}
 	return nil

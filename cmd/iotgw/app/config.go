@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 )
 
@@ -26,6 +27,7 @@ type Config struct {
 	LogFormat string
 	Core      core.Config
 	MQTT      mqtt.Config
+	STOMP     stomp.Config
 	ACL       core.ACL
 	// Users and AllowAnonymous configure password authentication (and
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
@@ -66,6 +68,14 @@ func boolean(f func(c *Config) *bool) func(*Config, any) error {
 	}
 }
 
+func float(f func(c *Config) *float64) func(*Config, any) error {
+	return func(c *Config, v any) error {
+		x, err := cast.ToFloat64E(v)
+		*f(c) = x
+		return err
+	}
+}
+
 func duration(f func(c *Config) *time.Duration) func(*Config, any) error {
 	return func(c *Config, v any) error {
 		// A bare number is seconds, the unit every protocol here uses.
@@ -82,6 +92,7 @@ func duration(f func(c *Config) *time.Duration) func(*Config, any) error {
 func settings() []setting {
 	dc := core.DefaultConfig()
 	dm := mqtt.DefaultConfig()
+	ds := stomp.DefaultConfig()
 	return []setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -102,6 +113,25 @@ func settings() []setting {
 		{"mqtt.wildcard_subscriptions", dm.WildcardSubscriptions, boolean(func(c *Config) *bool { return &c.MQTT.WildcardSubscriptions })},
 		{"mqtt.subscription_identifiers", dm.SubscriptionIdentifiers, boolean(func(c *Config) *bool { return &c.MQTT.SubscriptionIdentifiers })},
 		{"mqtt.allow_empty_client_id", dm.AllowEmptyClientID, boolean(func(c *Config) *bool { return &c.MQTT.AllowEmptyClientID })},
+
+		{"stomp.tcp", ds.TCP, str(func(c *Config) *string { return &c.STOMP.TCP })},
+		{"stomp.ws", ds.WS, str(func(c *Config) *string { return &c.STOMP.WS })},
+		{"stomp.ws_path", ds.WSPath, str(func(c *Config) *string { return &c.STOMP.WSPath })},
+		{"stomp.host", ds.Host, str(func(c *Config) *string { return &c.STOMP.Host })},
+		{"stomp.default_qos", ds.DefaultQoS, integer(func(c *Config) *int { return &c.STOMP.DefaultQoS })},
+		{"stomp.heartbeat_min", ds.HeartBeatMin.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.HeartBeatMin })},
+		{"stomp.heartbeat_grace", ds.HeartBeatGrace, float(func(c *Config) *float64 { return &c.STOMP.HeartBeatGrace })},
+		{"stomp.max_frame_size", ds.MaxFrameSize, integer(func(c *Config) *int { return &c.STOMP.MaxFrameSize })},
+		{"stomp.max_headers", ds.MaxHeaders, integer(func(c *Config) *int { return &c.STOMP.MaxHeaders })},
+		{"stomp.max_header_length", ds.MaxHeaderLength, integer(func(c *Config) *int { return &c.STOMP.MaxHeaderLength })},
+		{"stomp.max_subscriptions", ds.MaxSubscriptions, integer(func(c *Config) *int { return &c.STOMP.MaxSubscriptions })},
+		{"stomp.max_pending_acks", ds.MaxPendingAcks, integer(func(c *Config) *int { return &c.STOMP.MaxPendingAcks })},
+		{"stomp.max_redeliveries", ds.MaxRedeliveries, integer(func(c *Config) *int { return &c.STOMP.MaxRedeliveries })},
+		{"stomp.max_transactions", ds.MaxTransactions, integer(func(c *Config) *int { return &c.STOMP.MaxTransactions })},
+		{"stomp.max_transaction_frames", ds.MaxTransactionFrames, integer(func(c *Config) *int { return &c.STOMP.MaxTransactionFrames })},
+		{"stomp.max_pending_qos0", ds.MaxPendingQoS0, integer(func(c *Config) *int { return &c.STOMP.MaxPendingQoS0 })},
+		{"stomp.connect_timeout", ds.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.ConnectTimeout })},
+		{"stomp.write_timeout", ds.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.WriteTimeout })},
 
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
 		{"session.max_queued", dc.MaxQueued, integer(func(c *Config) *int { return &c.Core.MaxQueued })},
@@ -271,7 +301,7 @@ func Load(yamlDoc []byte, environ []string) (Config, error) {
 		}
 		v.Set(key, val)
 	}
-	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig()}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig()}
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
@@ -324,7 +354,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.ACL.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.ACL.Validate())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,0 +1,299 @@
+package stomp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/core"
+)
+
+// Server is the STOMP adapter: a TCP listener and a WebSocket listener
+// feeding connections that speak to the core.
+type Server struct {
+	cfg     Config
+	log     *zap.Logger
+	b       *core.Broker
+	pc      *core.PacketCounters
+	dropped atomic.Uint64
+
+	mu      sync.Mutex
+	tcp     net.Listener
+	ws      net.Listener
+	httpSrv *http.Server
+	conns   map[*conn]struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+var _ core.Adapter = (*Server)(nil)
+
+// New returns a STOMP adapter; cfg must be valid.
+func New(cfg Config, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{cfg: cfg, log: log.Named("stomp"), conns: make(map[*conn]struct{})}
+}
+
+// Name returns "stomp".
+func (s *Server) Name() string { return "stomp" }
+
+// commandNames indexes the $SYS frame counters.
+var commandNames = []string{"", "connect", "stomp", "connected", "send", "subscribe", "unsubscribe",
+	"ack", "nack", "begin", "commit", "abort", "disconnect", "message", "receipt", "error"}
+
+var commandIndex = func() map[string]int {
+	m := make(map[string]int, len(commandNames))
+	for i, n := range commandNames {
+		if n != "" {
+			m[strings.ToUpper(n)] = i
+		}
+	}
+	return m
+}()
+
+func (s *Server) countIn(cmd string)  { s.pc.In(commandIndex[cmd]) }
+func (s *Server) countOut(cmd string) { s.pc.Out(commandIndex[cmd]) }
+
+// DroppedRedeliveries returns how many messages were given up after
+// max_redeliveries NACKs, over all connections.
+func (s *Server) DroppedRedeliveries() uint64 { return s.dropped.Load() }
+
+// serverName is CONNECTED's server header, name/version [STOMP 1.2
+// "CONNECTED"].
+func (s *Server) serverName() string {
+	v := strings.TrimSpace(strings.TrimPrefix(s.b.Config().Version, "iotgw"))
+	if v == "" {
+		v = "dev"
+	}
+	return "iotgw/" + strings.ReplaceAll(v, " ", "-")
+}
+
+// Start binds the configured listeners and serves them in the background.
+func (s *Server) Start(ctx context.Context, b *core.Broker) error {
+	s.b = b
+	s.pc = b.Stats().Packets(core.ProtoSTOMP, commandNames)
+	if s.cfg.TCP != "" {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.TCP)
+		if err != nil {
+			return fmt.Errorf("stomp.tcp: %w", err)
+		}
+		s.tcp = ln
+		s.log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", ln.Addr()))
+		s.wg.Add(1)
+		go s.acceptLoop(ln)
+	}
+	if s.cfg.WS != "" {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.WS)
+		if err != nil {
+			if s.tcp != nil {
+				s.tcp.Close()
+			}
+			return fmt.Errorf("stomp.ws: %w", err)
+		}
+		s.ws = ln
+		mux := http.NewServeMux()
+		mux.HandleFunc(s.cfg.WSPath, s.serveWS)
+		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.ConnectTimeout,
+			ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+		s.log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", ln.Addr()), zap.String("path", s.cfg.WSPath))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("websocket listener failed", zap.Error(err))
+			}
+		}()
+	}
+	return nil
+}
+
+// TCPAddr returns the TCP listener's address (nil when disabled); tests
+// listening on port 0 read the real port here.
+func (s *Server) TCPAddr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// WSAddr returns the WebSocket listener's address (nil when disabled).
+func (s *Server) WSAddr() net.Addr {
+	if s.ws == nil {
+		return nil
+	}
+	return s.ws.Addr()
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and similar: back off rather than spin.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.serve(nc, "tcp", false)
+	}
+}
+
+// wsProtocols are the STOMP WebSocket subprotocols, best first (gorilla
+// picks the first of ours the client offers).
+var wsProtocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		Subprotocols:    wsProtocols,
+		// Browser clients connect from any origin; access control is the
+		// broker's authentication, not the Origin header.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	wc, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
+		return
+	}
+	wc.SetReadLimit(int64(s.cfg.MaxFrameSize) + 1024)
+	s.serve(newWSConn(wc), "ws", true)
+}
+
+// serve registers a connection and starts its goroutines.
+func (s *Server) serve(nc net.Conn, listener string, perFrame bool) {
+	c := newConn(s, nc, listener, perFrame)
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Stop closes the listeners and every connection (each gets an ERROR
+// frame), then waits for their goroutines (or ctx).
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
+	for _, c := range conns {
+		c.Close(core.ErrServerShuttingDown)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errorFrame builds an ERROR frame [STOMP 1.2 "ERROR"]: a short message
+// header, the details in a text body, and receipt-id when the offending
+// frame asked for a receipt.
+func errorFrame(message, detail, receiptID string) *frame.Frame {
+	f := frame.New(frame.ERROR, frame.Message, message)
+	if receiptID != "" {
+		f.Header.Add(frame.ReceiptId, receiptID)
+	}
+	if detail != "" {
+		f.Header.Add(frame.ContentType, "text/plain")
+		f.Header.Add(frame.ContentLength, fmt.Sprint(len(detail)))
+		f.Body = []byte(detail)
+	}
+	return f
+}
+
+// isFrameError reports whether err is a bad frame (as opposed to a
+// transport failure).
+func isFrameError(err error) bool {
+	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders,
+		errUnknownCommand, errBadHeader, errMalformed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorMessage maps an error onto the message header of an ERROR frame:
+// the one place where core sentinels become STOMP errors.
+func errorMessage(err error) string {
+	switch {
+	case err == nil:
+		return "error"
+	case errors.Is(err, core.ErrBadCredentials):
+		return "login failed"
+	case errors.Is(err, core.ErrNotAuthorized):
+		return "not authorized"
+	case errors.Is(err, core.ErrClientIDInvalid):
+		return "client-id not valid"
+	case errors.Is(err, core.ErrSessionTakenOver):
+		return "session taken over"
+	case errors.Is(err, core.ErrServerShuttingDown):
+		return "server shutting down"
+	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
+		return "invalid destination"
+	case errors.Is(err, core.ErrInvalidFilter):
+		return "invalid subscription destination"
+	case errors.Is(err, core.ErrSharedNotSupported), errors.Is(err, core.ErrWildcardUnsupported):
+		return "subscription not supported"
+	case errors.Is(err, core.ErrQuotaExceeded):
+		return "quota exceeded"
+	case errors.Is(err, core.ErrServerUnavailable), errors.Is(err, core.ErrSessionClosed):
+		return "server unavailable"
+	}
+	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders, errUnknownCommand,
+		errBadHeader, errMalformed, errNotConnected, errProtocol, errMissingHeader, errVersion,
+		errTooManySubs, errTransaction} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "error"
+}

@@ -1,0 +1,32 @@
+// Runs page.html's scenario in headless Chromium (Debian's, through
+// playwright-core) against the STOMP WebSocket URL in argv[2], and prints
+// the scenario's result as one JSON line.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const url = process.argv[2];
+const here = dirname(fileURLToPath(import.meta.url));
+const profile = mkdtempSync(join(tmpdir(), 'iotgw-chromium-'));
+let ctx;
+try {
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await ctx.newPage();
+  page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
+  await page.goto(pathToFileURL(join(here, 'page.html')).href);
+  const result = await page.evaluate((u) => window.runScenario(u), url);
+  process.stdout.write(JSON.stringify(result) + '\n');
+} catch (e) {
+  process.stderr.write(`browser scenario failed: ${e.stack || e}\n`);
+  process.exitCode = 1;
+} finally {
+  if (ctx) await ctx.close();
+  rmSync(profile, { recursive: true, force: true });
+}
