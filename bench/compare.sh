@@ -86,10 +86,10 @@ log() { printf '%s\n' "$*" >&2; }
 
 # stop_pid ends one broker we started: TERM, then KILL after 3 s.
 stop_pid() {
-	local pid=$1 i
+	local pid=$1 _
 	kill -0 "$pid" 2>/dev/null || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 30); do
+	for _ in $(seq 30); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -187,7 +187,7 @@ start_broker() {
 			>"$TMP/mosquitto-$port.log" 2>&1 &
 		;;
 	iotgw)
-		IOTGW_MQTT_TCP=$BROKER_ADDR IOTGW_MQTT_WS= IOTGW_LOG_LEVEL=warn \
+		IOTGW_MQTT_TCP=$BROKER_ADDR IOTGW_MQTT_WS='' IOTGW_LOG_LEVEL=warn \
 			"${PIN_BROKER[@]+"${PIN_BROKER[@]}"}" "$TMP/iotgw" >"$TMP/iotgw-$port.log" 2>&1 &
 		;;
 	esac
@@ -203,6 +203,10 @@ start_broker() {
 		return 1
 	fi
 }
+
+# Other work on the machine skews a comparison of a single-threaded broker
+# with a multi-threaded one; record how busy it was so readers can judge.
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
@@ -297,9 +301,15 @@ if [[ " $SCENARIOS " == *" idle "* ]]; then
 	done
 fi
 
+LOAD_END=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 echo
 echo "iotgw-bench: size=${SIZE}B window=$WINDOW msgs/publisher=$MSGS e2e=$E2E pin=$PIN repeat=$REPEAT" \
 	"brokers: ${BROKERS[*]}"
+busy=
+if awk -v a="$LOAD_START" -v b="$LOAD_END" -v n="$(nproc)" 'BEGIN { exit !(a + 0 > n || b + 0 > n) }'; then
+	busy=" (more runnable work than CPUs: a busy machine, rerun before quoting)"
+fi
+echo "load average $LOAD_START at start, $LOAD_END at end, on $(nproc) CPUs$busy"
 "$TMP/iotgw-bench" -report "$RESULTS" -compare iotgw,mosquitto
 if [[ -n ${OUT:-} ]]; then
 	cp "$RESULTS" "$OUT"

@@ -159,6 +159,9 @@ func (b *Broker) shard(clientID string) *sessionShard {
 type Will struct {
 	Msg   *Message
 	Delay time.Duration
+	// Expiry is the will message's expiry interval, which starts when the
+	// will is published, not when the client connected (0: none).
+	Expiry time.Duration
 }
 
 // ConnectRequest is what an adapter knows about a connecting client.
@@ -232,7 +235,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		window = req.ReceiveMax
 	}
 
-	var wills []*Message
+	var wills []*Will
 	var discarded *Session
 	sh := b.shard(req.ClientID)
 	sh.mu.Lock()
@@ -352,9 +355,14 @@ func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
 	return b.publish(msg, info)
 }
 
-func (b *Broker) publishWill(m *Message) {
+func (b *Broker) publishWill(w *Will) {
 	b.stats.WillsPublished.Add(1)
-	if err := b.publish(m, nil); err != nil {
+	m := *w.Msg
+	m.Created = time.Now()
+	if w.Expiry > 0 {
+		m.ExpiresAt = m.Created.Add(w.Expiry)
+	}
+	if err := b.publish(&m, nil); err != nil {
 		b.log.Debug("will not published", zap.String("topic", m.Topic), zap.Error(err))
 	}
 }

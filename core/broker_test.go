@@ -384,3 +384,31 @@ func TestLimits(t *testing.T) {
 		t.Fatal("max message expiry not applied")
 	}
 }
+
+func TestResumeRespectsSmallerWindow(t *testing.T) {
+	b := newTestBroker(t, nil)
+	s, sink, _ := connect(t, b, "rw", false, time.Hour, nil)
+	s.Subscribe("t", SubOptions{QoS: 1})
+	for i := 0; i < 5; i++ {
+		b.Publish(&Message{Topic: "t", QoS: 1, Payload: []byte{byte(i)}})
+	}
+	if len(sink.take()) != 5 {
+		t.Fatal("setup")
+	}
+	s.Disconnect(sink, DisconnectOptions{})
+	sink2 := &fakeSink{}
+	s2, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "rw", Expiry: time.Hour, ReceiveMax: 2, Sink: sink2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Start()
+	got := sink2.take()
+	if len(got) != 2 || got[0].Msg.Payload[0] != 0 || got[1].Msg.Payload[0] != 1 || !got[0].Dup {
+		t.Fatalf("resent %d beyond the window of 2 [MQTT-3.3.4-9]", len(got))
+	}
+	s2.Acked(got[0].ID)
+	next := sink2.take()
+	if len(next) != 1 || next[0].Msg.Payload[0] != 2 || !next[0].Dup {
+		t.Fatalf("after ack: %+v", next)
+	}
+}

@@ -37,12 +37,14 @@ type Session struct {
 	nextID   uint16
 	queue    deque
 	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+	unsent   int                 // inflight entries marked unsent
 }
 
 type inflightEntry struct {
 	d        Delivery
 	seq      uint64
 	received bool         // QoS 2: PUBREC seen, PUBREL sent
+	unsent   bool         // to resend once the window has room (after a resume)
 	group    *sharedGroup // shared group that chose this session, if any
 }
 
@@ -80,8 +82,8 @@ func (s *Session) resumeLocked(info *ClientInfo, req ConnectRequest, expiry time
 
 // detachForTakeover closes the connection holding the session, if any, and
 // returns the will to publish now (nil if none).
-func (s *Session) detachForTakeover(cleanStart bool) *Message {
-	var will *Message
+func (s *Session) detachForTakeover(cleanStart bool) *Will {
+	var will *Will
 	if s.sink != nil {
 		old := s.sink
 		s.sink = nil
@@ -91,24 +93,21 @@ func (s *Session) detachForTakeover(cleanStart bool) *Message {
 		// due; a delayed will is cancelled by this new connection unless
 		// the session ends now.
 		if w := s.will; w != nil && (w.Delay == 0 || cleanStart) {
-			will = w.Msg
+			will = w
 		}
 		s.will = nil
 		old.Close(ErrSessionTakenOver)
 	} else if s.pending != nil && cleanStart {
-		will = s.pending.Msg
+		will = s.pending
 		s.pending = nil
 	}
 	return will
 }
 
-func (s *Session) takePendingWillLocked() *Message {
-	if s.pending == nil {
-		return nil
-	}
-	m := s.pending.Msg
+func (s *Session) takePendingWillLocked() *Will {
+	w := s.pending
 	s.pending = nil
-	return m
+	return w
 }
 
 func (s *Session) stopTimersLocked() {
@@ -167,9 +166,19 @@ func (s *Session) Start() {
 			entries = append(entries, e)
 		}
 		sort.Slice(entries, func(i, j int) bool { return entries[i].seq < entries[j].seq })
-		for _, e := range entries {
+		s.unsent = 0
+		for i, e := range entries {
+			e.unsent = false
 			if e.received {
 				s.sink.Deliver(Delivery{ID: e.d.ID, QoS: 2, Release: true})
+				continue
+			}
+			// The resumed client's Receive Maximum may be smaller than
+			// what is inflight: resend only what it allows now, the
+			// rest as acknowledgements make room [MQTT-3.3.4-9].
+			if i >= s.window {
+				e.unsent = true
+				s.unsent++
 				continue
 			}
 			d := e.d
@@ -287,7 +296,13 @@ func (s *Session) allocIDLocked() uint16 {
 // drainLocked moves queued messages into the inflight window, dropping
 // those that expired while they waited [MQTT-3.3.2-5].
 func (s *Session) drainLocked() {
-	if s.sink == nil || s.paused || s.queue.len() == 0 {
+	if s.sink == nil || s.paused {
+		return
+	}
+	for s.unsent > 0 && len(s.inflight)-s.unsent < s.window {
+		s.resendOldestUnsentLocked()
+	}
+	if s.queue.len() == 0 {
 		return
 	}
 	now := time.Now()
@@ -304,14 +319,36 @@ func (s *Session) drainLocked() {
 	}
 }
 
+func (s *Session) resendOldestUnsentLocked() {
+	var oldest *inflightEntry
+	for _, e := range s.inflight {
+		if e.unsent && (oldest == nil || e.seq < oldest.seq) {
+			oldest = e
+		}
+	}
+	if oldest == nil {
+		s.unsent = 0
+		return
+	}
+	oldest.unsent = false
+	s.unsent--
+	d := oldest.d
+	d.Dup = true
+	s.sink.Deliver(d)
+}
+
 // Acked completes an outbound delivery: PUBACK for QoS 1, PUBCOMP for
 // QoS 2 (or a negative acknowledgement that discards it). It returns false
 // for an unknown id.
 func (s *Session) Acked(id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.inflight[id]; !ok {
+	e, ok := s.inflight[id]
+	if !ok {
 		return false
+	}
+	if e.unsent {
+		s.unsent--
 	}
 	delete(s.inflight, id)
 	s.drainLocked()
@@ -524,13 +561,13 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	if !o.PublishWill {
 		will = nil
 	}
-	var publishNow *Message
+	var publishNow *Will
 	end := s.expiry == 0
 	if end {
 		s.ended = true
 		s.stopTimersLocked()
 		if will != nil {
-			publishNow = will.Msg
+			publishNow = will
 		}
 	} else {
 		if s.expiry != NeverExpire {
@@ -538,7 +575,7 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 		}
 		if will != nil {
 			if will.Delay <= 0 {
-				publishNow = will.Msg
+				publishNow = will
 			} else {
 				s.pending = will
 				s.willTmr = time.AfterFunc(will.Delay, s.fireDelayedWill)
@@ -593,6 +630,7 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	s.subs = make(map[string]*subscriber)
 	orphans := s.takeSharedLocked(true)
 	s.inflight = make(map[uint16]*inflightEntry)
+	s.unsent = 0
 	s.queue.clear()
 	s.mu.Unlock()
 	for f, sub := range subs {

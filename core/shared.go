@@ -162,8 +162,9 @@ func (b *Broker) removeSub(s *Session, filter string, sub *subscriber) {
 }
 
 // takeSharedLocked removes the messages shared groups had chosen this
-// session for: queued ones, and with inflight also those inflight that
-// the client has not yet received (QoS 2 after PUBREC must stay).
+// session for: queued ones, and with inflight also the QoS 1 ones
+// inflight. A QoS 2 message already sent must never go to another member
+// [MQTT-4.8.2-5].
 func (s *Session) takeSharedLocked(inflight bool) []queued {
 	var out []queued
 	if s.queue.len() > 0 {
@@ -180,8 +181,11 @@ func (s *Session) takeSharedLocked(inflight bool) []queued {
 	}
 	if inflight {
 		for id, e := range s.inflight {
-			if e.group != nil && !e.received && e.d.Msg != nil {
+			if e.group != nil && e.d.QoS == 1 && e.d.Msg != nil {
 				out = append(out, queued{msg: e.d.Msg, qos: e.d.QoS, retain: e.d.Retain, filter: e.d.Filter, group: e.group})
+				if e.unsent {
+					s.unsent--
+				}
 				delete(s.inflight, id)
 			}
 		}

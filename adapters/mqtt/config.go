@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		MaxPacketSize:      1 << 20,
 		ConnectTimeout:     10 * time.Second,
 		WriteTimeout:       30 * time.Second,
-		MaxPendingQoS0:     1000,
+		MaxPendingQoS0:     10000,
 		MaxQoS:             2,
 		RetainAvailable:    true,
 		ReceiveMaximum:     1024,

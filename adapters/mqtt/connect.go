@@ -62,6 +62,18 @@ func (c *conn) onConnect(p *codec.Connect) error {
 		c.refuseConnect(p, codec.TopicNameInvalid)
 		return err
 	}
+	if will != nil && v5 {
+		// A will beyond the server's capabilities is refused
+		// [MQTT-3.2.2-12], [MQTT-3.2.2-13].
+		if int(p.WillQoS) > cfg.MaxQoS {
+			c.refuseConnect(p, codec.QoSNotSupported)
+			return fmt.Errorf("%w: will QoS %d above maximum %d", errConnRefuse, p.WillQoS, cfg.MaxQoS)
+		}
+		if p.WillRetain && !cfg.RetainAvailable {
+			c.refuseConnect(p, codec.RetainNotSupported)
+			return fmt.Errorf("%w: will retain, retain not available", errConnRefuse)
+		}
+	}
 
 	req := core.ConnectRequest{
 		ClientID: clientID, Username: p.Username, Password: p.Password,
@@ -219,6 +231,11 @@ func (c *conn) willFrom(p *codec.Connect) (*core.Will, error) {
 		c.messageProps(msg, &p.WillProps)
 		if p.WillProps.Has(codec.PropWillDelay) {
 			w.Delay = time.Duration(p.WillProps.WillDelay) * time.Second
+		}
+		// The will's expiry runs from its publication (3.1.3.2.4).
+		msg.ExpiresAt = time.Time{}
+		if p.WillProps.Has(codec.PropMessageExpiry) {
+			w.Expiry = time.Duration(p.WillProps.MessageExpiry) * time.Second
 		}
 	}
 	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: p.ClientID, Username: p.Username, Listener: c.listener}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/wsconn"
 )
 
 // Server is the MQTT adapter: a TCP listener and a WebSocket listener
@@ -146,7 +147,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	s.serve(newWSConn(wc), "ws")
+	s.serve(wsconn.New(wc, wsconn.Options{}), "ws")
 }
 
 // serve registers a connection and starts its goroutines.

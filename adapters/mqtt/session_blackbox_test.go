@@ -3,12 +3,16 @@ package mqtt_test
 // Wills, keep alive, persistent sessions, takeover and a long QoS 2 run.
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/internal/testutil"
@@ -251,6 +255,123 @@ func TestQoS2Thousand(t *testing.T) {
 			pub.publish("bulk/qos2", 2, false, "END")
 			if extra := sub.until("END"); len(extra) != 0 {
 				t.Errorf("%d messages after the last one: %s", len(extra), describe(extra))
+			}
+		})
+	}
+}
+
+// stalledSubscriber is a raw client, over TCP or WebSocket, that has
+// subscribed to "flood/#" and then stopped reading.
+type stalledSubscriber interface {
+	// drainUntilClosed reads and discards until the broker closes the
+	// connection; it fails the test if that takes longer than waitTimeout.
+	drainUntilClosed(t *testing.T)
+}
+
+type stalledTCP struct{ r *rawClient }
+
+func (s stalledTCP) drainUntilClosed(t *testing.T) {
+	t.Helper()
+	if !s.r.closedWithin(waitTimeout) {
+		t.Fatalf("taken-over TCP connection whose client stopped reading still open after %v [MQTT-3.1.4-2]", waitTimeout)
+	}
+}
+
+type stalledWS struct{ ws *websocket.Conn }
+
+func (s stalledWS) drainUntilClosed(t *testing.T) {
+	t.Helper()
+	_ = s.ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	for {
+		if _, _, err := s.ws.ReadMessage(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("taken-over WebSocket connection whose client stopped reading still open after %v [MQTT-3.1.4-2]", waitTimeout)
+			}
+			return
+		}
+	}
+}
+
+// TestTakeoverOfStalledReader takes over the session of a client that
+// stopped reading while the broker was sending to it, so that the broker's
+// writer for it is blocked in a socket write. The takeover must still
+// close that connection promptly [MQTT-3.1.4-2] (the broker allows a
+// closing connection one second to flush), and the new one must work.
+func TestTakeoverOfStalledReader(t *testing.T) {
+	t.Parallel()
+	subscribe := &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 0}}}
+	for _, tr := range []struct {
+		name  string
+		stall func(t *testing.T, g *testutil.Gateway, id string) stalledSubscriber
+	}{
+		{"tcp", func(t *testing.T, g *testutil.Gateway, id string) stalledSubscriber {
+			r := dialRaw(t, g.MQTTAddr())
+			r.connectOK(&codec.Connect{ClientID: id, CleanStart: true})
+			r.send(subscribe)
+			if p := r.expect("SUBACK"); p.Type() != codec.TypeSuback {
+				t.Fatalf("got %s, want SUBACK", p.Type())
+			}
+			return stalledTCP{r}
+		}},
+		{"ws", func(t *testing.T, g *testutil.Gateway, id string) stalledSubscriber {
+			ws := dialWS(t, g.WSURL())
+			for _, p := range []codec.Packet{&codec.Connect{ProtocolLevel: codec.V311, ClientID: id, CleanStart: true}, subscribe} {
+				b, err := codec.Append(nil, p, codec.V311)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+			// CONNACK (4 bytes) and SUBACK (5 bytes), in one frame or two.
+			var got []byte
+			for len(got) < 9 {
+				_, msg, err := ws.ReadMessage()
+				if err != nil {
+					t.Fatalf("reading CONNACK and SUBACK: %v", err)
+				}
+				got = append(got, msg...)
+			}
+			if got[0] != 0x20 || got[3] != 0 || got[4] != 0x90 {
+				t.Fatalf("got % x, want CONNACK 0 and SUBACK", got)
+			}
+			return stalledWS{ws}
+		}},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			// A short per-connection QoS 0 queue: once 100 publications
+			// in a row overflow it (counted drops, while nothing more is
+			// handed over), the writer is stuck in a socket write.
+			g := testutil.Start(t, "mqtt:\n  max_pending_qos0: 4\n")
+			id := uniqueID("stalled")
+			stalled := tr.stall(t, g, id)
+
+			pub, _ := connectPaho(t, g.MQTTURL(), uniqueID("flooder"), nil)
+			payload := strings.Repeat("f", 64<<10)
+			st := g.Broker.Stats()
+			lastSent, dropMark := st.MessagesSent.Load(), st.DroppedQoS0.Load()
+			for i := 0; ; i++ {
+				if i == 4000 { // 256 MB: far beyond any socket buffer
+					t.Fatal("the stalled subscriber's writer never got stuck")
+				}
+				pub.publish("flood/x", 0, false, payload)
+				if s := st.MessagesSent.Load(); s != lastSent {
+					lastSent, dropMark = s, st.DroppedQoS0.Load()
+				} else if st.DroppedQoS0.Load()-dropMark >= 100 {
+					break
+				}
+			}
+
+			second := dialRaw(t, g.MQTTAddr())
+			second.connectOK(&codec.Connect{ClientID: id, CleanStart: true})
+			stalled.drainUntilClosed(t)
+			second.send(&codec.Pingreq{})
+			if p := second.expect("PINGRESP"); p.Type() != codec.TypePingresp {
+				t.Fatalf("got %s, want PINGRESP from the new connection", p.Type())
 			}
 		})
 	}
