@@ -295,9 +295,12 @@ func (s stalledWS) drainUntilClosed(t *testing.T) {
 
 // TestTakeoverOfStalledReader takes over the session of a client that
 // stopped reading while the broker was sending to it, so that the broker's
-// writer for it is blocked in a socket write. The takeover must still
-// close that connection promptly [MQTT-3.1.4-2] (the broker allows a
-// closing connection one second to flush), and the new one must work.
+// writer for it is blocked in a socket write when the takeover closes it
+// (from another goroutine). The old connection must then end
+// [MQTT-3.1.4-2] and the new one work. Under -race this also catches
+// deadline handling that is not safe beside a blocked write (the
+// WebSocket adapter's gorilla connection allows one writer goroutine only,
+// SetWriteDeadline included).
 func TestTakeoverOfStalledReader(t *testing.T) {
 	t.Parallel()
 	subscribe := &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 0}}}

@@ -111,7 +111,7 @@ func TestShippedConfigLoadsAsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	def, _ := Load(nil, nil)
-	if cfg.MQTT != def.MQTT || cfg.Core != def.Core || cfg.LogLevel != def.LogLevel || cfg.AllowAnonymous != def.AllowAnonymous {
+	if cfg.MQTT != def.MQTT || cfg.Core != def.Core || cfg.STOMP != def.STOMP || cfg.LogLevel != def.LogLevel || cfg.AllowAnonymous != def.AllowAnonymous {
 		t.Fatalf("configs/iotgw.yaml differs from the embedded defaults:\n%+v\n%+v", cfg, def)
 	}
 }
