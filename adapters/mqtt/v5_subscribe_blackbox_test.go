@@ -156,10 +156,10 @@ func TestV5Subscribe(t *testing.T) {
 		}
 		// A retained message sent for a new subscription carries its
 		// identifier too (3.8.2.1.2).
-		pub.publish("sidr/t", 0, true, "retained")
+		pub.publish("sidr/t", 1, true, "retained") // stored once PUBACK is in
 		r.subscribe(5, ids(9), codec.Subscription{Filter: "sidr/t"})
-		if p := r.nextPublish("retained"); !slices.Equal(p.Props.SubscriptionIDs, []uint32{9}) {
-			t.Errorf("retained delivery Subscription Identifiers %v, want [9]", p.Props.SubscriptionIDs)
+		if p := r.nextPublish("retained"); !p.Retain || !slices.Equal(p.Props.SubscriptionIDs, []uint32{9}) {
+			t.Errorf("retained delivery: RETAIN %v, Subscription Identifiers %v; want RETAIN 1 and [9]", p.Retain, p.Props.SubscriptionIDs)
 		}
 		// Replacing the subscription without an identifier drops it
 		// [MQTT-3.8.4-3].

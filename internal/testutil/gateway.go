@@ -24,6 +24,8 @@ mqtt:
 stomp:
   tcp: 127.0.0.1:0
   ws: 127.0.0.1:0
+mqttsn:
+  udp: 127.0.0.1:0
 sys:
   interval: 0
 `
@@ -70,6 +72,9 @@ func (g *Gateway) MQTTURL() string { return "tcp://" + g.MQTTAddr() }
 
 // WSURL returns the ws:// URL of the MQTT WebSocket listener.
 func (g *Gateway) WSURL() string { return "ws://" + g.Addr("mqtt.ws").String() + g.Config.MQTT.WSPath }
+
+// MQTTSNAddr returns host:port of the MQTT-SN UDP listener.
+func (g *Gateway) MQTTSNAddr() string { return g.Addr("mqttsn.udp").String() }
 
 // STOMPAddr returns host:port of the STOMP TCP listener.
 func (g *Gateway) STOMPAddr() string { return g.Addr("stomp.tcp").String() }

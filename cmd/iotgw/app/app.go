@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 )
@@ -23,6 +24,7 @@ type Gateway struct {
 	Broker *core.Broker
 	MQTT   *mqtt.Server
 	STOMP  *stomp.Server
+	MQTTSN *mqttsn.Server
 	log    *zap.Logger
 	// adapters in start order; stopped in reverse.
 	adapters []core.Adapter
@@ -80,6 +82,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
 	}
+	if cfg.MQTTSN.UDP != "" {
+		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
+		g.adapters = append(g.adapters, g.MQTTSN)
+	}
 	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" {
 		g.STOMP = stomp.New(cfg.STOMP, log)
 		g.adapters = append(g.adapters, g.STOMP)
@@ -121,6 +127,10 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "mqtt.ws":
 		if g.MQTT != nil {
 			return g.MQTT.WSAddr()
+		}
+	case "mqttsn.udp":
+		if g.MQTTSN != nil {
+			return g.MQTTSN.UDPAddr()
 		}
 	case "stomp.tcp":
 		if g.STOMP != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/iotgw/iotgw/adapters/mqtt"
+	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 )
@@ -28,6 +29,7 @@ type Config struct {
 	Core      core.Config
 	MQTT      mqtt.Config
 	STOMP     stomp.Config
+	MQTTSN    mqttsn.Config
 	ACL       core.ACL
 	// Users and AllowAnonymous configure password authentication (and
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
@@ -93,6 +95,7 @@ func settings() []setting {
 	dc := core.DefaultConfig()
 	dm := mqtt.DefaultConfig()
 	ds := stomp.DefaultConfig()
+	dn := mqttsn.DefaultConfig()
 	return []setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -132,6 +135,25 @@ func settings() []setting {
 		{"stomp.max_pending_qos0", ds.MaxPendingQoS0, integer(func(c *Config) *int { return &c.STOMP.MaxPendingQoS0 })},
 		{"stomp.connect_timeout", ds.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.ConnectTimeout })},
 		{"stomp.write_timeout", ds.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.WriteTimeout })},
+
+		{"mqttsn.udp", dn.UDP, str(func(c *Config) *string { return &c.MQTTSN.UDP })},
+		{"mqttsn.gateway_id", dn.GatewayID, integer(func(c *Config) *int { return &c.MQTTSN.GatewayID })},
+		{"mqttsn.advertise_interval", dn.AdvertiseInterval, integer(func(c *Config) *int { return &c.MQTTSN.AdvertiseInterval })},
+		{"mqttsn.advertise_address", dn.AdvertiseAddress, str(func(c *Config) *string { return &c.MQTTSN.AdvertiseAddress })},
+		{"mqttsn.predefined", []any{}, snPredefined},
+		{"mqttsn.qos_minus1", dn.QoSMinus1, boolean(func(c *Config) *bool { return &c.MQTTSN.QoSMinus1 })},
+		{"mqttsn.qos_minus1_client_id", dn.QoSMinus1ClientID, str(func(c *Config) *string { return &c.MQTTSN.QoSMinus1ClientID })},
+		{"mqttsn.session_expiry", dn.SessionExpiry.String(), duration(func(c *Config) *time.Duration { return &c.MQTTSN.SessionExpiry })},
+		{"mqttsn.max_sleep_buffer", dn.MaxSleepBuffer, integer(func(c *Config) *int { return &c.MQTTSN.MaxSleepBuffer })},
+		{"mqttsn.retry_interval", dn.RetryInterval.String(), duration(func(c *Config) *time.Duration { return &c.MQTTSN.RetryInterval })},
+		{"mqttsn.max_retries", dn.MaxRetries, integer(func(c *Config) *int { return &c.MQTTSN.MaxRetries })},
+		{"mqttsn.max_inflight", dn.MaxInflight, integer(func(c *Config) *int { return &c.MQTTSN.MaxInflight })},
+		{"mqttsn.max_topics", dn.MaxTopics, integer(func(c *Config) *int { return &c.MQTTSN.MaxTopics })},
+		{"mqttsn.connect_timeout", dn.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.MQTTSN.ConnectTimeout })},
+		{"mqttsn.new_session_rate", dn.NewSessionRate, float(func(c *Config) *float64 { return &c.MQTTSN.NewSessionRate })},
+		{"mqttsn.new_session_burst", dn.NewSessionBurst, integer(func(c *Config) *int { return &c.MQTTSN.NewSessionBurst })},
+		{"mqttsn.max_clients", dn.MaxClients, integer(func(c *Config) *int { return &c.MQTTSN.MaxClients })},
+		{"mqttsn.require_auth", dn.RequireAuth, boolean(func(c *Config) *bool { return &c.MQTTSN.RequireAuth })},
 
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
 		{"session.max_queued", dc.MaxQueued, integer(func(c *Config) *int { return &c.Core.MaxQueued })},
@@ -174,6 +196,40 @@ func aclDefault(c *Config, v any) error {
 		return fmt.Errorf("%q is not allow or deny", s)
 	}
 	return nil
+}
+
+// snPredefined parses mqttsn.predefined, a list of {id, topic} maps.
+func snPredefined(c *Config, v any) error {
+	list, err := cast.ToSliceE(v)
+	if err != nil {
+		return err
+	}
+	c.MQTTSN.Predefined = nil
+	var errs []error
+	for i, item := range list {
+		m, err := cast.ToStringMapE(item)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("[%d]: %v", i, err))
+			continue
+		}
+		var p mqttsn.PredefinedTopic
+		for k, val := range m {
+			switch k {
+			case "id":
+				id, err := cast.ToUint16E(val)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("[%d].id: %v", i, err))
+				}
+				p.ID = id
+			case "topic":
+				p.Topic = cast.ToString(val)
+			default:
+				errs = append(errs, fmt.Errorf("[%d].%s: unknown key (want id, topic)", i, k))
+			}
+		}
+		c.MQTTSN.Predefined = append(c.MQTTSN.Predefined, p)
+	}
+	return errors.Join(errs...)
 }
 
 // authUsers parses the list of {username, password} maps.
@@ -301,7 +357,7 @@ func Load(yamlDoc []byte, environ []string) (Config, error) {
 		}
 		v.Set(key, val)
 	}
-	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig()}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig()}
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
@@ -354,7 +410,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.ACL.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.ACL.Validate())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,0 +1,556 @@
+package mqttsn
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
+	"github.com/iotgw/iotgw/core"
+)
+
+// listenerName is the Listener of MQTT-SN clients in core.ClientInfo.
+const listenerName = "udp"
+
+// Server is the MQTT-SN adapter: one UDP socket whose read loop feeds
+// per-client virtual connections.
+type Server struct {
+	cfg Config
+	log *zap.Logger
+	b   *core.Broker
+	pc  *core.PacketCounters
+	pre *predefined
+	uc  *net.UDPConn
+
+	mu       sync.Mutex
+	byAddr   map[string]*vconn // by peer key (address, plus node id when forwarded)
+	byClient map[string]*vconn // by client id, once CONNECT named one
+	parked   map[string]parkedRegistry
+	limiter  *rateLimiter
+	stopping bool
+
+	workers sync.WaitGroup // vconn workers
+	loops   sync.WaitGroup // read loop, advertise, janitor
+	stop    chan struct{}
+}
+
+// parkedRegistry is the topic registry of a persistent session whose
+// client is gone, kept until the session would have expired.
+type parkedRegistry struct {
+	reg   *registry
+	until time.Time // zero: never
+}
+
+var _ core.Adapter = (*Server)(nil)
+
+// New returns an MQTT-SN adapter; cfg must be valid.
+func New(cfg Config, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{cfg: cfg, log: log.Named("mqttsn"), pre: newPredefined(cfg.Predefined),
+		byAddr: make(map[string]*vconn), byClient: make(map[string]*vconn),
+		parked: make(map[string]parkedRegistry), limiter: newRateLimiter(cfg.NewSessionRate, cfg.NewSessionBurst),
+		stop: make(chan struct{})}
+}
+
+// Name returns "mqttsn".
+func (s *Server) Name() string { return "mqttsn" }
+
+// Counter indexes beyond the message types, for $SYS.
+const (
+	idxInvalid = 256 // undecodable datagrams and unknown message types
+	idxDropped = 257 // valid messages dropped (wrong state, rate limit, ...)
+)
+
+func packetNames() []string {
+	names := make([]string, 258)
+	for t := 0; t < 256; t++ {
+		if codec.Type(t).Known() {
+			names[t] = strings.ToLower(codec.Type(t).String())
+		}
+	}
+	names[idxInvalid] = "invalid"
+	names[idxDropped] = "dropped"
+	return names
+}
+
+// Start binds the UDP socket and serves it in the background.
+func (s *Server) Start(ctx context.Context, b *core.Broker) error {
+	s.b = b
+	s.pc = b.Stats().Packets(core.ProtoMQTTSN, packetNames())
+	if s.cfg.UDP == "" {
+		return nil
+	}
+	lc := net.ListenConfig{}
+	if s.cfg.AdvertiseInterval > 0 {
+		lc.Control = enableBroadcast
+	}
+	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.UDP)
+	if err != nil {
+		return fmt.Errorf("mqttsn.udp: %w", err)
+	}
+	s.uc = pc.(*net.UDPConn)
+	s.log.Info("listening", zap.String("transport", "udp"), zap.Stringer("addr", s.uc.LocalAddr()),
+		zap.Int("predefined_topics", len(s.cfg.Predefined)))
+	s.loops.Add(2)
+	go s.readLoop()
+	go s.janitor()
+	if s.cfg.AdvertiseInterval > 0 {
+		dst, err := net.ResolveUDPAddr("udp", s.cfg.AdvertiseAddress)
+		if err != nil {
+			s.uc.Close()
+			return fmt.Errorf("mqttsn.advertise_address: %w", err)
+		}
+		s.loops.Add(1)
+		go s.advertiseLoop(dst)
+	}
+	return nil
+}
+
+// UDPAddr returns the socket's address (nil when disabled); tests
+// listening on port 0 read the real port here.
+func (s *Server) UDPAddr() net.Addr {
+	if s.uc == nil {
+		return nil
+	}
+	return s.uc.LocalAddr()
+}
+
+// Stop closes the socket, disconnects every client (publishing wills, as
+// for any connection that did not end cleanly) and waits for goroutines.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	s.mu.Unlock()
+	close(s.stop)
+	if s.uc == nil {
+		return nil
+	}
+	// Unblock the read loop but keep the socket for the DISCONNECTs.
+	_ = s.uc.SetReadDeadline(time.Now())
+	done := make(chan struct{})
+	go func() {
+		s.loops.Wait()
+		// The read loop is gone, so no new virtual connection appears.
+		for _, vc := range s.allConns() {
+			vc.post(event{kind: evShutdown})
+		}
+		s.workers.Wait()
+		s.uc.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) allConns() []*vconn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[*vconn]bool, len(s.byAddr))
+	out := make([]*vconn, 0, len(s.byAddr))
+	for _, m := range []map[string]*vconn{s.byAddr, s.byClient} {
+		for _, vc := range m {
+			if !seen[vc] {
+				seen[vc] = true
+				out = append(out, vc)
+			}
+		}
+	}
+	return out
+}
+
+// peer is where a datagram came from: a UDP address, and for a message
+// relayed by a forwarder (§5.5) the wireless node id behind it.
+type peer struct {
+	addr *net.UDPAddr
+	fwd  bool
+	ctrl byte
+	node []byte
+	key  string
+}
+
+func (p *peer) String() string { return p.key }
+
+// readLoop is the socket's only reader: it decodes each datagram and
+// hands it to the virtual connection of its sender.
+func (s *Server) readLoop() {
+	defer s.loops.Done()
+	buf := make([]byte, 65536)
+	stats := s.b.Stats()
+	for {
+		n, addr, err := s.uc.ReadFromUDP(buf)
+		if err != nil {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("read failed", zap.Error(err))
+			time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
+			continue
+		}
+		stats.WireBytesReceived.Add(uint64(n))
+		// Decoded messages alias their datagram, so each gets its own copy.
+		s.datagram(append([]byte(nil), buf[:n]...), addr)
+	}
+}
+
+// datagram decodes one datagram, unwrapping a forwarder's encapsulation.
+func (s *Server) datagram(data []byte, addr *net.UDPAddr) {
+	p := &peer{addr: addr}
+	m, err := codec.Decode(data)
+	if err == nil {
+		if e, ok := m.(*codec.Encapsulated); ok {
+			s.pc.In(int(codec.TypeEncapsulated))
+			p.fwd, p.ctrl, p.node = true, e.Ctrl&0x03, append([]byte(nil), e.NodeID...)
+			m, err = codec.Decode(e.Inner)
+			if err == nil && m.Type() == codec.TypeEncapsulated {
+				err = fmt.Errorf("%w: nested encapsulation", codec.ErrMalformed)
+			}
+		}
+	}
+	if p.fwd {
+		p.key = addr.String() + "/" + hex.EncodeToString(p.node)
+	} else {
+		p.key = addr.String()
+	}
+	if err != nil {
+		s.pc.In(idxInvalid)
+		if ce := s.log.Check(zap.DebugLevel, "invalid datagram"); ce != nil {
+			ce.Write(zap.String("remote", p.key), zap.Int("bytes", len(data)), zap.Error(err))
+		}
+		return
+	}
+	s.pc.In(int(m.Type()))
+	s.dispatch(p, m)
+}
+
+// dispatch routes a message to its virtual connection, creating or
+// rebinding one for CONNECT, AUTH and a waking PINGREQ. Only the read
+// loop calls it, so map changes here never race with each other. A
+// virtual connection may finish between lookup and hand-over; the
+// message is then dispatched again, without it.
+func (s *Server) dispatch(p *peer, m codec.Message) {
+	if !s.dispatchOnce(p, m) {
+		s.dispatchOnce(p, m)
+	}
+}
+
+// handOver posts a client message to vc. It returns false (having
+// removed vc from the maps) only when vc has just finished.
+func (s *Server) handOver(vc *vconn, m codec.Message) bool {
+	if vc.post(event{kind: evMsg, msg: m}) {
+		return true
+	}
+	if vc.isDead() {
+		s.forget(vc)
+		return false
+	}
+	s.pc.In(idxDropped) // inbox full
+	return true
+}
+
+func (s *Server) dispatchOnce(p *peer, m codec.Message) bool {
+	switch m := m.(type) {
+	case *codec.SearchGW:
+		// Any gateway may answer; the answer names this one (§6.1).
+		s.reply(p, &codec.GWInfo{GatewayID: byte(s.cfg.GatewayID)})
+		return true
+	case *codec.Advertise, *codec.GWInfo:
+		return true // other gateways' announcements; this gateway needs none
+	case *codec.Connect:
+		return s.dispatchConnect(p, m)
+	case *codec.Pingreq:
+		if m.ClientID != "" {
+			if vc := s.rebind(p, m.ClientID); vc != nil {
+				return s.handOver(vc, m)
+			}
+		}
+	}
+	s.mu.Lock()
+	vc := s.byAddr[p.key]
+	s.mu.Unlock()
+	if vc != nil {
+		if a, ok := m.(*codec.Auth); ok {
+			// Stored at once, so a CONNECT right behind it finds it even
+			// if it moves the client to another virtual connection.
+			vc.setCreds(a)
+		}
+		return s.handOver(vc, m)
+	}
+	switch m := m.(type) {
+	case *codec.Publish:
+		if m.Flags.QoS == codec.QoSMinus1 {
+			s.publishMinus1(p, m)
+			return true
+		}
+	case *codec.Auth:
+		if vc := s.newConn(p); vc != nil {
+			vc.setCreds(m)
+			vc.post(event{kind: evMsg, msg: m})
+		}
+		return true
+	case *codec.Disconnect, *codec.Pingreq, *codec.Register, *codec.Subscribe:
+	default:
+		s.dropped(p, m, "message from an unknown client")
+		return true
+	}
+	// A client the gateway does not know (restarted gateway, expired
+	// sleep, changed address) learns it must connect again.
+	s.dropped(p, m, "message from an unknown client, answered with DISCONNECT")
+	s.reply(p, &codec.Disconnect{})
+	return true
+}
+
+func (s *Server) dropped(p *peer, m codec.Message, why string) {
+	s.pc.In(idxDropped)
+	if ce := s.log.Check(zap.DebugLevel, why); ce != nil {
+		ce.Write(zap.String("remote", p.key), zap.Stringer("type", m.Type()))
+	}
+}
+
+// dispatchConnect finds the virtual connection of a CONNECT: the client
+// id's own (rebinding it to this address), the address's, or a new one.
+func (s *Server) dispatchConnect(p *peer, m *codec.Connect) bool {
+	var vc *vconn
+	if m.ClientID != "" {
+		vc = s.rebind(p, m.ClientID)
+	}
+	if vc == nil {
+		s.mu.Lock()
+		if cur := s.byAddr[p.key]; cur != nil && (cur.cid == "" || cur.cid == m.ClientID) {
+			vc = cur
+		}
+		s.mu.Unlock()
+	}
+	if vc == nil {
+		if vc = s.newConn(p); vc == nil {
+			s.reply(p, &codec.ReturnOnly{Kind: codec.TypeConnack, Code: codec.Congestion})
+			return true
+		}
+	}
+	if m.ClientID != "" {
+		s.mu.Lock()
+		if old := s.byClient[m.ClientID]; old == nil {
+			s.byClient[m.ClientID] = vc
+			vc.cid = m.ClientID
+		}
+		s.mu.Unlock()
+	}
+	return s.handOver(vc, m)
+}
+
+// rebind returns the virtual connection of clientID bound to p's address,
+// moving it there from its old address (NAT rebinding, a new port after
+// sleep) and retiring whatever else held this address. nil if the client
+// id is unknown.
+func (s *Server) rebind(p *peer, clientID string) *vconn {
+	s.mu.Lock()
+	vc := s.byClient[clientID]
+	if vc == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	if vc.key == p.key {
+		s.mu.Unlock()
+		return vc
+	}
+	var retired *vconn
+	if cur := s.byAddr[p.key]; cur != nil && cur != vc {
+		// Another client held this address (a reused port): it can no
+		// longer be reached here. Credentials it collected before CONNECT
+		// are this client's.
+		delete(s.byAddr, p.key)
+		cur.key = ""
+		retired = cur
+	}
+	if s.byAddr[vc.key] == vc {
+		delete(s.byAddr, vc.key)
+	}
+	vc.key = p.key
+	s.byAddr[p.key] = vc
+	s.mu.Unlock()
+	vc.setPeer(p)
+	if retired != nil {
+		vc.adoptCreds(retired)
+		retired.post(event{kind: evUnbound})
+	}
+	s.log.Debug("client rebound to a new address", zap.String("client_id", clientID), zap.String("remote", p.key))
+	return vc
+}
+
+// newConn creates a virtual connection for a new peer, within the
+// per-address rate limit and the client limit; nil when refused.
+func (s *Server) newConn(p *peer) *vconn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil
+	}
+	if s.cfg.MaxClients > 0 && len(s.byAddr) >= s.cfg.MaxClients {
+		s.pc.In(idxDropped)
+		s.log.Debug("client limit reached", zap.String("remote", p.key))
+		return nil
+	}
+	if !s.limiter.allow(p.addr.IP.String(), time.Now()) {
+		s.pc.In(idxDropped)
+		s.log.Debug("new session rate exceeded", zap.String("remote", p.key))
+		return nil
+	}
+	if old := s.byAddr[p.key]; old != nil {
+		old.key = ""
+		old.post(event{kind: evUnbound})
+	}
+	vc := newVconn(s, p)
+	s.byAddr[p.key] = vc
+	return vc
+}
+
+// forget removes a finished virtual connection from the maps.
+func (s *Server) forget(vc *vconn) {
+	s.mu.Lock()
+	if vc.key != "" && s.byAddr[vc.key] == vc {
+		delete(s.byAddr, vc.key)
+	}
+	if vc.cid != "" && s.byClient[vc.cid] == vc {
+		delete(s.byClient, vc.cid)
+	}
+	s.mu.Unlock()
+}
+
+// park keeps a persistent session's registry until the session expires.
+func (s *Server) park(clientID string, reg *registry) {
+	exp := s.cfg.SessionExpiry
+	if exp == 0 {
+		exp = s.b.Config().DefaultExpiry
+	}
+	var until time.Time
+	if exp > 0 && exp != core.NeverExpire {
+		until = time.Now().Add(s.b.ClampExpiry(exp))
+	}
+	s.mu.Lock()
+	s.parked[clientID] = parkedRegistry{reg: reg, until: until}
+	s.mu.Unlock()
+}
+
+// unpark returns (and removes) a parked registry.
+func (s *Server) unpark(clientID string) *registry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.parked[clientID]
+	delete(s.parked, clientID)
+	if !ok || (!p.until.IsZero() && time.Now().After(p.until)) {
+		return nil
+	}
+	return p.reg
+}
+
+// reply sends a message to a peer that has no virtual connection.
+func (s *Server) reply(p *peer, m codec.Message) {
+	raw, err := codec.Encode(m)
+	if err != nil {
+		s.log.Warn("encode failed", zap.Stringer("type", m.Type()), zap.Error(err))
+		return
+	}
+	s.write(p, raw, m.Type())
+}
+
+// write sends one encoded message, wrapping it for a forwarder.
+func (s *Server) write(p *peer, raw []byte, t codec.Type) {
+	if p == nil || p.addr == nil {
+		return
+	}
+	if p.fwd {
+		var err error
+		raw, err = codec.Encode(&codec.Encapsulated{Ctrl: p.ctrl, NodeID: p.node, Inner: raw})
+		if err != nil {
+			return
+		}
+	}
+	n, err := s.uc.WriteToUDP(raw, p.addr)
+	s.b.Stats().WireBytesSent.Add(uint64(n))
+	if err != nil {
+		if ce := s.log.Check(zap.DebugLevel, "write failed"); ce != nil {
+			ce.Write(zap.String("remote", p.key), zap.Error(err))
+		}
+		return
+	}
+	s.pc.Out(int(t))
+}
+
+// advertiseLoop broadcasts ADVERTISE every interval; Duration is the
+// interval in seconds (§5.4.1, §6.1).
+func (s *Server) advertiseLoop(dst *net.UDPAddr) {
+	defer s.loops.Done()
+	d := time.Duration(s.cfg.AdvertiseInterval) * time.Second
+	t := time.NewTicker(d)
+	defer t.Stop()
+	p := &peer{addr: dst, key: dst.String()}
+	msg := &codec.Advertise{GatewayID: byte(s.cfg.GatewayID), Duration: uint16(s.cfg.AdvertiseInterval)}
+	for {
+		s.reply(p, msg)
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// janitor drops expired parked registries and idle rate-limit buckets.
+func (s *Server) janitor() {
+	defer s.loops.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for id, p := range s.parked {
+				if !p.until.IsZero() && now.After(p.until) {
+					delete(s.parked, id)
+				}
+			}
+			s.limiter.sweep(now)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// returnCodeFor maps a core sentinel error onto an MQTT-SN return code;
+// the one place where core errors become MQTT-SN codes. MQTT-SN 1.2 has
+// only three rejection codes, so refusals that are not about the topic or
+// load become "not supported".
+func returnCodeFor(err error) codec.ReturnCode {
+	switch {
+	case err == nil:
+		return codec.Accepted
+	case errors.Is(err, core.ErrQuotaExceeded), errors.Is(err, core.ErrServerUnavailable),
+		errors.Is(err, core.ErrServerShuttingDown):
+		return codec.Congestion
+	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
+		return codec.InvalidTopicID
+	}
+	return codec.NotSupported
+}
