@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
@@ -21,10 +22,12 @@ import (
 type conn struct {
 	srv      *Server
 	nc       net.Conn
-	log      *zap.Logger
 	listener string
 	remote   string
-	br       *bufio.Reader
+	// br is borrowed from readerPool only while bytes are arriving; an
+	// idle connection waits on a one-byte read and holds no buffer.
+	br    *bufio.Reader
+	first firstByte
 
 	// Reader-goroutine state. version is written once, before the CONNACK
 	// is queued; the writer reads it only after taking an item from the
@@ -51,8 +54,10 @@ type conn struct {
 	pendingQoS0 int
 	closing     bool
 	closeErr    error
-	wake        chan struct{}
-	writerDone  chan struct{}
+	writing     bool              // a writer goroutine is running
+	wake        chan struct{}     // wakes a running writer
+	writerDone  chan struct{}     // closed by the writer that closes the socket
+	aliasesOut  map[string]uint16 // outbound topic aliases; used by the writer only
 }
 
 // outItem is a control packet or a delivery waiting for the writer.
@@ -70,11 +75,22 @@ func newConn(s *Server, nc net.Conn, listener string) *conn {
 		nc:          nc,
 		listener:    listener,
 		remote:      remote,
-		log:         s.log.With(zap.String("remote", remote), zap.String("listener", listener)),
-		br:          bufio.NewReaderSize(nc, 4096),
 		publishWill: true,
 		wake:        make(chan struct{}, 1),
 		writerDone:  make(chan struct{}),
+	}
+}
+
+// logAt logs with the connection's fields. The fields are attached per
+// call rather than kept in a derived logger: a logger per connection
+// costs kilobytes of idle memory, and logging is rare.
+func (c *conn) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
+	if ce := c.srv.log.Check(level, msg); ce != nil {
+		fields = append(fields, zap.String("remote", c.remote), zap.String("listener", c.listener))
+		if c.clientID != "" {
+			fields = append(fields, zap.String("client_id", c.clientID))
+		}
+		ce.Write(fields...)
 	}
 }
 
@@ -94,11 +110,10 @@ func (c *conn) Deliver(d core.Delivery) bool {
 		c.pendingQoS0++
 	}
 	c.out = append(c.out, outItem{d: d})
-	first := len(c.out) == 1
-	c.mu.Unlock()
-	if first {
-		c.signal()
+	if len(c.out) == 1 {
+		c.wakeWriterLocked()
 	}
+	c.mu.Unlock()
 	return true
 }
 
@@ -110,18 +125,10 @@ func (c *conn) send(p codec.Packet) {
 		return
 	}
 	c.out = append(c.out, outItem{pkt: p})
-	first := len(c.out) == 1
+	if len(c.out) == 1 {
+		c.wakeWriterLocked()
+	}
 	c.mu.Unlock()
-	if first {
-		c.signal()
-	}
-}
-
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Close implements core.Sink: the connection flushes what is queued (plus
@@ -150,21 +157,20 @@ func (c *conn) closeWith(last codec.Packet, reason error) {
 	}
 	c.closing = true
 	c.closeErr = reason
+	c.wakeWriterLocked()
 	c.mu.Unlock()
 	// A peer that stops reading must not hold the shutdown up for long.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.signal()
 }
 
 // writeLoop encodes everything queued into one buffer and writes it with
 // one call: many packets, one syscall, under load.
 func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
-	defer close(c.writerDone)
 	var buf []byte
 	var pub codec.Publish
 	var props []codec.UserProperty
-	var aliases map[string]uint16 // outbound topic aliases; writer-owned
+	var idle *time.Timer
 	stats := c.srv.b.Stats()
 	for {
 		c.mu.Lock()
@@ -177,20 +183,20 @@ func (c *conn) writeLoop() {
 		if len(items) == 0 {
 			if closing {
 				c.nc.Close()
+				close(c.writerDone)
 				return
 			}
-			if cap(buf) > 64<<10 {
-				buf = nil // an idle connection keeps no large buffer
+			if !c.waitForWork(&idle) {
+				return
 			}
-			<-c.wake
 			continue
 		}
 		buf = buf[:0]
 		for i := range items {
 			var err error
-			buf, props, err = c.appendItem(buf, &items[i], &pub, props, &aliases)
+			buf, props, err = c.appendItem(buf, &items[i], &pub, props)
 			if err != nil {
-				c.log.Warn("encode failed", zap.Error(err))
+				c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
 			}
 			items[i] = outItem{}
 		}
@@ -205,19 +211,68 @@ func (c *conn) writeLoop() {
 		}
 		n, err := c.nc.Write(buf)
 		stats.WireBytesSent.Add(uint64(n))
+		if cap(buf) > 64<<10 {
+			buf = nil // a burst does not pin a large buffer
+		}
 		if err != nil {
-			c.log.Debug("write failed", zap.Error(err))
+			c.logAt(zap.DebugLevel, "write failed", zap.Error(err))
 			c.mu.Lock()
 			c.closing = true
 			c.out = nil
+			c.writing = false
 			c.mu.Unlock()
 			c.nc.Close()
+			close(c.writerDone)
 			return
 		}
 	}
 }
 
-func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty, aliases *map[string]uint16) ([]byte, []codec.UserProperty, error) {
+// writerLinger is how long an idle writer goroutine waits for more work
+// before it exits; the next packet starts a new one. Idle connections
+// then cost one goroutine, not two.
+const writerLinger = 2 * time.Second
+
+// waitForWork blocks until the writer is woken, or retires the writer
+// after writerLinger without work (returning false).
+func (c *conn) waitForWork(idle **time.Timer) bool {
+	if *idle == nil {
+		*idle = time.NewTimer(writerLinger)
+	} else {
+		(*idle).Reset(writerLinger)
+	}
+	select {
+	case <-c.wake:
+		(*idle).Stop()
+		return true
+	case <-(*idle).C:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.out) > 0 || c.closing {
+		return true
+	}
+	c.writing = false
+	c.spare = nil
+	return false
+}
+
+// wakeWriterLocked starts the writer goroutine if it is not running, or
+// wakes it. c.mu must be held.
+func (c *conn) wakeWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		c.srv.wg.Add(1)
+		go c.writeLoop()
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty) ([]byte, []codec.UserProperty, error) {
 	if it.pkt != nil {
 		c.srv.pc.Out(int(it.pkt.Type()))
 		b, err := codec.Append(buf, it.pkt, c.version)
@@ -236,14 +291,14 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 		if c.maxOutPacket > 0 && codec.Size(pub, c.version) > c.maxOutPacket {
 			// Too big for this client: it is not sent, and the session
 			// treats it as delivered [MQTT-3.1.2-25].
-			c.log.Debug("message exceeds client's maximum packet size", zap.String("topic", m.Topic))
+			c.logAt(zap.DebugLevel, "message exceeds client's maximum packet size", zap.String("topic", m.Topic))
 			if d.QoS > 0 {
 				c.sess.Acked(d.ID)
 			}
 			return buf, props, nil
 		}
 		if c.aliasOutMax > 0 {
-			c.applyAlias(pub, aliases)
+			c.applyAlias(pub)
 		}
 	}
 	c.srv.pc.Out(int(codec.TypePublish))
@@ -254,19 +309,19 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 // applyAlias uses a topic alias towards a client that accepts them
 // [MQTT-3.3.2-?]: a topic seen before goes out as its alias alone; new
 // topics get the next alias until the client's maximum is reached.
-func (c *conn) applyAlias(pub *codec.Publish, aliases *map[string]uint16) {
-	if *aliases == nil {
-		*aliases = make(map[string]uint16)
+func (c *conn) applyAlias(pub *codec.Publish) {
+	if c.aliasesOut == nil {
+		c.aliasesOut = make(map[string]uint16)
 	}
-	if a, ok := (*aliases)[pub.Topic]; ok {
+	if a, ok := c.aliasesOut[pub.Topic]; ok {
 		pub.Topic = ""
 		pub.Props.TopicAlias = a
 		pub.Props.Set(codec.PropTopicAlias)
 		return
 	}
-	if n := len(*aliases); n < c.aliasOutMax && n < 65535 {
+	if n := len(c.aliasesOut); n < c.aliasOutMax && n < 65535 {
 		a := uint16(n + 1)
-		(*aliases)[pub.Topic] = a
+		c.aliasesOut[pub.Topic] = a
 		pub.Props.TopicAlias = a
 		pub.Props.Set(codec.PropTopicAlias)
 	}
@@ -322,9 +377,16 @@ func (c *conn) readLoop() {
 	defer c.finish()
 	stats := c.srv.b.Stats()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	defer c.releaseReader()
 	for {
-		if c.connected && c.br.Buffered() == 0 {
-			c.refreshDeadline()
+		if c.br == nil || c.br.Buffered() == 0 {
+			if c.connected {
+				c.refreshDeadline()
+			}
+			if err := c.awaitData(); err != nil {
+				c.readFailed(nil, err)
+				return
+			}
 		}
 		pkt, n, err := codec.ReadPacket(c.br, c.version, c.srv.cfg.MaxPacketSize)
 		stats.WireBytesReceived.Add(uint64(n))
@@ -335,10 +397,52 @@ func (c *conn) readLoop() {
 		c.srv.pc.In(int(pkt.Type()))
 		if err := c.handle(pkt); err != nil {
 			if !errors.Is(err, errClientDisconnected) {
-				c.log.Info("closing connection", zap.Error(err))
+				c.logAt(zap.InfoLevel, "closing connection", zap.Error(err))
 			}
 			return
 		}
+	}
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// firstByte replays the byte awaitData read, then reads the socket.
+type firstByte struct {
+	nc  net.Conn
+	b   [1]byte
+	has bool
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	if f.has && len(p) > 0 {
+		p[0] = f.b[0]
+		f.has = false
+		return 1, nil // do not block for more: bufio asks again when it needs it
+	}
+	return f.nc.Read(p)
+}
+
+// awaitData gives the read buffer back while the connection is idle and
+// blocks on a one-byte read; when data arrives it borrows a buffer again.
+// This keeps idle connections small at the cost of one extra read per
+// burst of packets.
+func (c *conn) awaitData() error {
+	c.releaseReader()
+	c.first.nc = c.nc
+	if _, err := io.ReadFull(c.nc, c.first.b[:]); err != nil {
+		return err
+	}
+	c.first.has = true
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.first)
+	return nil
+}
+
+func (c *conn) releaseReader() {
+	if c.br != nil && c.br.Buffered() == 0 {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
 	}
 }
 
@@ -367,18 +471,18 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 	var ce *codec.Error
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-		c.log.Debug("connection closed by peer")
+		c.logAt(zap.DebugLevel, "connection closed by peer")
 		c.closeWith(nil, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		if !c.connected {
-			c.log.Info("no CONNECT within the connect timeout", zap.Duration("timeout", c.srv.cfg.ConnectTimeout))
+			c.logAt(zap.InfoLevel, "no CONNECT within the connect timeout", zap.Duration("timeout", c.srv.cfg.ConnectTimeout))
 			c.closeWith(nil, err)
 			return
 		}
-		c.log.Info("keep alive expired", zap.Duration("keep_alive", c.keepAlive))
+		c.logAt(zap.InfoLevel, "keep alive expired", zap.Duration("keep_alive", c.keepAlive))
 		c.fail(codec.KeepAliveTimeout, err)
 	case errors.As(err, &ce):
-		c.log.Info("bad packet", zap.Error(err))
+		c.logAt(zap.InfoLevel, "bad packet", zap.Error(err))
 		if !c.connected {
 			if cp, ok := pkt.(*codec.Connect); ok && ce.Code == codec.UnsupportedProtocolVersion {
 				c.refuseConnect(cp, codec.UnsupportedProtocolVersion)
@@ -393,7 +497,7 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 		}
 		c.fail(ce.Code, err)
 	default:
-		c.log.Debug("read failed", zap.Error(err))
+		c.logAt(zap.DebugLevel, "read failed", zap.Error(err))
 		c.closeWith(nil, err)
 	}
 }

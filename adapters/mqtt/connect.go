@@ -55,7 +55,6 @@ func (c *conn) onConnect(p *codec.Connect) error {
 		assigned = true
 	}
 	c.clientID = clientID
-	c.log = c.log.With(zap.String("client_id", clientID))
 
 	will, err := c.willFrom(p)
 	if err != nil {
@@ -129,7 +128,7 @@ func (c *conn) finishConnect(st *pendingConnect, authData []byte) error {
 	c.pending = nil
 	sess, present, err := c.srv.b.Connect(context.Background(), req)
 	if err != nil {
-		c.log.Info("connect refused", zap.Error(err))
+		c.logAt(zap.InfoLevel, "connect refused", zap.Error(err))
 		c.refuseConnect(p, reasonFor(err))
 		return err
 	}
@@ -158,7 +157,7 @@ func (c *conn) finishConnect(st *pendingConnect, authData []byte) error {
 	if c.keepAlive == 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
-	c.log.Debug("connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
+	c.logAt(zap.DebugLevel, "connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
 		zap.Bool("session_present", ack.SessionPresent), zap.Int("keep_alive", keepAlive))
 	return nil
 }

@@ -133,7 +133,7 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		// Refusals by policy (access rules, configured topic limits, quotas)
 		// keep the connection: MQTT 5 learns why from the ack's reason
 		// code; 3.1.1 has no way to say it, so the message is dropped.
-		c.log.Debug("publish refused", zap.String("topic", topicName), zap.Error(err))
+		c.logAt(zap.DebugLevel, "publish refused", zap.String("topic", topicName), zap.Error(err))
 		rc = reasonFor(err)
 	}
 	switch p.QoS {
@@ -226,7 +226,7 @@ func (c *conn) onSubscribe(p *codec.Subscribe) error {
 		r := c.sess.Subscribe(s.Filter, opts)
 		results[i] = r
 		if r.Err != nil {
-			c.log.Debug("subscribe refused", zap.String("filter", s.Filter), zap.Error(r.Err))
+			c.logAt(zap.DebugLevel, "subscribe refused", zap.String("filter", s.Filter), zap.Error(r.Err))
 			switch {
 			case !v5:
 				ack.ReasonCodes[i] = 0x80 // [MQTT-3.9.3-2]

@@ -160,10 +160,9 @@ func (s *Server) serve(nc net.Conn, listener string) {
 		return
 	}
 	s.conns[c] = struct{}{}
-	s.wg.Add(2)
+	s.wg.Add(1)
 	s.mu.Unlock()
-	go c.writeLoop()
-	go c.readLoop()
+	go c.readLoop() // the writer starts with the first outbound packet
 }
 
 func (s *Server) forget(c *conn) {

@@ -338,7 +338,7 @@ func (r *v5Raw) subscribe(id uint16, props codec.Properties, subs ...codec.Subsc
 	return sa
 }
 
-// nextPublish reads packets until a PUBLISH and fails on anything else.
+// nextPublish reads one packet and fails unless it is a PUBLISH.
 func (r *v5Raw) nextPublish(what string) *codec.Publish {
 	r.t.Helper()
 	return v5Expect[*codec.Publish](r, what)
@@ -364,52 +364,50 @@ func (r *v5Raw) ping() []*codec.Publish {
 	}
 }
 
-// expectDisconnect reads until the broker's DISCONNECT, checks its reason
-// code and that the broker then closes the connection [MQTT-3.14.4-2].
-// Packets before the DISCONNECT are returned.
-func (r *v5Raw) expectDisconnect(want codec.ReasonCode, rule string) []codec.Packet {
+// readDisconnect reads up to the broker's DISCONNECT, returning it and
+// the packets before it, then checks the broker closes the connection
+// [MQTT-3.14.4-2] and sent no Session Expiry Interval [MQTT-3.14.2-2].
+func (r *v5Raw) readDisconnect(what string) (*codec.Disconnect, []codec.Packet) {
 	r.t.Helper()
 	var before []codec.Packet
 	for {
 		p, err := r.read()
 		if err != nil {
-			r.t.Fatalf("waiting for DISCONNECT %#x %s: %v (before it: %s)", byte(want), rule, err, v5Types(before))
+			r.t.Fatalf("%s: waiting for DISCONNECT: %v (before it: %s)", what, err, v5Types(before))
 		}
 		d, ok := p.(*codec.Disconnect)
 		if !ok {
 			before = append(before, p)
 			continue
 		}
-		if d.ReasonCode != want {
-			r.t.Errorf("DISCONNECT reason %#x (%v), want %#x (%v) %s", byte(d.ReasonCode), d.ReasonCode, byte(want), want, rule)
-		}
-		// [MQTT-3.14.2-2] the server never sends a Session Expiry
-		// Interval in DISCONNECT.
 		if d.Props.Has(codec.PropSessionExpiry) {
-			r.t.Errorf("server DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]")
+			r.t.Errorf("%s: server DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]", what)
 		}
-		r.expectClosed("after the broker's DISCONNECT [MQTT-3.14.4-2]")
-		return before
+		r.expectClosed(what + ": after the broker's DISCONNECT [MQTT-3.14.4-2]")
+		return d, before
 	}
 }
 
-// expectDisconnectAny reads up to the broker's DISCONNECT and returns its
-// reason code, checking that the broker closes the connection after it
-// [MQTT-3.14.4-2].
+// expectDisconnect waits for the broker's DISCONNECT and checks its reason
+// code against want, citing rule. Packets before it are returned.
+func (r *v5Raw) expectDisconnect(want codec.ReasonCode, rule string) []codec.Packet {
+	r.t.Helper()
+	d, before := r.readDisconnect(fmt.Sprintf("DISCONNECT %#x %s", byte(want), rule))
+	if d.ReasonCode != want {
+		r.t.Errorf("DISCONNECT reason %#x (%v), want %#x (%v) %s", byte(d.ReasonCode), d.ReasonCode, byte(want), want, rule)
+	}
+	return before
+}
+
+// expectDisconnectAny waits for the broker's DISCONNECT and returns its
+// reason code, for cases where the specification allows several.
 func (r *v5Raw) expectDisconnectAny(what string) codec.ReasonCode {
 	r.t.Helper()
-	for {
-		p, err := r.read()
-		if err != nil {
-			r.t.Fatalf("%s: waiting for DISCONNECT: %v", what, err)
-		}
-		if d, ok := p.(*codec.Disconnect); ok {
-			r.expectClosed(what + ": after the broker's DISCONNECT [MQTT-3.14.4-2]")
-			return d.ReasonCode
-		}
-	}
+	d, _ := r.readDisconnect(what)
+	return d.ReasonCode
 }
 
+// v5Types renders packet types for failure output.
 func v5Types(ps []codec.Packet) string {
 	parts := make([]string, len(ps))
 	for i, p := range ps {
