@@ -482,7 +482,7 @@ func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
 	}
 	res.QoS = opts.QoS
 	res.sub = sub
-	// Retained messages: not for shared subscriptions [MQTT-3.8.4-?]; per
+	// Retained messages: not for shared subscriptions (4.8.2); per
 	// Retain Handling otherwise [MQTT-3.3.1-9..11].
 	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !res.Existed)) {
 		now := time.Now()

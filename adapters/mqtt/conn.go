@@ -307,7 +307,7 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 }
 
 // applyAlias uses a topic alias towards a client that accepts them
-// [MQTT-3.3.2-?]: a topic seen before goes out as its alias alone; new
+// (3.3.2.3.4): a topic seen before goes out as its alias alone; new
 // topics get the next alias until the client's maximum is reached.
 func (c *conn) applyAlias(pub *codec.Publish) {
 	if c.aliasesOut == nil {

@@ -237,7 +237,7 @@ func (c *conn) willFrom(p *codec.Connect) (*core.Will, error) {
 			w.Expiry = time.Duration(p.WillProps.MessageExpiry) * time.Second
 		}
 	}
-	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: p.ClientID, Username: p.Username, Listener: c.listener}
+	msg.Origin = core.Origin{Protocol: core.ProtoMQTT, ClientID: c.clientID, Username: p.Username, Listener: c.listener}
 	return w, nil
 }
 

@@ -160,7 +160,7 @@ func (c *conn) onAck(a *codec.Ack) error {
 		c.sess.Acked(a.PacketID)
 	case codec.TypePubrec:
 		if v5 && a.ReasonCode >= 0x80 {
-			// A failed PUBREC ends the exchange [MQTT-4.3.3-?]: no PUBREL.
+			// A PUBREC with a failure code ends the exchange (4.3.3): no PUBREL.
 			c.sess.Acked(a.PacketID)
 			return nil
 		}
@@ -188,7 +188,7 @@ func (c *conn) onSubscribe(p *codec.Subscribe) error {
 	if v5 && p.Props.Has(codec.PropSubscriptionID) && len(p.Props.SubscriptionIDs) > 0 {
 		if !cfg.SubscriptionIdentifiers {
 			c.fail(codec.SubIDsNotSupported, errProtocol)
-			return fmt.Errorf("%w: subscription identifiers are disabled [MQTT-3.8.2-?]", errProtocol)
+			return fmt.Errorf("%w: subscription identifiers are disabled (3.8.2.1.2)", errProtocol)
 		}
 		subID = p.Props.SubscriptionIDs[0]
 	}
@@ -267,9 +267,9 @@ func (c *conn) onDisconnect(p *codec.Disconnect) error {
 	if c.version == codec.V5 {
 		if p.Props.Has(codec.PropSessionExpiry) {
 			if c.expiry0 && p.Props.SessionExpiry != 0 {
-				// Not from zero to non-zero [MQTT-3.14.2-2].
+				// Not from zero to non-zero (3.14.2.2.2).
 				c.fail(codec.ProtocolError, errProtocol)
-				return fmt.Errorf("%w: session expiry raised from 0 on DISCONNECT [MQTT-3.14.2-2]", errProtocol)
+				return fmt.Errorf("%w: session expiry raised from 0 on DISCONNECT (3.14.2.2.2)", errProtocol)
 			}
 			c.sess.SetExpiry(expiryDuration(p.Props.SessionExpiry))
 		}

@@ -26,6 +26,8 @@ stomp:
   ws: 127.0.0.1:0
 mqttsn:
   udp: 127.0.0.1:0
+coap:
+  udp: 127.0.0.1:0
 sys:
   interval: 0
 `
@@ -76,6 +78,9 @@ func (g *Gateway) WSURL() string { return "ws://" + g.Addr("mqtt.ws").String() +
 // MQTTSNAddr returns host:port of the MQTT-SN UDP listener.
 func (g *Gateway) MQTTSNAddr() string { return g.Addr("mqttsn.udp").String() }
 
+// CoAPAddr returns host:port of the CoAP UDP listener.
+func (g *Gateway) CoAPAddr() string { return g.Addr("coap.udp").String() }
+
 // STOMPAddr returns host:port of the STOMP TCP listener.
 func (g *Gateway) STOMPAddr() string { return g.Addr("stomp.tcp").String() }
 
@@ -84,47 +89,57 @@ func (g *Gateway) STOMPWSURL() string {
 	return "ws://" + g.Addr("stomp.ws").String() + g.Config.STOMP.WSPath
 }
 
-// mergeYAML merges two YAML documents of "section: {key: value}" maps by
-// concatenating their sections' lines; good enough for test configs,
-// which are two levels deep.
+// mergeYAML merges two YAML documents of "section: {key: value}" maps:
+// a section's keys (two-space indented lines) from extra replace those of
+// base; the lines below a key (block-style list items, deeper indents)
+// travel with it.
 func mergeYAML(base, extra string) string {
-	sections := map[string][]string{}
+	type entry struct {
+		key   string
+		lines []string
+	}
+	sections := map[string][]*entry{}
 	var order []string
 	for _, doc := range []string{base, extra} {
 		cur := ""
+		var last *entry
 		for _, line := range strings.Split(doc, "\n") {
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			if !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") {
+			switch {
+			case !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t"):
 				cur = strings.TrimSuffix(strings.TrimSpace(line), ":")
 				if _, ok := sections[cur]; !ok {
 					order = append(order, cur)
 					sections[cur] = nil
 				}
-				continue
+				last = nil
+			case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   ") && !strings.HasPrefix(strings.TrimSpace(line), "-"):
+				k, _, _ := strings.Cut(strings.TrimSpace(line), ":")
+				last = nil
+				for _, e := range sections[cur] {
+					if e.key == k {
+						e.lines = []string{line}
+						last = e
+					}
+				}
+				if last == nil {
+					last = &entry{key: k, lines: []string{line}}
+					sections[cur] = append(sections[cur], last)
+				}
+			case last != nil:
+				last.lines = append(last.lines, line)
 			}
-			sections[cur] = append(sections[cur], line)
 		}
 	}
 	var b strings.Builder
 	for _, s := range order {
 		b.WriteString(s + ":\n")
-		seen := map[string]int{}
-		lines := sections[s]
-		// Later duplicates of a key replace earlier ones.
-		var out []string
-		for _, l := range lines {
-			k, _, _ := strings.Cut(strings.TrimSpace(l), ":")
-			if i, ok := seen[k]; ok && !strings.HasPrefix(strings.TrimSpace(l), "-") {
-				out[i] = l
-				continue
+		for _, e := range sections[s] {
+			for _, l := range e.lines {
+				b.WriteString(l + "\n")
 			}
-			seen[k] = len(out)
-			out = append(out, l)
-		}
-		for _, l := range out {
-			b.WriteString(l + "\n")
 		}
 	}
 	return b.String()

@@ -306,13 +306,17 @@ func planOther(pl *plan, p Packet, version byte) *Error {
 			if e != nil {
 				return e
 			}
-			// Short forms of 3.14.2.1 and 3.14.2.2.1.
+			// Short form of 3.14.2.1 for a normal disconnection. With
+			// any other reason the property length is always written,
+			// though 3.14.2.2.1 allows leaving it out: some clients
+			// (paho.golang) cannot read a DISCONNECT without it.
 			switch {
 			case n > 0:
 				pl.props = n
 				s.n = 1 + vbiLen(n) + n
 			case p.ReasonCode != NormalDisconnection:
-				s.n = 1
+				pl.props = 0
+				s.n = 2
 			}
 		}
 	case *Auth:

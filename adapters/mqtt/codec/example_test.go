@@ -42,5 +42,5 @@ func Example() {
 	// Output:
 	// CONNECT "dev1" at level 5
 	// PUBLISH dev1/temp 21.5
-	// refused: malformed packet, sending e0 01 81
+	// refused: malformed packet, sending e0 02 81 00
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/iotgw/iotgw/adapters/coap"
 	"github.com/iotgw/iotgw/adapters/mqtt"
 	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
@@ -25,6 +26,7 @@ type Gateway struct {
 	MQTT   *mqtt.Server
 	STOMP  *stomp.Server
 	MQTTSN *mqttsn.Server
+	CoAP   *coap.Server
 	log    *zap.Logger
 	// adapters in start order; stopped in reverse.
 	adapters []core.Adapter
@@ -86,6 +88,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
 		g.adapters = append(g.adapters, g.MQTTSN)
 	}
+	if cfg.CoAP.UDP != "" {
+		g.CoAP = coap.New(cfg.CoAP, log)
+		g.adapters = append(g.adapters, g.CoAP)
+	}
 	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" {
 		g.STOMP = stomp.New(cfg.STOMP, log)
 		g.adapters = append(g.adapters, g.STOMP)
@@ -131,6 +137,10 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "mqttsn.udp":
 		if g.MQTTSN != nil {
 			return g.MQTTSN.UDPAddr()
+		}
+	case "coap.udp":
+		if g.CoAP != nil {
+			return g.CoAP.Addr()
 		}
 	case "stomp.tcp":
 		if g.STOMP != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cast"
 	"github.com/spf13/viper"
 
+	"github.com/iotgw/iotgw/adapters/coap"
 	"github.com/iotgw/iotgw/adapters/mqtt"
 	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
@@ -30,6 +31,7 @@ type Config struct {
 	MQTT      mqtt.Config
 	STOMP     stomp.Config
 	MQTTSN    mqttsn.Config
+	CoAP      coap.Config
 	ACL       core.ACL
 	// Users and AllowAnonymous configure password authentication (and
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
@@ -96,6 +98,7 @@ func settings() []setting {
 	dm := mqtt.DefaultConfig()
 	ds := stomp.DefaultConfig()
 	dn := mqttsn.DefaultConfig()
+	dc2 := coap.DefaultConfig()
 	return []setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -154,6 +157,19 @@ func settings() []setting {
 		{"mqttsn.new_session_burst", dn.NewSessionBurst, integer(func(c *Config) *int { return &c.MQTTSN.NewSessionBurst })},
 		{"mqttsn.max_clients", dn.MaxClients, integer(func(c *Config) *int { return &c.MQTTSN.MaxClients })},
 		{"mqttsn.require_auth", dn.RequireAuth, boolean(func(c *Config) *bool { return &c.MQTTSN.RequireAuth })},
+
+		{"coap.udp", dc2.UDP, str(func(c *Config) *string { return &c.CoAP.UDP })},
+		{"coap.connection_required", dc2.ConnectionRequired, boolean(func(c *Config) *bool { return &c.CoAP.ConnectionRequired })},
+		{"coap.heartbeat", dc2.Heartbeat.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.Heartbeat })},
+		{"coap.default_qos_con", dc2.DefaultQoSCon, integer(func(c *Config) *int { return &c.CoAP.DefaultQoSCon })},
+		{"coap.default_qos_non", dc2.DefaultQoSNon, integer(func(c *Config) *int { return &c.CoAP.DefaultQoSNon })},
+		{"coap.notify_type", dc2.NotifyType, str(func(c *Config) *string { return &c.CoAP.NotifyType })},
+		{"coap.max_body_size", dc2.MaxBodySize, integer(func(c *Config) *int { return &c.CoAP.MaxBodySize })},
+		{"coap.block_size", dc2.BlockSize, integer(func(c *Config) *int { return &c.CoAP.BlockSize })},
+		{"coap.ack_timeout", dc2.AckTimeout.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.AckTimeout })},
+		{"coap.max_retransmit", dc2.MaxRetransmit, integer(func(c *Config) *int { return &c.CoAP.MaxRetransmit })},
+		{"coap.max_pending_qos0", dc2.MaxPendingQoS0, integer(func(c *Config) *int { return &c.CoAP.MaxPendingQoS0 })},
+		{"coap.exchange_lifetime", dc2.ExchangeLifetime.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.ExchangeLifetime })},
 
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
 		{"session.max_queued", dc.MaxQueued, integer(func(c *Config) *int { return &c.Core.MaxQueued })},
@@ -357,7 +373,7 @@ func Load(yamlDoc []byte, environ []string) (Config, error) {
 		}
 		v.Set(key, val)
 	}
-	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig()}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig()}
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
@@ -410,7 +426,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.ACL.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}

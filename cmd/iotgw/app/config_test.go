@@ -1,6 +1,7 @@
 package app
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestShippedConfigLoadsAsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	def, _ := Load(nil, nil)
-	if cfg.MQTT != def.MQTT || cfg.Core != def.Core || cfg.STOMP != def.STOMP || cfg.LogLevel != def.LogLevel || cfg.AllowAnonymous != def.AllowAnonymous {
+	if !reflect.DeepEqual(cfg, def) {
 		t.Fatalf("configs/iotgw.yaml differs from the embedded defaults:\n%+v\n%+v", cfg, def)
 	}
 }

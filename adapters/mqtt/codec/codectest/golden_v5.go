@@ -361,10 +361,21 @@ func v5() []Golden {
 			Packet:  &codec.Disconnect{},
 		},
 		{
-			Name:    "v5/disconnect-reason-only",
+			Name:       "v5/disconnect-reason-only",
+			Version:    codec.V5,
+			Raw:        []byte{0xE0, 0x01, 0x04}, // DISCONNECT, remaining length 1, disconnect with will
+			Packet:     &codec.Disconnect{ReasonCode: codec.DisconnectWithWill},
+			DecodeOnly: true, // the encoder always writes the property length (next entry)
+		},
+		{
+			Name:    "v5/disconnect-reason-empty-properties",
 			Version: codec.V5,
-			Raw:     []byte{0xE0, 0x01, 0x04}, // DISCONNECT, remaining length 1, disconnect with will
-			Packet:  &codec.Disconnect{ReasonCode: codec.DisconnectWithWill},
+			Raw: []byte{
+				0xE0, 0x02, // DISCONNECT, remaining length 2
+				0x04, // reason: disconnect with will
+				0x00, // property length 0
+			},
+			Packet: &codec.Disconnect{ReasonCode: codec.DisconnectWithWill},
 		},
 		{
 			Name:    "v5/disconnect-properties",
