@@ -414,26 +414,32 @@ func (b *Broker) publish(msg *Message, info *ClientInfo) error {
 	b.stats.MessagesReceived.Add(1)
 	b.stats.BytesReceived.Add(uint64(len(msg.Payload) + len(msg.Topic)))
 	if msg.Retain {
-		b.retain(msg)
+		if err := b.retain(msg); err != nil {
+			return err
+		}
 	}
 	b.route(msg)
 	return nil
 }
 
 // retain stores or, for an empty payload, deletes the topic's retained
-// message [MQTT-3.3.1-5], [MQTT-3.3.1-10], [MQTT-3.3.1-11].
-func (b *Broker) retain(msg *Message) {
+// message [MQTT-3.3.1-5], [MQTT-3.3.1-10], [MQTT-3.3.1-11]. A new topic
+// beyond limits.max_retained is refused as a whole (not routed either), so
+// the publisher learns of it (MQTT 5: 0x97) rather than believing the
+// message is kept.
+func (b *Broker) retain(msg *Message) error {
 	if len(msg.Payload) == 0 {
 		b.retained.Delete(msg.Topic)
-		return
+		return nil
 	}
 	if b.cfg.MaxRetained > 0 && b.retained.Len() >= b.cfg.MaxRetained {
 		if _, ok := b.retained.Get(msg.Topic); !ok {
 			b.log.Debug("retained store full", zap.String("topic", msg.Topic))
-			return
+			return fmt.Errorf("%w: %d retained messages", ErrQuotaExceeded, b.cfg.MaxRetained)
 		}
 	}
 	b.retained.Set(msg.Topic, msg)
+	return nil
 }
 
 // RetainedCount returns the number of retained messages.

@@ -412,3 +412,26 @@ func TestResumeRespectsSmallerWindow(t *testing.T) {
 		t.Fatalf("after ack: %+v", next)
 	}
 }
+
+func TestRetainedLimitAndQueueLimit(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.MaxRetained = 1 })
+	if err := b.Publish(&Message{Topic: "r/1", Payload: []byte("a"), Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(&Message{Topic: "r/1", Payload: []byte("b"), Retain: true}); err != nil {
+		t.Fatal("replacing a retained message counts against the limit")
+	}
+	if err := b.Publish(&Message{Topic: "r/2", Payload: []byte("c"), Retain: true}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("second retained topic: %v", err)
+	}
+	s, sink, _ := connect(t, b, "q", false, time.Hour, nil)
+	s.Subscribe("t", SubOptions{QoS: 1})
+	s.Disconnect(sink, DisconnectOptions{})
+	s.SetQueueLimit(2)
+	for i := 0; i < 5; i++ {
+		b.Publish(&Message{Topic: "t", QoS: 1})
+	}
+	if s.QueuedCount() != 2 {
+		t.Fatalf("queued %d, want the session's own limit 2", s.QueuedCount())
+	}
+}

@@ -38,6 +38,8 @@ type Session struct {
 	queue    deque
 	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
 	unsent   int                 // inflight entries marked unsent
+	// queueLimit, when > 0, lowers the broker-wide queue bound.
+	queueLimit int
 }
 
 type inflightEntry struct {
@@ -249,8 +251,20 @@ func (s *Session) enqueue(q queued) {
 	s.mu.Unlock()
 }
 
+// SetQueueLimit bounds this session's queue below the broker-wide
+// session.max_queued (e.g. MQTT-SN's buffer for a sleeping client); n <= 0
+// restores the broker-wide limit.
+func (s *Session) SetQueueLimit(n int) {
+	s.mu.Lock()
+	s.queueLimit = n
+	s.mu.Unlock()
+}
+
 func (s *Session) pushLocked(q queued) {
 	max := s.b.cfg.MaxQueued
+	if s.queueLimit > 0 && (max == 0 || s.queueLimit < max) {
+		max = s.queueLimit
+	}
 	if max > 0 && s.queue.len() >= max {
 		s.b.stats.DroppedQueueFull.Add(1)
 		if s.b.cfg.QueueFullPolicy == DropNew {

@@ -79,7 +79,7 @@ func (b *Broker) publishSys() {
 	for t, v := range b.SysSnapshot() {
 		msg := &Message{Topic: t, Payload: []byte(v), Retain: true, Created: now,
 			Origin: Origin{Protocol: ProtoSys}}
-		b.retain(msg)
+		b.retained.Set(t, msg) // $SYS is not counted against limits.max_retained
 		b.route(msg)
 	}
 }

@@ -39,10 +39,10 @@ type Config struct {
 	// subscriptions, topic registry and queued messages) outlives its
 	// connection; 0 uses the core's session.default_expiry.
 	SessionExpiry time.Duration
-	// MaxSleepBuffer bounds the QoS 0 messages this adapter holds for one
-	// client (asleep, or waiting behind a REGISTER); beyond it they are
-	// dropped and counted. QoS 1/2 messages of a sleeping client wait in
-	// its core session, bounded by session.max_queued.
+	// MaxSleepBuffer bounds the messages buffered for one client: the
+	// QoS 0 messages this adapter holds, and the session's queue of
+	// messages waiting while the client sleeps or behind its inflight
+	// window (beyond it the session's queue-full policy applies).
 	MaxSleepBuffer int
 	// RetryInterval is Tretry (§6.13): the wait for a reply before a
 	// REGISTER, PUBLISH or PUBREL to a client is sent again.

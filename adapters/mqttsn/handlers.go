@@ -244,6 +244,9 @@ func (vc *vconn) finishConnect() {
 		vc.reg = newRegistry(cfg.MaxTopics, vc.srv.pre)
 	}
 	vc.link, vc.sess = l, sess
+	// A constrained client's backlog (asleep, or behind its one-message
+	// window) is bounded by max_sleep_buffer, below session.max_queued.
+	sess.SetQueueLimit(cfg.MaxSleepBuffer)
 	vc.keepAlive = time.Duration(vc.connect.Duration) * time.Second
 	vc.sleep = 0
 	vc.st = stActive

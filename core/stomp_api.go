@@ -1,0 +1,53 @@
+package core
+
+// Session methods for adapters that keep per-session state of their own
+// and whose connections can be taken over while they still run (STOMP
+// keeps its subscription ids and redelivery counts per persistent
+// session). They are protocol-agnostic.
+
+// Ended reports whether the session has ended: it expired, a clean start
+// discarded it, or its connection closed with zero expiry. An ended
+// session never resumes (a later Connect creates a new one), so an adapter
+// may then drop whatever it keeps for it. Do not call it while holding a
+// lock that a Sink takes (see LOCKING.md).
+func (s *Session) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// AckedBy is Acked on behalf of the connection sink: it completes the
+// delivery only while sink still holds the session. A connection that was
+// taken over may still be handling frames read before the takeover; its
+// acknowledgements must not complete deliveries that the session is
+// resending to its successor (whose ids it would then reuse for new
+// messages while the successor still expects an acknowledgement).
+func (s *Session) AckedBy(sink Sink, id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sink == nil || s.sink != sink {
+		return false
+	}
+	if _, ok := s.inflight[id]; !ok {
+		return false
+	}
+	delete(s.inflight, id)
+	s.drainLocked()
+	return true
+}
+
+// RedeliverBy is Redeliver on behalf of the connection sink: nothing
+// happens unless sink still holds the session.
+func (s *Session) RedeliverBy(sink Sink, id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sink == nil || s.sink != sink || s.paused {
+		return false
+	}
+	e, ok := s.inflight[id]
+	if !ok || e.received {
+		return false
+	}
+	e.d.Dup = true
+	return s.sink.Deliver(e.d)
+}
