@@ -186,6 +186,9 @@ func (c *conn) writeLoop() {
 				close(c.writerDone)
 				return
 			}
+			if cap(buf) > 2*writeChunk {
+				buf = nil // an idle connection keeps no large buffer
+			}
 			if !c.waitForWork(&idle) {
 				return
 			}
@@ -199,33 +202,47 @@ func (c *conn) writeLoop() {
 				c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
 			}
 			items[i] = outItem{}
+			// Flush every writeChunk bytes: a long queue goes out in a
+			// few large writes, not one huge buffer.
+			if len(buf) >= writeChunk && i < len(items)-1 {
+				if !c.flush(buf, closing, stats) {
+					return
+				}
+				buf = buf[:0]
+			}
 		}
 		c.mu.Lock()
 		c.spare = items[:0]
 		c.mu.Unlock()
-		if len(buf) == 0 {
-			continue
-		}
-		if !closing {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		}
-		n, err := c.nc.Write(buf)
-		stats.WireBytesSent.Add(uint64(n))
-		if cap(buf) > 64<<10 {
-			buf = nil // a burst does not pin a large buffer
-		}
-		if err != nil {
-			c.logAt(zap.DebugLevel, "write failed", zap.Error(err))
-			c.mu.Lock()
-			c.closing = true
-			c.out = nil
-			c.writing = false
-			c.mu.Unlock()
-			c.nc.Close()
-			close(c.writerDone)
+		if len(buf) > 0 && !c.flush(buf, closing, stats) {
 			return
 		}
 	}
+}
+
+// writeChunk is the size at which the writer flushes mid-batch.
+const writeChunk = 64 << 10
+
+// flush writes buf to the socket; on failure it marks the connection
+// closing, closes the socket and reports false (the writer then exits).
+func (c *conn) flush(buf []byte, closing bool, stats *core.Stats) bool {
+	if !closing {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	}
+	n, err := c.nc.Write(buf)
+	stats.WireBytesSent.Add(uint64(n))
+	if err == nil {
+		return true
+	}
+	c.logAt(zap.DebugLevel, "write failed", zap.Error(err))
+	c.mu.Lock()
+	c.closing = true
+	c.out = nil
+	c.writing = false
+	c.mu.Unlock()
+	c.nc.Close()
+	close(c.writerDone)
+	return false
 }
 
 // writerLinger is how long an idle writer goroutine waits for more work
