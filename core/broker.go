@@ -344,7 +344,7 @@ func (b *Broker) SessionCount() int {
 // Publish routes a message that no client session published (the broker
 // itself, $SYS, delayed messages, tests). It is not authorized.
 func (b *Broker) Publish(msg *Message) error {
-	return b.publish(msg, nil)
+	return b.publish(msg, nil, nil)
 }
 
 // PublishAs routes a message on behalf of a client that has no session
@@ -352,7 +352,7 @@ func (b *Broker) Publish(msg *Message) error {
 // authorized as info and its Origin set from it.
 func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: info.ClientID, Username: info.Username, Listener: info.Listener}
-	return b.publish(msg, info)
+	return b.publish(msg, info, nil)
 }
 
 func (b *Broker) publishWill(w *Will) {
@@ -362,7 +362,7 @@ func (b *Broker) publishWill(w *Will) {
 	if w.Expiry > 0 {
 		m.ExpiresAt = m.Created.Add(w.Expiry)
 	}
-	if err := b.publish(&m, nil); err != nil {
+	if err := b.publish(&m, nil, nil); err != nil {
 		b.log.Debug("will not published", zap.String("topic", m.Topic), zap.Error(err))
 	}
 }
@@ -390,7 +390,7 @@ func (b *Broker) checkLimits(s string) error {
 	return nil
 }
 
-func (b *Broker) publish(msg *Message, info *ClientInfo) error {
+func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
 	if err := b.CheckTopicName(msg.Topic); err != nil {
 		return err
 	}
@@ -418,7 +418,7 @@ func (b *Broker) publish(msg *Message, info *ClientInfo) error {
 			return err
 		}
 	}
-	b.route(msg)
+	b.route(msg, from)
 	return nil
 }
 

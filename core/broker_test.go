@@ -162,7 +162,7 @@ func TestPersistentSessionQueuesAndResends(t *testing.T) {
 }
 
 func TestInflightWindowAndQueue(t *testing.T) {
-	b := newTestBroker(t, func(c *Config) { c.MaxInflight = 2; c.MaxQueued = 3 })
+	b := newTestBroker(t, func(c *Config) { c.MaxInflight = 2; c.MaxQueued = 3; c.QueueFullPolicy = DropOldest })
 	s, sink, _ := connect(t, b, "w", true, 0, nil)
 	s.Subscribe("t", SubOptions{QoS: 1})
 	for i := 0; i < 6; i++ {
@@ -433,5 +433,48 @@ func TestRetainedLimitAndQueueLimit(t *testing.T) {
 	}
 	if s.QueuedCount() != 2 {
 		t.Fatalf("queued %d, want the session's own limit 2", s.QueuedCount())
+	}
+}
+
+func TestBackpressureKeepsMessagesAndHoldsPublisher(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.MaxInflight = 1; c.MaxQueued = 2 })
+	sub, sink, _ := connect(t, b, "slow", true, 0, nil)
+	sub.Subscribe("t", SubOptions{QoS: 1})
+	pub, _, _ := connect(t, b, "fast", true, 0, nil)
+	for i := 0; i < 3; i++ { // 1 inflight + 2 queued: at the limit
+		pub.Publish(&Message{Topic: "t", QoS: 1, Payload: []byte{byte(i)}})
+	}
+	if pub.WaitForRoom(time.Millisecond) {
+		t.Fatal("publisher not held back by a full subscriber queue")
+	}
+	pub.Publish(&Message{Topic: "t", QoS: 1, Payload: []byte{3}})
+	if sub.QueuedCount() != 3 || b.Stats().DroppedQueueFull.Load() != 0 {
+		t.Fatalf("queued %d, dropped %d: an acknowledged message was dropped", sub.QueuedCount(), b.Stats().DroppedQueueFull.Load())
+	}
+	released := make(chan bool, 1)
+	go func() { released <- pub.WaitForRoom(10 * time.Second) }()
+	// The subscriber acknowledges; the queue drains below its limit and
+	// the publisher is released.
+	for i := 0; i < 2; i++ {
+		ds := sink.take()
+		if len(ds) != 1 {
+			t.Fatalf("want one delivery in flight, got %d", len(ds))
+		}
+		sub.Acked(ds[0].ID)
+	}
+	if !<-released {
+		t.Fatal("publisher not released when room appeared")
+	}
+	got := 2
+	for {
+		ds := sink.take()
+		if len(ds) == 0 {
+			break
+		}
+		got += len(ds)
+		sub.Acked(ds[0].ID)
+	}
+	if got != 4 {
+		t.Fatalf("subscriber got %d of 4", got)
 	}
 }

@@ -10,6 +10,10 @@ import (
 const (
 	DropOldest = "drop_oldest"
 	DropNew    = "drop_new"
+	// Backpressure keeps every QoS 1/2 message for a connected client and
+	// slows its publishers instead (offline sessions fall back to
+	// drop_oldest: an absent client cannot drain).
+	Backpressure = "backpressure"
 )
 
 // Config holds the core's settings. cmd/iotgw fills it from the `session`,
@@ -21,8 +25,12 @@ type Config struct {
 	// MaxQueued bounds the messages a session holds beyond its inflight
 	// window, online or offline.
 	MaxQueued int
-	// QueueFullPolicy is DropOldest or DropNew; every drop is counted.
+	// QueueFullPolicy is Backpressure, DropOldest or DropNew; every drop
+	// is counted.
 	QueueFullPolicy string
+	// BackpressureTimeout bounds how long a publisher is held back by one
+	// congested subscriber before its acknowledgement goes out anyway.
+	BackpressureTimeout time.Duration
 	// QueueQoS0 also queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
 	// DefaultExpiry is the session expiry given to protocol versions that
@@ -61,14 +69,15 @@ type Config struct {
 // DefaultConfig returns the defaults documented in configs/iotgw.yaml.
 func DefaultConfig() Config {
 	return Config{
-		MaxInflight:     128,
-		MaxQueued:       10000,
-		QueueFullPolicy: DropOldest,
-		DefaultExpiry:   2 * time.Hour,
-		SysInterval:     10 * time.Second,
-		SharedStrategy:  SharedRoundRobin,
-		MaxDelayed:      10000,
-		Version:         "iotgw dev",
+		MaxInflight:         128,
+		MaxQueued:           10000,
+		QueueFullPolicy:     Backpressure,
+		BackpressureTimeout: 10 * time.Second,
+		DefaultExpiry:       2 * time.Hour,
+		SysInterval:         10 * time.Second,
+		SharedStrategy:      SharedRoundRobin,
+		MaxDelayed:          10000,
+		Version:             "iotgw dev",
 	}
 }
 
@@ -81,8 +90,11 @@ func (c Config) Validate() error {
 	if c.MaxQueued < 0 {
 		errs = append(errs, fmt.Errorf("session.max_queued: %d is negative", c.MaxQueued))
 	}
-	if c.QueueFullPolicy != DropOldest && c.QueueFullPolicy != DropNew {
-		errs = append(errs, fmt.Errorf("session.queue_full_policy: %q is not %s or %s", c.QueueFullPolicy, DropOldest, DropNew))
+	if c.QueueFullPolicy != DropOldest && c.QueueFullPolicy != DropNew && c.QueueFullPolicy != Backpressure {
+		errs = append(errs, fmt.Errorf("session.queue_full_policy: %q is not %s, %s or %s", c.QueueFullPolicy, Backpressure, DropOldest, DropNew))
+	}
+	if c.BackpressureTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("session.backpressure_timeout: %v must be positive", c.BackpressureTimeout))
 	}
 	if c.DefaultExpiry < 0 {
 		errs = append(errs, fmt.Errorf("session.default_expiry: %v is negative", c.DefaultExpiry))

@@ -43,7 +43,7 @@ func (b *Broker) delay(msg *Message, info *ClientInfo) error {
 		if b.closing.Load() {
 			return
 		}
-		if err := b.publish(&m, nil); err != nil {
+		if err := b.publish(&m, nil, nil); err != nil {
 			b.log.Debug("delayed publish failed")
 		}
 	})

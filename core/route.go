@@ -25,7 +25,7 @@ type subscriber struct {
 // route delivers msg to every matching subscription. Overlapping
 // subscriptions of one session get a single delivery at the highest QoS
 // carrying every subscription identifier [MQTT-3.3.5-1], [MQTT-3.3.4-3..5].
-func (b *Broker) route(msg *Message) {
+func (b *Broker) route(msg *Message, from *Session) {
 	matches := b.subs.Match(msg.Topic)
 	if len(matches) == 0 {
 		b.stats.DroppedNoSubscriber.Add(1)
@@ -38,11 +38,11 @@ func (b *Broker) route(msg *Message) {
 					continue
 				}
 			}
-			b.deliverTo(sub, msg, sub.ids)
+			b.deliverTo(sub, msg, sub.ids, from)
 		}
 		return
 	}
-	b.routeOverlapping(msg, matches)
+	b.routeOverlapping(msg, matches, from)
 }
 
 func hasDuplicateSessions(matches []*subscriber) bool {
@@ -77,7 +77,7 @@ func hasDuplicateSessions(matches []*subscriber) bool {
 
 // routeOverlapping is the slow path for sessions with several matching
 // subscriptions: merge them into one delivery each.
-func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
+func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber, from *Session) {
 	type merged struct {
 		sub *subscriber
 		opt SubOptions
@@ -90,7 +90,7 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
 			// Shared deliveries are independent of a session's other
 			// subscriptions, so they are not merged.
 			if m := sub.group.pick(msg, nil); m != nil {
-				b.deliverTo(m, msg, m.ids)
+				b.deliverTo(m, msg, m.ids, from)
 			}
 			continue
 		}
@@ -119,11 +119,14 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber) {
 		slices.Sort(m.ids)
 		sub := *m.sub
 		sub.opts = m.opt
-		b.deliverTo(&sub, msg, m.ids)
+		b.deliverTo(&sub, msg, m.ids, from)
 	}
 }
 
-func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32) {
+// deliverTo enqueues msg for one subscriber. When the subscriber is
+// congested, the publishing session from (nil for the broker itself) is
+// told to wait for room before it acknowledges (see Session.WaitForRoom).
+func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32, from *Session) {
 	if sub.opts.NoLocal && msg.Origin.sessionKey == sub.sess.key {
 		return // [MQTT-3.8.3-3]
 	}
@@ -134,5 +137,8 @@ func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32) {
 	// Retain is cleared on normal delivery unless Retain As Published
 	// [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
 	retainFlag := sub.opts.RetainAsPublished && msg.Retain
-	sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared})
+	room := sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared})
+	if room != nil && from != nil && from != sub.sess {
+		from.addWait(room)
+	}
 }

@@ -40,6 +40,14 @@ type Session struct {
 	unsent   int                 // inflight entries marked unsent
 	// queueLimit, when > 0, lowers the broker-wide queue bound.
 	queueLimit int
+	// room is closed when a queue that passed its limit under the
+	// backpressure policy drains below it again.
+	room chan struct{}
+
+	// waits are congested subscribers' room channels collected while this
+	// session published; WaitForRoom consumes them.
+	waitMu sync.Mutex
+	waits  []<-chan struct{}
 }
 
 type inflightEntry struct {
@@ -91,6 +99,7 @@ func (s *Session) detachForTakeover(cleanStart bool) *Will {
 		s.sink = nil
 		s.online.Store(false)
 		s.b.stats.ClientsConnected.Add(-1)
+		s.releaseRoomLocked()
 		// The old connection did not disconnect cleanly, so its will is
 		// due; a delayed will is cancelled by this new connection unless
 		// the session ends now.
@@ -197,6 +206,7 @@ func (s *Session) Start() {
 func (s *Session) Pause() {
 	s.mu.Lock()
 	s.paused = true
+	s.releaseRoomLocked() // a paused session is not draining: do not hold publishers
 	s.mu.Unlock()
 }
 
@@ -217,12 +227,12 @@ func (s *Session) Redeliver(id uint16) bool {
 
 // enqueue hands one message to this session: straight to the sink when
 // the window allows, otherwise into the bounded queue.
-func (s *Session) enqueue(q queued) {
+func (s *Session) enqueue(q queued) <-chan struct{} {
 	st := &s.b.stats
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	live := s.sink != nil && !s.paused
 	if q.qos == 0 {
@@ -235,20 +245,105 @@ func (s *Session) enqueue(q queued) {
 			} else {
 				st.DroppedQoS0.Add(1)
 			}
-			return
+			return nil
 		}
 		if s.sink == nil && !s.b.cfg.QueueQoS0 {
 			s.mu.Unlock()
 			st.DroppedOffline.Add(1)
-			return
+			return nil
 		}
 	}
-	if live && s.queue.len() == 0 && len(s.inflight) < s.window {
+	var room <-chan struct{}
+	switch {
+	case live && s.queue.len() == 0 && len(s.inflight) < s.window:
 		s.sendLocked(q)
-	} else {
+	case live && q.qos > 0 && s.b.cfg.QueueFullPolicy == Backpressure:
+		room = s.pushBackpressureLocked(q)
+	default:
 		s.pushLocked(q)
 	}
 	s.mu.Unlock()
+	return room
+}
+
+// pushBackpressureLocked queues a QoS 1/2 message for a connected client
+// without dropping it: past the queue limit the message is still kept and
+// the publisher is asked to wait for room before acknowledging, which slows
+// it to the subscriber's pace. Only beyond twice the limit (many
+// publishers at once, or waits that timed out) is the oldest dropped.
+func (s *Session) pushBackpressureLocked(q queued) <-chan struct{} {
+	max := s.queueMax()
+	if max == 0 {
+		s.queue.pushBack(q)
+		return nil
+	}
+	if s.queue.len() >= 2*max {
+		s.b.stats.DroppedQueueFull.Add(1)
+		s.queue.popFront()
+	}
+	s.queue.pushBack(q)
+	if s.queue.len() < max {
+		return nil
+	}
+	if s.room == nil {
+		s.room = make(chan struct{})
+	}
+	return s.room
+}
+
+// releaseRoomLocked wakes publishers waiting for this session's queue.
+func (s *Session) releaseRoomLocked() {
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+}
+
+func (s *Session) queueMax() int {
+	max := s.b.cfg.MaxQueued
+	if s.queueLimit > 0 && (max == 0 || s.queueLimit < max) {
+		max = s.queueLimit
+	}
+	return max
+}
+
+func (s *Session) addWait(room <-chan struct{}) {
+	s.waitMu.Lock()
+	for _, w := range s.waits {
+		if w == room {
+			s.waitMu.Unlock()
+			return
+		}
+	}
+	s.waits = append(s.waits, room)
+	s.waitMu.Unlock()
+}
+
+// WaitForRoom blocks, up to timeout, until every congested subscriber the
+// session's last publications went to has room again. An adapter calls it
+// after Publish and before acknowledging a QoS 1/2 message, so that a
+// publisher outrunning its subscribers is slowed instead of having its
+// acknowledged messages dropped. It reports false on timeout (the messages
+// are kept either way).
+func (s *Session) WaitForRoom(timeout time.Duration) bool {
+	s.waitMu.Lock()
+	waits := s.waits
+	s.waits = nil
+	s.waitMu.Unlock()
+	if len(waits) == 0 {
+		return true
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-t.C:
+			s.b.stats.BackpressureTimeouts.Add(1)
+			return false
+		}
+	}
+	return true
 }
 
 // SetQueueLimit bounds this session's queue below the broker-wide
@@ -261,10 +356,7 @@ func (s *Session) SetQueueLimit(n int) {
 }
 
 func (s *Session) pushLocked(q queued) {
-	max := s.b.cfg.MaxQueued
-	if s.queueLimit > 0 && (max == 0 || s.queueLimit < max) {
-		max = s.queueLimit
-	}
+	max := s.queueMax()
 	if max > 0 && s.queue.len() >= max {
 		s.b.stats.DroppedQueueFull.Add(1)
 		if s.b.cfg.QueueFullPolicy == DropNew {
@@ -320,6 +412,11 @@ func (s *Session) drainLocked() {
 		return
 	}
 	now := time.Now()
+	defer func() {
+		if s.room != nil && s.queue.len() < s.queueMax() {
+			s.releaseRoomLocked()
+		}
+	}()
 	for s.queue.len() > 0 {
 		if f := s.queue.front(); f.qos > 0 && len(s.inflight) >= s.window {
 			return
@@ -403,7 +500,7 @@ func (s *Session) Publish(msg *Message) error {
 	info := s.info.Load()
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
 		Listener: info.Listener, sessionKey: s.key}
-	return s.b.publish(msg, info)
+	return s.b.publish(msg, info, s)
 }
 
 // PublishExactlyOnce handles an inbound QoS 2 publication with packet id
@@ -570,6 +667,7 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	s.sink = nil
 	s.online.Store(false)
 	s.b.stats.ClientsConnected.Add(-1)
+	s.releaseRoomLocked()
 	will := s.will
 	s.will = nil
 	if !o.PublishWill {
@@ -646,6 +744,7 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	s.inflight = make(map[uint16]*inflightEntry)
 	s.unsent = 0
 	s.queue.clear()
+	s.releaseRoomLocked()
 	s.mu.Unlock()
 	for f, sub := range subs {
 		b.removeSub(s, f, sub)

@@ -26,6 +26,9 @@ type Stats struct {
 	DroppedNoSubscriber atomic.Uint64 // published messages no subscriber matched
 	WillsPublished      atomic.Uint64
 	DelayedPending      atomic.Int64 // $delayed messages waiting for their time
+	// BackpressureTimeouts counts publishers released by the timeout
+	// while a subscriber was still congested.
+	BackpressureTimeouts atomic.Uint64
 
 	packetsMu sync.Mutex
 	packets   []*PacketCounters

@@ -54,6 +54,7 @@ func (b *Broker) SysSnapshot() map[string]string {
 		"$SYS/broker/dropped/offline_qos0":      u(st.DroppedOffline.Load()),
 		"$SYS/broker/dropped/expired":           u(st.DroppedExpired.Load()),
 		"$SYS/broker/dropped/no_subscriber":     u(st.DroppedNoSubscriber.Load()),
+		"$SYS/broker/backpressure/timeouts":     u(st.BackpressureTimeouts.Load()),
 		"$SYS/broker/delayed/pending":           i(st.DelayedPending.Load()),
 		"$SYS/broker/wills/published":           u(st.WillsPublished.Load()),
 	}
@@ -80,6 +81,6 @@ func (b *Broker) publishSys() {
 		msg := &Message{Topic: t, Payload: []byte(v), Retain: true, Created: now,
 			Origin: Origin{Protocol: ProtoSys}}
 		b.retained.Set(t, msg) // $SYS is not counted against limits.max_retained
-		b.route(msg)
+		b.route(msg, nil)
 	}
 }

@@ -136,6 +136,12 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		c.logAt(zap.DebugLevel, "publish refused", zap.String("topic", topicName), zap.Error(err))
 		rc = reasonFor(err)
 	}
+	if p.QoS > 0 && err == nil {
+		// A congested subscriber holds this publisher's acknowledgement
+		// (and, since this goroutine reads its socket, its next packets)
+		// rather than having the message dropped later.
+		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
+	}
 	switch p.QoS {
 	case 1:
 		ack := &codec.Ack{Kind: codec.TypePuback, PacketID: p.PacketID}

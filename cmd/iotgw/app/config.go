@@ -174,6 +174,7 @@ func settings() []setting {
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
 		{"session.max_queued", dc.MaxQueued, integer(func(c *Config) *int { return &c.Core.MaxQueued })},
 		{"session.queue_full_policy", dc.QueueFullPolicy, str(func(c *Config) *string { return &c.Core.QueueFullPolicy })},
+		{"session.backpressure_timeout", dc.BackpressureTimeout.String(), duration(func(c *Config) *time.Duration { return &c.Core.BackpressureTimeout })},
 		{"session.queue_qos0", dc.QueueQoS0, boolean(func(c *Config) *bool { return &c.Core.QueueQoS0 })},
 		{"session.default_expiry", dc.DefaultExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.DefaultExpiry })},
 		{"session.max_expiry", dc.MaxExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.MaxExpiry })},
