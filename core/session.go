@@ -217,8 +217,12 @@ func (s *Session) Pause() {
 func (s *Session) Redeliver(id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.redeliverLocked(id)
+}
+
+func (s *Session) redeliverLocked(id uint16) bool {
 	e, ok := s.inflight[id]
-	if !ok || e.received || s.sink == nil || s.paused {
+	if !ok || e.received || e.unsent || s.sink == nil || s.paused {
 		return false
 	}
 	e.d.Dup = true
@@ -454,6 +458,10 @@ func (s *Session) resendOldestUnsentLocked() {
 func (s *Session) Acked(id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.ackLocked(id)
+}
+
+func (s *Session) ackLocked(id uint16) bool {
 	e, ok := s.inflight[id]
 	if !ok {
 		return false

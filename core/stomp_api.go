@@ -1,9 +1,9 @@
 package core
 
-// Session methods for adapters that keep per-session state of their own
-// and whose connections can be taken over while they still run (STOMP
-// keeps its subscription ids and redelivery counts per persistent
-// session). They are protocol-agnostic.
+// Session methods for adapters whose connections can be taken over while
+// they still run (STOMP keeps subscription ids and redelivery counts per
+// persistent session; MQTT acknowledges through AckedBy too). They are
+// protocol-agnostic.
 
 // Ended reports whether the session has ended: it expired, a clean start
 // discarded it, or its connection closed with zero expiry. An ended
@@ -28,12 +28,7 @@ func (s *Session) AckedBy(sink Sink, id uint16) bool {
 	if sink == nil || s.sink != sink {
 		return false
 	}
-	if _, ok := s.inflight[id]; !ok {
-		return false
-	}
-	delete(s.inflight, id)
-	s.drainLocked()
-	return true
+	return s.ackLocked(id)
 }
 
 // RedeliverBy is Redeliver on behalf of the connection sink: nothing
@@ -41,13 +36,8 @@ func (s *Session) AckedBy(sink Sink, id uint16) bool {
 func (s *Session) RedeliverBy(sink Sink, id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sink == nil || s.sink != sink || s.paused {
+	if sink == nil || s.sink != sink {
 		return false
 	}
-	e, ok := s.inflight[id]
-	if !ok || e.received {
-		return false
-	}
-	e.d.Dup = true
-	return s.sink.Deliver(e.d)
+	return s.redeliverLocked(id)
 }

@@ -310,7 +310,7 @@ func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []c
 			// treats it as delivered [MQTT-3.1.2-25].
 			c.logAt(zap.DebugLevel, "message exceeds client's maximum packet size", zap.String("topic", m.Topic))
 			if d.QoS > 0 {
-				c.sess.Acked(d.ID)
+				c.sess.AckedBy(c, d.ID)
 			}
 			return buf, props, nil
 		}

@@ -163,11 +163,11 @@ func (c *conn) onAck(a *codec.Ack) error {
 	v5 := c.version == codec.V5
 	switch a.Kind {
 	case codec.TypePuback, codec.TypePubcomp:
-		c.sess.Acked(a.PacketID)
+		c.sess.AckedBy(c, a.PacketID)
 	case codec.TypePubrec:
 		if v5 && a.ReasonCode >= 0x80 {
 			// A PUBREC with a failure code ends the exchange (4.3.3): no PUBREL.
-			c.sess.Acked(a.PacketID)
+			c.sess.AckedBy(c, a.PacketID)
 			return nil
 		}
 		rel := &codec.Ack{Kind: codec.TypePubrel, PacketID: a.PacketID}

@@ -3,6 +3,13 @@
 // limits here and decoded/encoded with go-stomp's frame package; the
 // connection state machine maps every frame onto core calls. A STOMP
 // destination is an MQTT topic (SEND) or topic filter (SUBSCRIBE) verbatim.
+//
+// A client that sends a client-id header on CONNECT gets a persistent
+// session (session_expiry): its subscriptions outlive the connection, and
+// when it reconnects with the same client-id and subscribes to the same
+// destinations again (under any subscription id), it receives what it left
+// unacknowledged (redelivered:true) and what arrived meanwhile. Without
+// client-id the session ends with the connection.
 package stomp
 
 import (
@@ -12,6 +19,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+)
+
+// Values of Config.UnknownID.
+const (
+	UnknownIDError  = "error"
+	UnknownIDIgnore = "ignore"
 )
 
 // Config is the `stomp` configuration section.
@@ -46,9 +59,27 @@ type Config struct {
 	// connection (the core's inflight window for it); beyond it the core
 	// queues further messages.
 	MaxPendingAcks int
-	// MaxRedeliveries is how often a NACKed message is sent again before
-	// it is dropped (counted and logged).
+	// MaxRedeliveries is how often one message is sent again (after a
+	// NACK, or when a persistent session resumes with it unacknowledged)
+	// before it is dropped (counted and logged).
 	MaxRedeliveries int
+	// SessionExpiry is how long the session of a client that names itself
+	// with a client-id header on CONNECT outlives its connection: its
+	// subscriptions keep collecting messages, and unacknowledged ones are
+	// sent again when it reconnects with the same client-id. Zero ends
+	// every session with its connection (as for clients without
+	// client-id).
+	SessionExpiry time.Duration
+	// ResubscribeTimeout is how long a resumed session keeps a
+	// subscription of its previous connection that the client has not
+	// subscribed to again; its held messages are then dropped and it is
+	// unsubscribed, so that it does not fill the pending-ack window.
+	ResubscribeTimeout time.Duration
+	// UnknownID is what an ACK or NACK naming a message-id that is not
+	// awaiting acknowledgement, or an UNSUBSCRIBE naming no subscription,
+	// gets: UnknownIDError (an ERROR frame, as brokers send) or
+	// UnknownIDIgnore.
+	UnknownID string
 	// MaxTransactions bounds the open transactions of one connection.
 	MaxTransactions int
 	// MaxTransactionFrames bounds the SEND/ACK/NACK frames buffered in one
@@ -79,6 +110,9 @@ func DefaultConfig() Config {
 		MaxSubscriptions:     100,
 		MaxPendingAcks:       128,
 		MaxRedeliveries:      5,
+		SessionExpiry:        2 * time.Hour,
+		ResubscribeTimeout:   30 * time.Second,
+		UnknownID:            UnknownIDError,
 		MaxTransactions:      16,
 		MaxTransactionFrames: 1000,
 		MaxPendingQoS0:       1000,
@@ -127,6 +161,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRedeliveries < 0 {
 		errs = append(errs, fmt.Errorf("stomp.max_redeliveries: %d is negative", c.MaxRedeliveries))
+	}
+	if c.SessionExpiry < 0 {
+		errs = append(errs, fmt.Errorf("stomp.session_expiry: %v is negative", c.SessionExpiry))
+	}
+	if c.ResubscribeTimeout <= 0 {
+		errs = append(errs, errors.New("stomp.resubscribe_timeout: must be positive"))
+	}
+	if c.UnknownID != UnknownIDError && c.UnknownID != UnknownIDIgnore {
+		errs = append(errs, fmt.Errorf("stomp.unknown_id: %q is not %s or %s", c.UnknownID, UnknownIDError, UnknownIDIgnore))
 	}
 	if c.MaxTransactions < 0 {
 		errs = append(errs, fmt.Errorf("stomp.max_transactions: %d is negative", c.MaxTransactions))

@@ -20,11 +20,11 @@ import (
 // control frames and deliveries into bytes and sends heart-beats. It is
 // the core.Sink of its session.
 //
-// Locks, in order: Session.mu → mu → rmu. mu guards the write queue and
-// is taken inside Session.mu (by Deliver), so nothing holding mu calls the
-// session. rmu guards the routing state (subscriptions, unacknowledged
-// frames); Deliver takes it inside mu, so nothing holding rmu takes mu or
-// calls the session.
+// Locks, in order: sessState.subMu → Session.mu → mu → sessState.mu. mu
+// guards the write queue and is taken inside Session.mu (by Deliver), so
+// nothing holding mu calls the session. sessState.mu guards the routing
+// state (subscriptions, unacknowledged frames); Deliver takes it inside
+// mu, so nothing holding it takes mu or calls the session.
 type conn struct {
 	srv      *Server
 	nc       net.Conn
@@ -44,8 +44,9 @@ type conn struct {
 	connected bool
 	txs       map[string]*transaction
 
-	rmu sync.Mutex
-	rt  routes
+	// st is the routing state of the session, set (under mu) when the
+	// session is bound, before it starts delivering.
+	st *sessState
 
 	hbOut      atomic.Int64 // server-to-client heart-beat interval, ns; 0 none
 	mu         sync.Mutex
@@ -61,6 +62,10 @@ type conn struct {
 // outItem is a control frame, or the MESSAGE frames of one delivery,
 // waiting for the writer. done asks the writer to complete core delivery
 // ack once written (no subscription must acknowledge it).
+//
+// Frames are encoded with STOMP 1.1+ header escapes, except on a 1.0
+// connection and for CONNECTED, which never escapes [STOMP 1.2 "Value
+// Encoding"].
 type outItem struct {
 	f    *frame.Frame
 	msgs []*frame.Frame
@@ -82,7 +87,6 @@ func newConn(s *Server, nc net.Conn, listener string, perFrame bool) *conn {
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	c.rt.init()
 	c.mr = &meteredReader{nc: nc, stats: s.b.Stats(), closed: &c.closed}
 	c.fr = newFrameReader(c.mr, s.cfg.MaxFrameSize, s.cfg.MaxHeaders, s.cfg.MaxHeaderLength)
 	return c
@@ -105,14 +109,44 @@ func (c *conn) Deliver(d core.Delivery) bool {
 		}
 		c.pending0++
 	}
-	c.rmu.Lock()
-	frames, ack, done := c.rt.route(&d)
-	c.rmu.Unlock()
-	c.out = append(c.out, outItem{msgs: frames, ack: ack, done: done})
+	st := c.st
+	if st == nil {
+		return false // not bound yet: QoS 1/2 stay inflight in the session
+	}
+	st.mu.Lock()
+	if st.owner != c {
+		st.mu.Unlock()
+		return false
+	}
+	res := st.rt.route(&d)
+	st.mu.Unlock()
+	if res.dropped {
+		c.srv.dropped.Add(1)
+		if ce := c.log.Check(zap.InfoLevel, "message dropped after too many redeliveries"); ce != nil {
+			ce.Write(zap.String("topic", d.Msg.Topic), zap.Int("max_redeliveries", c.srv.cfg.MaxRedeliveries))
+		}
+	}
+	if len(res.frames) == 0 && !res.done {
+		return true // held for a subscription to come, or for nobody
+	}
+	c.out = append(c.out, outItem{msgs: res.frames, ack: res.ack, done: res.done})
 	if len(c.out) == 1 {
 		c.signal()
 	}
 	return true
+}
+
+// queueLocked appends items for the writer (held deliveries a SUBSCRIBE
+// releases); it must hold mu.
+func (c *conn) queueLocked(items []outItem) {
+	if len(items) == 0 || c.closing {
+		return
+	}
+	first := len(c.out) == 0
+	c.out = append(c.out, items...)
+	if first {
+		c.signal()
+	}
 }
 
 // send queues a control frame.
@@ -192,6 +226,7 @@ func (c *conn) writeLoop() {
 		c.spare = nil
 		c.pending0 = 0
 		closing := c.closing
+		escape := c.version >= 11
 		c.mu.Unlock()
 		buf.Reset()
 		ends = ends[:0]
@@ -222,7 +257,7 @@ func (c *conn) writeLoop() {
 			ends = append(ends, buf.Len())
 		}
 		for i := range items {
-			acks = c.encode(fw, &items[i], &buf, &ends, acks)
+			acks = c.encode(fw, escape, &items[i], &buf, &ends, acks)
 			items[i] = outItem{}
 		}
 		c.mu.Lock()
@@ -247,22 +282,30 @@ func (c *conn) writeLoop() {
 		// Deliveries that need no acknowledgement from the client are
 		// complete once written (and the writer holds no lock now).
 		for _, id := range acks {
-			c.sess.Acked(id)
+			c.sess.AckedBy(c, id)
 		}
 	}
 }
 
 // encode appends one queued item to buf, recording frame ends.
-func (c *conn) encode(fw *frame.Writer, it *outItem, buf *bytes.Buffer, ends *[]int, acks []uint16) []uint16 {
+func (c *conn) encode(fw *frame.Writer, escape bool, it *outItem, buf *bytes.Buffer, ends *[]int, acks []uint16) []uint16 {
 	if it.f != nil {
 		c.srv.countOut(it.f.Command)
-		_ = fw.Write(it.f) // writes into buf: cannot fail
+		if escape && it.f.Command != frame.CONNECTED {
+			_ = fw.Write(it.f) // writes into buf: cannot fail
+		} else {
+			writeUnescaped(buf, it.f)
+		}
 		*ends = append(*ends, buf.Len())
 		return acks
 	}
 	for _, f := range it.msgs {
 		c.srv.countOut(frame.MESSAGE)
-		_ = fw.Write(f)
+		if escape {
+			_ = fw.Write(f)
+		} else {
+			writeUnescaped(buf, f)
+		}
 		*ends = append(*ends, buf.Len())
 	}
 	if it.done {
@@ -352,13 +395,18 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// finish runs when the reader stops: detach the session (which ends it:
-// STOMP sessions have zero expiry), let the writer flush, drain what the
-// client still sends for a moment, and close.
+// finish runs when the reader stops: detach the session, let the writer
+// flush, drain what the client still sends for a moment, and close.
 func (c *conn) finish() {
 	c.closeWith(nil, nil)
 	if c.sess != nil {
+		// A session with zero expiry ends here; a persistent one keeps
+		// its subscriptions and unacknowledged messages for the next
+		// connection with the client-id.
 		c.sess.Disconnect(c, core.DisconnectOptions{})
+		if c.st != nil {
+			c.st.unbind(c)
+		}
 	}
 	<-c.writerDone
 	if _, ok := c.nc.(closeWriter); ok {

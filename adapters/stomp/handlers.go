@@ -23,6 +23,8 @@ var (
 	errVersion            = errors.New("unsupported protocol version")
 	errTooManySubs        = errors.New("too many subscriptions")
 	errTransaction        = errors.New("bad transaction")
+	errUnknownAck         = errors.New("unknown message-id")
+	errUnknownSub         = errors.New("unknown subscription")
 	errClientDisconnected = errors.New("client disconnected")
 )
 
@@ -142,9 +144,15 @@ func (c *conn) onConnect(f *frame.Frame) error {
 			return c.fail(f, fmt.Errorf("%w: heart-beat %q", errBadHeader, hb))
 		}
 	}
+	// A client-id names a persistent session (unless session_expiry is
+	// zero): it resumes on the next connection with the same client-id,
+	// with its subscriptions and unacknowledged messages. ActiveMQ uses
+	// the same header to name its durable subscribers.
 	clientID := newClientID()
+	persistent := false
 	if id, ok := f.Header.Contains(hdrClientID); ok && id != "" {
 		clientID = id
+		persistent = cfg.SessionExpiry > 0
 	}
 	c.clientID = clientID
 	c.log = c.log.With(zap.String("client_id", clientID))
@@ -152,17 +160,29 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	req := core.ConnectRequest{
 		ClientID: clientID, Username: f.Header.Get(frame.Login),
 		Protocol: core.ProtoSTOMP, Listener: c.listener, Remote: c.remote,
-		CleanStart: true, ReceiveMax: cfg.MaxPendingAcks, Sink: c,
+		CleanStart: !persistent, ReceiveMax: cfg.MaxPendingAcks, Sink: c,
+	}
+	if persistent {
+		req.Expiry = cfg.SessionExpiry
 	}
 	if hasPass {
 		req.Password = []byte(passcode)
 	}
-	sess, _, err := c.srv.b.Connect(context.Background(), req)
+	sess, present, err := c.srv.b.Connect(context.Background(), req)
 	if err != nil {
 		c.log.Info("connect refused", zap.Error(err))
 		return c.fail(f, err)
 	}
 	c.sess = sess
+	st := c.srv.stateFor(clientID, sess, persistent)
+	st.subMu.Lock()
+	bound := st.bind(c, ver == "1.2")
+	st.subMu.Unlock()
+	if !bound {
+		// A newer connection with the client-id took the session over
+		// while this one was connecting.
+		return fmt.Errorf("%w: while connecting", core.ErrSessionTakenOver)
+	}
 	// Heart-beats [STOMP 1.2 "Heart-beating"]: the server offers to send
 	// as often as the client wants and to hear from it as often as it can
 	// send, no more often than heartbeat_min; each direction then runs at
@@ -172,11 +192,6 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	c.mu.Lock()
 	c.version = map[string]int{"1.0": 10, "1.1": 11, "1.2": 12}[ver]
 	c.mu.Unlock()
-	c.rmu.Lock()
-	c.rt.v12 = ver == "1.2"
-	c.rt.maxQoS0 = cfg.MaxPendingQoS0
-	c.rt.maxRedel = cfg.MaxRedeliveries
-	c.rmu.Unlock()
 	c.connected = true
 	c.send(frame.New(frame.CONNECTED,
 		frame.Version, ver,
@@ -192,7 +207,8 @@ func (c *conn) onConnect(f *frame.Frame) error {
 		c.hbOut.Store(int64(out))
 		c.signal()
 	}
-	c.log.Debug("connected", zap.String("version", ver), zap.Duration("heartbeat_in", in), zap.Duration("heartbeat_out", out))
+	c.log.Debug("connected", zap.String("version", ver), zap.Bool("persistent", persistent),
+		zap.Bool("session_present", present), zap.Duration("heartbeat_in", in), zap.Duration("heartbeat_out", out))
 	return nil
 }
 
@@ -229,7 +245,15 @@ func (c *conn) onSend(f *frame.Frame) error {
 	}
 	// The RECEIPT (queued by handle after this returns) follows the
 	// core's acceptance: Publish has routed the message by then.
-	return c.sess.Publish(msg)
+	if err := c.sess.Publish(msg); err != nil {
+		return err
+	}
+	if msg.QoS > 0 {
+		// A congested subscriber holds this sender (its RECEIPT and the
+		// reading of its next frames) instead of losing the message.
+		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
+	}
+	return nil
 }
 
 func (c *conn) onSubscribe(f *frame.Frame) error {
@@ -261,29 +285,50 @@ func (c *conn) onSubscribe(f *frame.Frame) error {
 		}
 		s.qos = v[0] - '0'
 	}
-	c.rmu.Lock()
-	if _, dup := c.rt.subs[id]; dup {
-		c.rmu.Unlock()
+	st := c.st
+	st.subMu.Lock()
+	defer st.subMu.Unlock()
+	st.mu.Lock()
+	if st.owner != c {
+		st.mu.Unlock()
+		return core.ErrSessionTakenOver
+	}
+	if _, dup := st.rt.subs[id]; dup {
+		st.mu.Unlock()
 		return fmt.Errorf("%w: subscription id %q already in use", errProtocol, id)
 	}
-	if len(c.rt.subs) >= c.srv.cfg.MaxSubscriptions {
-		c.rmu.Unlock()
+	if len(st.rt.subs) >= c.srv.cfg.MaxSubscriptions {
+		st.mu.Unlock()
 		return fmt.Errorf("%w: limit %d", errTooManySubs, c.srv.cfg.MaxSubscriptions)
 	}
-	g := c.rt.add(s)
+	_, existed := st.rt.groups[dest]
+	g, rebound := st.rt.add(s)
 	num, qos := g.num, g.maxQoS()
-	c.rmu.Unlock()
+	st.mu.Unlock()
 	res := c.sess.Subscribe(dest, core.SubOptions{QoS: qos, ID: num})
 	if res.Err != nil {
-		c.rmu.Lock()
-		acks, _ := c.rt.remove(s)
-		c.rmu.Unlock()
+		st.mu.Lock()
+		acks, empty := st.rt.remove(s)
+		st.mu.Unlock()
+		if empty && existed {
+			c.sess.Unsubscribe(dest)
+		}
 		c.ackAll(acks)
 		return res.Err
 	}
-	// The RECEIPT goes out before the retained messages.
+	// The RECEIPT goes out before the messages the group held and the
+	// retained messages.
 	c.receipt(f)
 	f.Header.Del(frame.Receipt)
+	if rebound {
+		c.mu.Lock()
+		st.mu.Lock()
+		if st.owner == c {
+			c.queueLocked(st.rt.release(g))
+		}
+		st.mu.Unlock()
+		c.mu.Unlock()
+	}
 	c.sess.SendRetained(res)
 	return nil
 }
@@ -299,16 +344,38 @@ func (c *conn) onUnsubscribe(f *frame.Frame) error {
 			return fmt.Errorf("%w: UNSUBSCRIBE without id or destination", errMissingHeader)
 		}
 	}
-	c.rmu.Lock()
-	s := c.rt.subs[id]
-	if s == nil {
-		c.rmu.Unlock()
-		return nil // nothing to do: unsubscribing twice is harmless
+	st := c.st
+	st.subMu.Lock()
+	defer st.subMu.Unlock()
+	st.mu.Lock()
+	if st.owner != c {
+		st.mu.Unlock()
+		return core.ErrSessionTakenOver
 	}
-	acks, empty := c.rt.remove(s)
+	s := st.rt.subs[id]
+	if s == nil && c.version < 11 {
+		// STOMP 1.0 may name the destination of a subscription that
+		// has an id of its own.
+		if dest, ok := f.Header.Contains(frame.Destination); ok {
+			for _, x := range st.rt.subs {
+				if x.dest == dest {
+					s = x
+					break
+				}
+			}
+		}
+	}
+	if s == nil {
+		st.mu.Unlock()
+		if c.srv.cfg.UnknownID == UnknownIDIgnore {
+			return nil
+		}
+		return fmt.Errorf("%w: no subscription %q", errUnknownSub, id)
+	}
+	acks, empty := st.rt.remove(s)
 	g := s.g
 	qos := g.maxQoS()
-	c.rmu.Unlock()
+	st.mu.Unlock()
 	c.ackAll(acks)
 	if empty {
 		c.sess.Unsubscribe(g.filter)
@@ -343,39 +410,71 @@ func (c *conn) onAck(f *frame.Frame) error {
 		if err != nil {
 			return err
 		}
+		// Refused now rather than at COMMIT, where it would void the
+		// whole transaction.
+		if err := c.checkAckIDs([]string{id}); err != nil {
+			return err
+		}
 		return c.addOp(t, txOp{ack: id, nack: nack})
 	}
-	c.settle(id, nack)
+	return c.settle(id, nack, true)
+}
+
+// checkAckIDs fails, unless unknown_id is ignore, when an id is neither
+// awaiting acknowledgement nor stale.
+func (c *conn) checkAckIDs(ids []string) error {
+	if c.srv.cfg.UnknownID == UnknownIDIgnore || len(ids) == 0 {
+		return nil
+	}
+	st := c.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, id := range ids {
+		if sf, stale := st.rt.lookup(id); sf == nil && !stale {
+			return fmt.Errorf("%w: %q is not awaiting acknowledgement", errUnknownAck, id)
+		}
+	}
 	return nil
 }
 
-// settle applies an ACK or NACK and tells the core.
-func (c *conn) settle(id string, nack bool) {
-	c.rmu.Lock()
-	res := c.rt.settle(id, nack)
-	c.rmu.Unlock()
+// settle applies an ACK or NACK and tells the core. With strict, an id
+// that awaits no acknowledgement is an error (ActiveMQ and RabbitMQ refuse
+// it too; the STOMP specification leaves it open) unless unknown_id is
+// ignore, or the id is stale: sent on an earlier connection of the
+// session (the message is resent with a new id) or forgotten.
+func (c *conn) settle(id string, nack, strict bool) error {
+	st := c.st
+	st.mu.Lock()
+	if st.owner != c {
+		st.mu.Unlock()
+		return core.ErrSessionTakenOver
+	}
+	res := st.rt.settle(id, nack)
+	st.mu.Unlock()
 	if !res.found {
-		// Already settled, a QoS 0 message long forgotten, or never sent:
-		// nothing to do, and no reason to end the connection.
-		if ce := c.log.Check(zap.DebugLevel, "ack of unknown message-id"); ce != nil {
-			ce.Write(zap.String("id", id), zap.Bool("nack", nack))
+		if !strict || res.stale || c.srv.cfg.UnknownID == UnknownIDIgnore {
+			if ce := c.log.Check(zap.DebugLevel, "ack of a message-id not awaiting acknowledgement ignored"); ce != nil {
+				ce.Write(zap.String("id", id), zap.Bool("nack", nack), zap.Bool("stale", res.stale))
+			}
+			return nil
 		}
-		return
+		return fmt.Errorf("%w: %q is not awaiting acknowledgement", errUnknownAck, id)
 	}
 	c.ackAll(res.acks)
 	for _, did := range res.redeliver {
-		c.sess.Redeliver(did)
+		c.sess.RedeliverBy(c, did)
 	}
 	if res.dropped > 0 {
 		c.srv.dropped.Add(uint64(res.dropped))
 		c.log.Info("message dropped after too many redeliveries",
 			zap.Int("max_redeliveries", c.srv.cfg.MaxRedeliveries), zap.Int("count", res.dropped))
 	}
+	return nil
 }
 
 func (c *conn) ackAll(ids []uint16) {
 	for _, id := range ids {
-		c.sess.Acked(id)
+		c.sess.AckedBy(c, id)
 	}
 }
 
@@ -435,8 +534,10 @@ func (c *conn) onTransaction(f *frame.Frame) error {
 // nothing applied; then the SENDs and ACK/NACKs are applied in order.
 func (c *conn) commit(t *transaction) error {
 	info := c.sess.Info()
+	var ackIDs []string
 	for _, op := range t.ops {
 		if op.msg == nil {
+			ackIDs = append(ackIDs, op.ack)
 			continue
 		}
 		if err := c.srv.b.CheckTopicName(op.msg.Topic); err != nil {
@@ -446,9 +547,18 @@ func (c *conn) commit(t *transaction) error {
 			return fmt.Errorf("%w: publish to %q: transaction not committed", core.ErrNotAuthorized, op.msg.Topic)
 		}
 	}
+	// An ACK whose message was settled since (by a later cumulative ACK,
+	// or an UNSUBSCRIBE) voids the transaction too.
+	if err := c.checkAckIDs(ackIDs); err != nil {
+		return fmt.Errorf("%w: transaction not committed", err)
+	}
 	for _, op := range t.ops {
 		if op.msg == nil {
-			c.settle(op.ack, op.nack)
+			// Checked above; an id settled by an earlier ACK of this
+			// transaction (cumulative) is no error.
+			if err := c.settle(op.ack, op.nack, false); err != nil {
+				return fmt.Errorf("%w: transaction partly committed", err)
+			}
 			continue
 		}
 		if err := c.sess.Publish(op.msg); err != nil {

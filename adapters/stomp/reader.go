@@ -48,7 +48,11 @@ type frameReader struct {
 	fr                   *frame.Reader
 	maxFrame, maxHeaders int
 	maxLine              int
+	spans                []headerSpan
 }
+
+// headerSpan locates one header line in frameReader.raw.
+type headerSpan struct{ start, colon, end int }
 
 func newFrameReader(r io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameReader {
 	fr := &frameReader{br: bufio.NewReaderSize(r, 4096), maxFrame: maxFrame, maxHeaders: maxHeaders,
@@ -62,9 +66,10 @@ func newFrameReader(r io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameR
 
 // read returns the next frame, skipping heart-beats (EOLs between frames,
 // which also absorb the EOLs a client may put after a frame's NUL
-// [STOMP 1.2 "STOMP Frames"]). escapes asks for STOMP 1.1+ header escape
-// validation; CONNECT and STOMP frames never use escapes [STOMP 1.2
-// "Value Encoding"].
+// [STOMP 1.2 "STOMP Frames"]). escapes asks for STOMP 1.1+ header escapes
+// (validated here, decoded by go-stomp); without, headers are taken
+// verbatim (STOMP 1.0). CONNECT and STOMP frames never use escapes
+// [STOMP 1.2 "Value Encoding"].
 func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 	if cap(r.raw) > 64<<10 {
 		r.raw = nil // a connection idle after a large frame keeps no large buffer
@@ -88,6 +93,7 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 	}
 	contentLength := -1
 	seenCL := false
+	r.spans = r.spans[:0]
 	for n := 0; ; n++ {
 		start := len(r.raw)
 		if err := r.line(r.maxLine); err != nil {
@@ -104,6 +110,7 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 		if colon <= 0 {
 			return nil, fmt.Errorf("%w: %.40q has no name or no colon", errBadHeader, h)
 		}
+		r.spans = append(r.spans, headerSpan{start: start, colon: start + colon, end: start + len(h)})
 		if !utf8.Valid(h) || bytes.IndexByte(h, 0) >= 0 {
 			// Headers are UTF-8 [STOMP 1.2 "Value Encoding"]; NUL is refused
 			// too, because MQTT strings must not hold it [MQTT-1.5.4-2].
@@ -125,6 +132,7 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 			contentLength = v
 		}
 	}
+	bodyStart := len(r.raw)
 	if contentLength >= 0 {
 		if contentLength >= r.maxFrame-len(r.raw) {
 			return nil, fmt.Errorf("%w: content-length %d, limit %d", errFrameTooLarge, contentLength, r.maxFrame)
@@ -154,6 +162,9 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 			}
 		}
 	}
+	if !escapes {
+		return r.verbatim(cmd, bodyStart), nil
+	}
 	r.src.Reset(r.raw)
 	r.dec.Reset(&r.src)
 	f, err := r.fr.Read()
@@ -164,6 +175,18 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 		return nil, fmt.Errorf("%w: empty frame", errMalformed)
 	}
 	return f, nil
+}
+
+// verbatim builds the frame just read with its headers as they are on the
+// wire. The body runs to the NUL (content-length, when present, has put
+// it right after the body).
+func (r *frameReader) verbatim(cmd string, bodyStart int) *frame.Frame {
+	f := frame.New(cmd)
+	for _, h := range r.spans {
+		f.Header.Add(string(r.raw[h.start:h.colon]), string(r.raw[h.colon+1:h.end]))
+	}
+	f.Body = append([]byte{}, r.raw[bodyStart:len(r.raw)-1]...)
+	return f
 }
 
 // line appends one line, LF included, to r.raw, within limit bytes.

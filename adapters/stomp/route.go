@@ -34,14 +34,25 @@ type subscription struct {
 // and session, so two STOMP subscriptions to one destination share a core
 // subscription, and each gets its own copy of every message.
 //
-// Every join re-subscribes in the core under a fresh identifier (num), so
-// the retained messages that the join sends can be told apart from those
-// of earlier joins still queued: they go to the joining subscription only.
+// Every further join re-subscribes in the core under a fresh identifier
+// (num), so the retained messages that the join sends can be told apart
+// from those of earlier joins still queued: they go to the joining
+// subscription only.
+//
+// A group outlives its connection's subscriptions in a persistent
+// session: STOMP subscription ids belong to a connection, the core
+// subscription to the session. Until a SUBSCRIBE to the same destination
+// on the next connection binds it again (or the resubscribe timeout
+// drops it), it is holding: what the session delivers for it waits in
+// held, unacknowledged in the core.
 type group struct {
 	filter  string
 	num     uint32   // the current core.SubOptions.ID
 	nums    []uint32 // every identifier the group has had
 	members []*subscription
+	holding bool
+	held    []core.Delivery
+	held0   int // QoS 0 deliveries in held
 }
 
 // subNum is what a core subscription identifier stands for.
@@ -65,61 +76,106 @@ type sentFrame struct {
 	did uint16 // core delivery id; 0 for a QoS 0 delivery
 }
 
-// pendingDelivery is a core delivery (QoS 1/2) that subscriptions must
-// acknowledge before the core may forget it. owe maps each subscription
-// that still owes an ACK to whether a frame of it is outstanding (false
-// after a NACK, until the redelivery).
+// pendingDelivery is a core delivery (QoS 1/2) that must be acknowledged
+// before the core may forget it: owe maps each subscription that still
+// owes an ACK to whether a frame of it is outstanding (false after a
+// NACK, until the redelivery); held counts the holding groups it waits in.
 type pendingDelivery struct {
-	owe          map[*subscription]bool
-	redeliveries int
+	msg  *core.Message
+	owe  map[*subscription]bool
+	held int
 }
 
-// routes is a connection's routing and acknowledgement state, under
-// conn.rmu.
+func (p *pendingDelivery) complete() bool { return len(p.owe) == 0 && p.held == 0 }
+
+// redelivery counts how often a message went out again under one core
+// delivery id; msg tells a reused id from the same delivery.
+type redelivery struct {
+	msg *core.Message
+	n   int
+}
+
+// routes is a session's routing and acknowledgement state, under
+// sessState.mu. groups, byNum, nextNum, msgSeq and redel last as long as
+// the session; the rest belongs to the connection bound to it and is
+// reset by rebind.
 type routes struct {
-	subs     map[string]*subscription // by STOMP id
-	groups   map[string]*group        // by destination
-	byNum    map[uint32]subNum
-	nextNum  uint32
-	frames   map[uint64]*sentFrame
-	pending  map[uint16]*pendingDelivery
-	msgSeq   uint64
+	groups  map[string]*group // by destination
+	byNum   map[uint32]subNum
+	nextNum uint32
+	msgSeq  uint64 // message-ids are unique over the session
+	redel   map[uint16]*redelivery
+
+	subs    map[string]*subscription // by STOMP id
+	frames  map[uint64]*sentFrame
+	pending map[uint16]*pendingDelivery
+	// stale: message-ids up to it were sent on an earlier connection, or
+	// forgotten (QoS 0 beyond maxQoS0); an ACK naming one is ignored
+	// rather than refused as unknown.
+	stale    uint64
 	v12      bool
 	maxQoS0  int
 	maxRedel int
-	dropped  uint64 // deliveries given up after too many NACKs
 }
 
 func (r *routes) init() {
-	r.subs = make(map[string]*subscription)
 	r.groups = make(map[string]*group)
 	r.byNum = make(map[uint32]subNum)
-	r.frames = make(map[uint64]*sentFrame)
-	r.pending = make(map[uint16]*pendingDelivery)
+	r.redel = make(map[uint16]*redelivery)
+	r.rebind(false, 0, 0)
 }
 
-// add registers a subscription and returns its group, with the fresh
-// identifier to subscribe in the core under.
-func (r *routes) add(s *subscription) *group {
-	g := r.groups[s.dest]
+// rebind forgets the connection-scoped state of the previous connection:
+// its subscriptions, frames and pending acknowledgements. The core resends
+// every unacknowledged delivery to the new connection, so what remains
+// are the groups, now holding until subscribed again. It reports whether
+// any group is holding.
+func (r *routes) rebind(v12 bool, maxQoS0, maxRedel int) bool {
+	for _, s := range r.subs {
+		s.active = false
+	}
+	r.subs = make(map[string]*subscription)
+	r.frames = make(map[uint64]*sentFrame)
+	r.pending = make(map[uint16]*pendingDelivery)
+	r.stale = r.msgSeq
+	r.v12, r.maxQoS0, r.maxRedel = v12, maxQoS0, maxRedel
+	for _, g := range r.groups {
+		g.members = nil
+		g.holding = true
+		g.held = nil
+		g.held0 = 0
+	}
+	return len(r.groups) > 0
+}
+
+// add registers a subscription and returns its group, with the identifier
+// to subscribe in the core under. rebound reports that it binds a group
+// kept from an earlier connection: the group keeps its identifier (the
+// session's queued messages carry it) and release must follow the core
+// subscribe.
+func (r *routes) add(s *subscription) (g *group, rebound bool) {
+	g = r.groups[s.dest]
 	if g == nil {
 		g = &group{filter: s.dest}
 		r.groups[s.dest] = g
 	}
-	r.nextNum++
-	g.num = r.nextNum
-	g.nums = append(g.nums, g.num)
+	rebound = g.holding && len(g.members) == 0 && g.num != 0
+	if !rebound {
+		r.nextNum++
+		g.num = r.nextNum
+		g.nums = append(g.nums, g.num)
+	}
 	r.byNum[g.num] = subNum{g: g, joiner: s}
 	s.g = g
 	s.active = true
 	g.members = append(g.members, s)
 	r.subs[s.id] = s
-	return g
+	return g, rebound
 }
 
 // remove unregisters a subscription; its unacknowledged frames are given
 // up (returned as core deliveries now complete). empty reports that its
-// group has no members left.
+// group had no members left and is gone.
 func (r *routes) remove(s *subscription) (acks []uint16, empty bool) {
 	s.active = false
 	delete(r.subs, s.id)
@@ -130,9 +186,8 @@ func (r *routes) remove(s *subscription) (acks []uint16, empty bool) {
 	for id, p := range r.pending {
 		if _, ok := p.owe[s]; ok {
 			delete(p.owe, s)
-			if len(p.owe) == 0 {
-				delete(r.pending, id)
-				acks = append(acks, id)
+			if p.complete() {
+				acks = r.done(acks, id)
 			}
 		}
 	}
@@ -143,54 +198,97 @@ func (r *routes) remove(s *subscription) (acks []uint16, empty bool) {
 			break
 		}
 	}
-	if len(g.members) == 0 {
-		delete(r.groups, g.filter)
-		for _, n := range g.nums {
-			delete(r.byNum, n)
-		}
-		return acks, true
+	if len(g.members) > 0 {
+		return acks, false
 	}
-	return acks, false
+	return r.drop(g, acks), true
 }
 
-// frames builds the MESSAGE frames of one delivery, routed by its
+// drop removes a group, completing the deliveries it held.
+func (r *routes) drop(g *group, acks []uint16) []uint16 {
+	delete(r.groups, g.filter)
+	for _, n := range g.nums {
+		delete(r.byNum, n)
+	}
+	for i := range g.held {
+		h := &g.held[i]
+		if p := r.pending[h.ID]; h.QoS > 0 && p != nil && p.msg == h.Msg {
+			p.held--
+			if p.complete() {
+				acks = r.done(acks, h.ID)
+			}
+		}
+	}
+	g.held = nil
+	return acks
+}
+
+// holdingGroups returns the groups no subscription has bound again.
+func (r *routes) holdingGroups() []*group {
+	var out []*group
+	for _, g := range r.groups {
+		if len(g.members) == 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// done records that delivery id is complete and appends it to acks.
+func (r *routes) done(acks []uint16, id uint16) []uint16 {
+	delete(r.pending, id)
+	delete(r.redel, id)
+	return append(acks, id)
+}
+
+// routeResult is what one delivery becomes: MESSAGE frames, and the
+// delivery id to complete once they are written (ack, when done) because
+// nobody must acknowledge it. dropped reports a delivery given up after
+// too many redeliveries.
+type routeResult struct {
+	frames  []*frame.Frame
+	ack     uint16
+	done    bool
+	dropped bool
+}
+
+// route builds the MESSAGE frames of one delivery, routed by its
 // subscription identifiers (never by matching the topic again), and
-// records what must be acknowledged. ack/ok name a core delivery that is
-// complete once written: one nobody must acknowledge.
-func (r *routes) route(d *core.Delivery) (out []*frame.Frame, ack uint16, ok bool) {
+// records what must be acknowledged.
+func (r *routes) route(d *core.Delivery) routeResult {
+	var res routeResult
 	if d.Release || d.Msg == nil {
 		// STOMP has no release step; a QoS 2 delivery resumed at PUBREL
 		// is complete.
-		return nil, d.ID, d.ID != 0
+		res.ack, res.done = d.ID, d.ID != 0
+		return res
 	}
-	if d.QoS > 0 {
-		if p := r.pending[d.ID]; p != nil && d.Dup {
-			// A redelivery after NACK: only to the subscriptions that
-			// NACKed it and are still there.
-			for s, outstanding := range p.owe {
-				if !s.active {
-					delete(p.owe, s)
-					continue
-				}
-				if !outstanding {
-					out = append(out, r.emit(d, s, true))
-					p.owe[s] = true
-				}
-			}
-			if len(p.owe) == 0 {
-				delete(r.pending, d.ID)
-				return out, d.ID, true
-			}
-			return out, 0, false
+	if d.QoS > 0 && d.Dup {
+		if p := r.pending[d.ID]; p != nil && p.msg == d.Msg {
+			return r.redeliverNacked(d, p)
+		}
+		// Resent by the session after a reconnect: it counts as a
+		// redelivery as much as one after a NACK.
+		if r.bump(d.ID, d.Msg) > r.maxRedel {
+			res.ack, res.done, res.dropped = d.ID, true, true
+			delete(r.redel, d.ID)
+			return res
 		}
 	}
 	var p *pendingDelivery
+	owe := func() *pendingDelivery {
+		if p == nil {
+			p = &pendingDelivery{msg: d.Msg, owe: make(map[*subscription]bool, 1)}
+		}
+		return p
+	}
 	for _, num := range d.SubIDs {
 		sn, ok := r.byNum[num]
 		if !ok {
 			continue // unsubscribed meanwhile
 		}
-		members := sn.g.members
+		g := sn.g
+		members := g.members
 		if d.Retain {
 			// Retained messages are sent on subscribe: to the member whose
 			// join sent them, not again to the others.
@@ -198,26 +296,96 @@ func (r *routes) route(d *core.Delivery) (out []*frame.Frame, ack uint16, ok boo
 				continue
 			}
 			members = []*subscription{sn.joiner}
+		} else if g.holding {
+			if d.QoS > 0 {
+				owe().held++
+				g.held = append(g.held, *d)
+			} else if g.held0 < r.maxQoS0 {
+				g.held0++
+				g.held = append(g.held, *d)
+			}
+			continue
 		}
 		for _, s := range members {
-			out = append(out, r.emit(d, s, d.Dup))
-			if s.ack == ackAuto || d.QoS == 0 {
-				continue
+			res.frames = append(res.frames, r.emit(d, s, d.Dup))
+			if s.ack != ackAuto && d.QoS > 0 {
+				owe().owe[s] = true
 			}
-			if p == nil {
-				p = &pendingDelivery{owe: make(map[*subscription]bool, 1)}
-			}
-			p.owe[s] = true
 		}
 	}
 	if d.QoS == 0 {
-		return out, 0, false
+		return res
 	}
 	if p == nil {
-		return out, d.ID, true
+		delete(r.redel, d.ID)
+		res.ack, res.done = d.ID, true
+		return res
 	}
 	r.pending[d.ID] = p
-	return out, 0, false
+	return res
+}
+
+// redeliverNacked resends a NACKed delivery to the subscriptions that
+// NACKed it and are still there.
+func (r *routes) redeliverNacked(d *core.Delivery, p *pendingDelivery) routeResult {
+	var res routeResult
+	for s, outstanding := range p.owe {
+		if !s.active {
+			delete(p.owe, s)
+			continue
+		}
+		if !outstanding {
+			res.frames = append(res.frames, r.emit(d, s, true))
+			p.owe[s] = true
+		}
+	}
+	if p.complete() {
+		r.done(nil, d.ID)
+		res.ack, res.done = d.ID, true
+	}
+	return res
+}
+
+// bump counts one redelivery of delivery id and returns the count.
+func (r *routes) bump(id uint16, msg *core.Message) int {
+	rd := r.redel[id]
+	if rd == nil || rd.msg != msg {
+		rd = &redelivery{msg: msg}
+		r.redel[id] = rd
+	}
+	rd.n++
+	return rd.n
+}
+
+// release hands the deliveries a rebound group held to its members, in
+// the order the session delivered them.
+func (r *routes) release(g *group) (items []outItem) {
+	g.holding = false
+	held := g.held
+	g.held, g.held0 = nil, 0
+	for i := range held {
+		d := &held[i]
+		var p *pendingDelivery
+		if d.QoS > 0 {
+			if p = r.pending[d.ID]; p == nil || p.msg != d.Msg {
+				continue // completed meanwhile
+			}
+			p.held--
+		}
+		var it outItem
+		for _, s := range g.members {
+			it.msgs = append(it.msgs, r.emit(d, s, d.Dup))
+			if p != nil && s.ack != ackAuto {
+				p.owe[s] = true
+			}
+		}
+		if p != nil && p.complete() {
+			r.done(nil, d.ID)
+			it.ack, it.done = d.ID, true
+		}
+		items = append(items, it)
+	}
+	return items
 }
 
 // emit builds one MESSAGE frame and, for a subscription that
@@ -244,11 +412,13 @@ func (r *routes) emit(d *core.Delivery, s *subscription, redelivered bool) *fram
 
 // forgetOldestQoS0 bounds the QoS 0 frames remembered for a client that
 // never acknowledges them; they are only kept so that a cumulative ACK
-// naming one of them finds its place.
+// naming one of them finds its place. An ACK naming a forgotten one is
+// ignored (it lies below stale).
 func (r *routes) forgetOldestQoS0(s *subscription) {
 	for i, sf := range s.outstanding {
 		if sf.did == 0 {
 			delete(r.frames, sf.n)
+			r.stale = max(r.stale, sf.n)
 			s.outstanding = append(s.outstanding[:i:i], s.outstanding[i+1:]...)
 			s.qos0--
 			return
@@ -256,9 +426,24 @@ func (r *routes) forgetOldestQoS0(s *subscription) {
 	}
 }
 
+// lookup classifies the message-id an ACK or NACK names: awaiting
+// acknowledgement (known), sent on an earlier connection or forgotten
+// (stale), or neither.
+func (r *routes) lookup(id string) (sf *sentFrame, stale bool) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	if sf = r.frames[n]; sf != nil {
+		return sf, false
+	}
+	return nil, n > 0 && n <= r.stale
+}
+
 // settleResult is what an ACK or NACK asks of the core.
 type settleResult struct {
 	found     bool
+	stale     bool
 	acks      []uint16 // deliveries complete
 	redeliver []uint16 // deliveries to send again
 	dropped   int      // deliveries given up after too many redeliveries
@@ -270,12 +455,9 @@ type settleResult struct {
 // does), otherwise to that frame alone.
 func (r *routes) settle(id string, nack bool) settleResult {
 	var res settleResult
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return res
-	}
-	sf := r.frames[n]
+	sf, stale := r.lookup(id)
 	if sf == nil {
+		res.stale = stale
 		return res
 	}
 	res.found = true
@@ -283,7 +465,7 @@ func (r *routes) settle(id string, nack bool) settleResult {
 	var sel []*sentFrame
 	if s.ack == ackClient {
 		i := 0
-		for i < len(s.outstanding) && s.outstanding[i].n <= n {
+		for i < len(s.outstanding) && s.outstanding[i].n <= sf.n {
 			i++
 		}
 		sel = s.outstanding[:i:i]
@@ -310,9 +492,8 @@ func (r *routes) settle(id string, nack bool) settleResult {
 		}
 		if !nack {
 			delete(p.owe, s)
-			if len(p.owe) == 0 {
-				delete(r.pending, f.did)
-				res.acks = append(res.acks, f.did)
+			if p.complete() {
+				res.acks = r.done(res.acks, f.did)
 			}
 			continue
 		}
@@ -326,8 +507,7 @@ func (r *routes) settle(id string, nack bool) settleResult {
 		if p == nil {
 			continue
 		}
-		p.redeliveries++
-		if p.redeliveries <= r.maxRedel {
+		if r.bump(did, p.msg) <= r.maxRedel {
 			res.redeliver = append(res.redeliver, did)
 			continue
 		}
@@ -338,10 +518,8 @@ func (r *routes) settle(id string, nack bool) settleResult {
 			}
 		}
 		res.dropped++
-		r.dropped++
-		if len(p.owe) == 0 {
-			delete(r.pending, did)
-			res.acks = append(res.acks, did)
+		if p.complete() {
+			res.acks = r.done(res.acks, did)
 		}
 	}
 	return res

@@ -34,6 +34,11 @@ type Server struct {
 	conns   map[*conn]struct{}
 	stopped bool
 	wg      sync.WaitGroup
+
+	// smu guards states, the persistent sessions by client id. It is
+	// never held while taking another lock but a sessState's mu.
+	smu    sync.Mutex
+	states map[string]*sessState
 }
 
 var _ core.Adapter = (*Server)(nil)
@@ -43,7 +48,8 @@ func New(cfg Config, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{cfg: cfg, log: log.Named("stomp"), conns: make(map[*conn]struct{})}
+	return &Server{cfg: cfg, log: log.Named("stomp"), conns: make(map[*conn]struct{}),
+		states: make(map[string]*sessState)}
 }
 
 // Name returns "stomp".
@@ -67,7 +73,8 @@ func (s *Server) countIn(cmd string)  { s.pc.In(commandIndex[cmd]) }
 func (s *Server) countOut(cmd string) { s.pc.Out(commandIndex[cmd]) }
 
 // DroppedRedeliveries returns how many messages were given up after
-// max_redeliveries NACKs, over all connections.
+// max_redeliveries redeliveries (NACKs and resends on reconnect), over all
+// connections.
 func (s *Server) DroppedRedeliveries() uint64 { return s.dropped.Load() }
 
 // serverName is CONNECTED's server header, name/version [STOMP 1.2
@@ -178,8 +185,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	wc.SetReadLimit(int64(s.cfg.MaxFrameSize) + 1024)
-	s.serve(newWSConn(wc), "ws", true)
+	// The message size limit is enforced by wsConn rather than by
+	// gorilla's SetReadLimit, which would close the connection before an
+	// ERROR frame could tell the client why. A message may batch several
+	// frames and heart-beats, hence the slack.
+	s.serve(newWSConn(wc, int64(s.cfg.MaxFrameSize)+1024), "ws", true)
 }
 
 // serve registers a connection and starts its goroutines.
@@ -227,9 +237,22 @@ func (s *Server) Stop(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.stopStateTimers()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// stopStateTimers stops the resubscribe and expiry timers of the
+// persistent sessions' states once no connection is left to re-arm them.
+func (s *Server) stopStateTimers() {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	for _, st := range s.states {
+		st.mu.Lock()
+		st.stopTimerLocked()
+		st.mu.Unlock()
 	}
 }
 
@@ -290,7 +313,7 @@ func errorMessage(err error) string {
 	}
 	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders, errUnknownCommand,
 		errBadHeader, errMalformed, errNotConnected, errProtocol, errMissingHeader, errVersion,
-		errTooManySubs, errTransaction} {
+		errTooManySubs, errTransaction, errUnknownAck, errUnknownSub} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}

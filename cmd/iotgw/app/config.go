@@ -137,6 +137,9 @@ func settings() []setting {
 		{"stomp.max_transaction_frames", ds.MaxTransactionFrames, integer(func(c *Config) *int { return &c.STOMP.MaxTransactionFrames })},
 		{"stomp.max_pending_qos0", ds.MaxPendingQoS0, integer(func(c *Config) *int { return &c.STOMP.MaxPendingQoS0 })},
 		{"stomp.connect_timeout", ds.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.ConnectTimeout })},
+		{"stomp.session_expiry", ds.SessionExpiry.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.SessionExpiry })},
+		{"stomp.resubscribe_timeout", ds.ResubscribeTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.ResubscribeTimeout })},
+		{"stomp.unknown_id", ds.UnknownID, str(func(c *Config) *string { return &c.STOMP.UnknownID })},
 		{"stomp.write_timeout", ds.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.WriteTimeout })},
 
 		{"mqttsn.udp", dn.UDP, str(func(c *Config) *string { return &c.MQTTSN.UDP })},

@@ -1,0 +1,207 @@
+package stomp
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/core"
+)
+
+// sessState is the adapter's half of one core session: the routes that
+// map core subscription identifiers onto STOMP subscriptions, and the
+// connection bound to it now. A client without client-id has one per
+// connection; a persistent session (client-id, session_expiry > 0) keeps
+// it in the server's registry for as long as the core session lives, so
+// that the next connection with the client-id finds its subscriptions,
+// message-ids and redelivery counts.
+//
+// Locks: subMu → Session.mu → conn.mu → mu. subMu serialises the
+// subscription changes that call the core (SUBSCRIBE, UNSUBSCRIBE, the
+// resubscribe timeout), so the core's subscriptions follow rt.groups; it
+// is never taken on the delivery path. mu is taken inside conn.mu (by
+// Deliver), so nothing holding mu takes conn.mu or calls the session.
+type sessState struct {
+	srv        *Server
+	clientID   string
+	sess       *core.Session
+	persistent bool
+
+	subMu sync.Mutex
+
+	mu    sync.Mutex
+	owner *conn  // the connection bound now; nil while offline
+	gen   uint64 // changes on every bind and unbind, to void timers
+	rt    routes
+	timer *time.Timer
+}
+
+func newSessState(srv *Server, clientID string, sess *core.Session, persistent bool) *sessState {
+	st := &sessState{srv: srv, clientID: clientID, sess: sess, persistent: persistent}
+	st.rt.init()
+	return st
+}
+
+// stateFor returns the state of the session a connection just obtained:
+// the registered one if it belongs to the same core session (resumed),
+// otherwise a new one, registered when the session is persistent.
+func (s *Server) stateFor(clientID string, sess *core.Session, persistent bool) *sessState {
+	if !persistent {
+		return newSessState(s, clientID, sess, false)
+	}
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if st := s.states[clientID]; st != nil {
+		if st.sess == sess {
+			return st
+		}
+		// The session it belonged to has ended; its timer finds it
+		// unregistered and does nothing.
+		st.mu.Lock()
+		st.stopTimerLocked()
+		st.mu.Unlock()
+	}
+	st := newSessState(s, clientID, sess, true)
+	s.states[clientID] = st
+	return st
+}
+
+func (s *Server) unregister(st *sessState) {
+	s.smu.Lock()
+	if s.states[st.clientID] == st {
+		delete(s.states, st.clientID)
+	}
+	s.smu.Unlock()
+}
+
+// PersistentSessions returns the number of persistent STOMP sessions the
+// adapter keeps routing state for, online or not.
+func (s *Server) PersistentSessions() int {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return len(s.states)
+}
+
+func (st *sessState) stopTimerLocked() {
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+}
+
+// bind makes c the connection of the session. It fails when c was closed
+// meanwhile: a takeover by a newer connection, which must stay bound.
+// The caller holds subMu.
+func (st *sessState) bind(c *conn, v12 bool) bool {
+	cfg := &st.srv.cfg
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.st = st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.owner = c
+	st.gen++
+	st.stopTimerLocked()
+	if st.rt.rebind(v12, cfg.MaxPendingQoS0, cfg.MaxRedeliveries) {
+		gen := st.gen
+		st.timer = time.AfterFunc(cfg.ResubscribeTimeout, func() { st.resubscribeExpired(gen) })
+	}
+	return true
+}
+
+// resubscribeExpired drops the subscriptions of an earlier connection
+// that the client has not subscribed to again in time: their held
+// messages are completed (dropped) and the core subscription removed.
+func (st *sessState) resubscribeExpired(gen uint64) {
+	st.subMu.Lock()
+	defer st.subMu.Unlock()
+	st.mu.Lock()
+	if st.gen != gen || st.owner == nil {
+		st.mu.Unlock()
+		return
+	}
+	owner := st.owner
+	var acks []uint16
+	var filters []string
+	held := 0
+	for _, g := range st.rt.holdingGroups() {
+		held += len(g.held)
+		filters = append(filters, g.filter)
+		acks = st.rt.drop(g, acks)
+	}
+	st.mu.Unlock()
+	if len(filters) > 0 {
+		owner.log.Info("subscriptions of the previous connection not renewed: dropped",
+			zap.Strings("destinations", filters), zap.Int("held_messages", held),
+			zap.Duration("resubscribe_timeout", st.srv.cfg.ResubscribeTimeout))
+	}
+	for _, f := range filters {
+		st.sess.Unsubscribe(f)
+	}
+	for _, id := range acks {
+		st.sess.AckedBy(owner, id)
+	}
+}
+
+// unbind detaches c when its connection has ended (after the core
+// session was told). A persistent session's state then waits for the
+// next connection until the core session ends.
+func (st *sessState) unbind(c *conn) {
+	ended := st.sess.Ended()
+	var expiry time.Duration
+	if !ended {
+		expiry = st.sess.Expiry()
+	}
+	st.mu.Lock()
+	if st.owner != c {
+		st.mu.Unlock()
+		return
+	}
+	st.owner = nil
+	st.gen++
+	st.stopTimerLocked()
+	// The core resends what is unacknowledged to the next connection;
+	// the frames of this one are of no further use.
+	st.rt.rebind(false, 0, 0)
+	if st.persistent && !ended {
+		st.armExpiryLocked(expiry + time.Second)
+	}
+	st.mu.Unlock()
+	if st.persistent && ended {
+		st.srv.unregister(st)
+	}
+}
+
+// armExpiryLocked checks after d whether the core session has ended, and
+// drops the state then.
+func (st *sessState) armExpiryLocked(d time.Duration) {
+	if d <= 0 || d >= core.NeverExpire/2 {
+		return // the session never expires, nor does its state
+	}
+	gen := st.gen
+	st.timer = time.AfterFunc(d, func() { st.expiryCheck(gen) })
+}
+
+func (st *sessState) expiryCheck(gen uint64) {
+	// Ended takes the session's lock: not under st.mu (lock order).
+	ended := st.sess.Ended()
+	st.mu.Lock()
+	if st.gen != gen || st.owner != nil {
+		st.mu.Unlock()
+		return
+	}
+	if !ended {
+		// Not yet (the core's timer runs on its own), or another
+		// protocol resumed the session with the same client id.
+		st.armExpiryLocked(time.Minute)
+		st.mu.Unlock()
+		return
+	}
+	st.stopTimerLocked()
+	st.mu.Unlock()
+	st.srv.unregister(st)
+}

@@ -1,0 +1,51 @@
+package stomp
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/go-stomp/stomp/v3/frame"
+)
+
+// STOMP 1.0 knows no header escapes, and CONNECT and CONNECTED frames
+// never use them, "in order to remain backward compatible with STOMP 1.0"
+// [STOMP 1.2 "Value Encoding"]. go-stomp's frame reader and writer always
+// apply the 1.1 escapes, so those frames are decoded (reader.go) and
+// encoded here instead.
+
+// requiredHeaders are the headers a frame cannot go without. When one
+// holds a line break, which no unescaped header can carry, it is written
+// with the 1.1 escapes for CR and LF rather than left out; any other
+// header that cannot be written is left out, so that a value from an MQTT
+// publisher can never inject headers into the frame.
+var requiredHeaders = map[string]bool{
+	frame.Destination: true, frame.Subscription: true, frame.MessageId: true,
+	frame.ReceiptId: true, frame.Session: true, frame.Message: true,
+}
+
+var lineBreakEscaper = strings.NewReplacer("\r", `\r`, "\n", `\n`)
+
+// writeUnescaped appends f to buf without header escapes.
+func writeUnescaped(buf *bytes.Buffer, f *frame.Frame) {
+	buf.WriteString(f.Command)
+	buf.WriteByte('\n')
+	for i := 0; i < f.Header.Len(); i++ {
+		k, v := f.Header.GetAt(i)
+		if k == "" || strings.ContainsAny(k, ":\r\n") {
+			continue // the name would end early or break the line
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			if !requiredHeaders[k] {
+				continue
+			}
+			v = lineBreakEscaper.Replace(v)
+		}
+		buf.WriteString(k)
+		buf.WriteByte(':')
+		buf.WriteString(v)
+		buf.WriteByte('\n')
+	}
+	buf.WriteByte('\n')
+	buf.Write(f.Body)
+	buf.WriteByte(0)
+}
