@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"slices"
+	"sync"
+)
 
 // SubOptions are a subscription's options, MQTT 5's being the superset.
 type SubOptions struct {
@@ -62,7 +65,11 @@ func hasDuplicateSessions(matches []*subscriber) bool {
 		}
 		return false
 	}
-	seen := make(map[*Session]struct{}, len(matches))
+	seen := seenPool.Get().(map[*Session]struct{})
+	defer func() {
+		clear(seen)
+		seenPool.Put(seen)
+	}()
 	for _, m := range matches {
 		if m.sess == nil {
 			continue
@@ -74,6 +81,10 @@ func hasDuplicateSessions(matches []*subscriber) bool {
 	}
 	return false
 }
+
+// seenPool recycles the sets used to detect overlapping subscriptions
+// among many matches, keeping large fan-outs free of allocations.
+var seenPool = sync.Pool{New: func() any { return make(map[*Session]struct{}, 64) }}
 
 // routeOverlapping is the slow path for sessions with several matching
 // subscriptions: merge them into one delivery each.
