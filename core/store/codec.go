@@ -140,8 +140,8 @@ func encodeTimedMessage(dst []byte, due time.Time, m *Message) []byte {
 // decoder reads a value; the first error sticks and later reads return
 // zero values.
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
 	what string
 }
 

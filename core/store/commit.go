@@ -10,12 +10,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// request is one Commit waiting for the commit goroutine.
+// request is one Commit (or CommitAsync) waiting for the commit
+// goroutine.
 type request struct {
 	ctx     context.Context
 	b       *Batch
 	durable bool
-	done    chan error // buffered; exactly one reply
+	done    chan error  // Commit: buffered, exactly one reply
+	cb      func(error) // CommitAsync
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
@@ -28,40 +30,65 @@ const (
 )
 
 func (s *pebbleStore) Commit(ctx context.Context, b *Batch, durable bool) error {
-	if err := ctx.Err(); err != nil {
+	r, err := s.submit(ctx, b, durable, nil)
+	if r == nil {
 		return err
 	}
-	if b.err != nil {
-		return b.err
-	}
-	if b.n == 0 && !durable {
-		return nil
-	}
-	r := requestPool.Get().(*request)
-	r.ctx, r.b, r.durable = ctx, b, durable
-	s.sendMu.RLock()
-	if s.closed {
-		s.sendMu.RUnlock()
-		s.release(r)
-		return ErrClosed
-	}
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
-		s.sendMu.RUnlock()
-		s.release(r)
-		return ctx.Err()
-	}
-	s.sendMu.RUnlock()
 	// Handed over: the goroutine replies exactly once, after it has
 	// finished reading the batch.
-	err := <-r.done
+	err = <-r.done
 	s.release(r)
 	return err
 }
 
+func (s *pebbleStore) CommitAsync(b *Batch, durable bool, done func(error)) {
+	if r, err := s.submit(context.Background(), b, durable, done); r == nil {
+		done(err)
+	}
+}
+
+// submit hands a commit to the commit goroutine and returns its request,
+// or nil and the outcome when there is nothing to hand over.
+func (s *pebbleStore) submit(ctx context.Context, b *Batch, durable bool, cb func(error)) (*request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	if b.n == 0 && !durable {
+		return nil, nil
+	}
+	r := requestPool.Get().(*request)
+	r.ctx, r.b, r.durable, r.cb = ctx, b, durable, cb
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed {
+		s.release(r)
+		return nil, ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		return r, nil
+	case <-ctx.Done():
+		s.release(r)
+		return nil, ctx.Err()
+	}
+}
+
+// finish answers a request; it must not be touched afterwards, since its
+// Commit returns and may reuse it.
+func (s *pebbleStore) finish(r *request, err error) {
+	if cb := r.cb; cb != nil {
+		s.release(r)
+		cb(err)
+		return
+	}
+	r.done <- err
+}
+
 func (s *pebbleStore) release(r *request) {
-	r.ctx, r.b = nil, nil
+	r.ctx, r.b, r.cb = nil, nil, nil
 	requestPool.Put(r)
 }
 
@@ -140,7 +167,7 @@ func (c *committer) collect(group []*request) []*request {
 // must not be touched once answered: its Commit returns and may reuse it.
 func (c *committer) write(group []*request) {
 	if c.failed != nil {
-		answerAll(group, c.failed)
+		c.answerAll(group, c.failed)
 		return
 	}
 	s := c.s
@@ -150,7 +177,7 @@ func (c *committer) write(group []*request) {
 	ops, bytes := 0, 0
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- err // not taken up: nothing of it is written
+			s.finish(r, err) // not taken up: nothing of it is written
 			continue
 		}
 		if r.durable {
@@ -161,8 +188,8 @@ func (c *committer) write(group []*request) {
 		if err := addToPebble(pb, r.b); err != nil {
 			// Cannot happen with batches built by this package; the group
 			// is dropped whole so that no batch is half written.
-			answerAll(c.dur, err)
-			answerAll(c.nondur, err)
+			c.answerAll(c.dur, err)
+			c.answerAll(c.nondur, err)
 			return
 		}
 		ops += r.b.n
@@ -173,7 +200,7 @@ func (c *committer) write(group []*request) {
 	if ops == 0 {
 		// Only durable barriers (empty batches): they need a sync of what
 		// came before them, or just to wait for the next one.
-		answerAll(c.nondur, nil)
+		c.answerAll(c.nondur, nil)
 		if syncNow {
 			c.sync(c.dur, false)
 		} else {
@@ -186,11 +213,11 @@ func (c *committer) write(group []*request) {
 	s.commits.Add(uint64(len(c.dur) + len(c.nondur)))
 	if !syncNow {
 		if err := s.db.Apply(pb, pebble.NoSync); err != nil {
-			answerAll(c.nondur, err)
+			c.answerAll(c.nondur, err)
 			c.fail(fmt.Errorf("store: write %s: %w", s.dir, err), c.dur)
 			return
 		}
-		answerAll(c.nondur, nil)
+		c.answerAll(c.nondur, nil)
 		c.park(c.dur)
 		return
 	}
@@ -198,26 +225,26 @@ func (c *committer) write(group []*request) {
 	// visible, then wait for the sync that covers it and everything before.
 	c.lastSync = time.Now()
 	if err := s.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
-		answerAll(c.nondur, err)
+		c.answerAll(c.nondur, err)
 		c.fail(fmt.Errorf("store: write %s: %w", s.dir, err), c.dur)
 		return
 	}
-	answerAll(c.nondur, nil)
+	c.answerAll(c.nondur, nil)
 	err := pb.SyncWait()
 	s.syncs.Add(1)
 	if err != nil {
 		c.fail(fmt.Errorf("store: sync %s: %w", s.dir, err), c.dur)
 		return
 	}
-	answerAll(c.dur, nil)
-	c.answerWaiters(nil)
+	c.answerWaiters(nil) // older than this group
+	c.answerAll(c.dur, nil)
 }
 
 // park keeps applied durable requests for the next sync (answering them
 // at once in FsyncOff mode).
 func (c *committer) park(dur []*request) {
 	if c.s.mode == FsyncOff {
-		answerAll(dur, nil)
+		c.answerAll(dur, nil)
 		return
 	}
 	c.waiters = append(c.waiters, dur...)
@@ -232,8 +259,8 @@ func (c *committer) park(dur []*request) {
 // force it does nothing when nobody waits.
 func (c *committer) sync(extra []*request, force bool) {
 	if c.failed != nil {
-		answerAll(extra, c.failed)
 		c.answerWaiters(c.failed)
+		c.answerAll(extra, c.failed)
 		return
 	}
 	if !force && len(c.waiters) == 0 && len(extra) == 0 {
@@ -246,19 +273,19 @@ func (c *committer) sync(extra []*request, force bool) {
 		return
 	}
 	c.s.syncs.Add(1)
-	answerAll(extra, nil)
 	c.answerWaiters(nil)
+	c.answerAll(extra, nil)
 }
 
-func answerAll(rs []*request, err error) {
+func (c *committer) answerAll(rs []*request, err error) {
 	for _, r := range rs {
-		r.done <- err
+		c.s.finish(r, err)
 	}
 }
 
 func (c *committer) answerWaiters(err error) {
 	for _, r := range c.waiters {
-		r.done <- err
+		c.s.finish(r, err)
 	}
 	clear(c.waiters)
 	c.waiters = c.waiters[:0]
@@ -269,8 +296,8 @@ func (c *committer) answerWaiters(err error) {
 func (c *committer) fail(err error, unanswered []*request) {
 	c.failed = err
 	c.s.log.Error("store write failed; refusing further commits", zap.Error(err))
-	answerAll(unanswered, err)
 	c.answerWaiters(err)
+	c.answerAll(unanswered, err)
 }
 
 // addToPebble copies a batch's operations into a Pebble batch.

@@ -49,7 +49,7 @@ func DefaultConfig() Config {
 	return Config{
 		Engine:      EnginePebble,
 		Dir:         "data",
-		Fsync:       FsyncBatch,
+		Fsync:       FsyncAlways,
 		BatchWindow: 2 * time.Millisecond,
 	}
 }

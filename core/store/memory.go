@@ -94,6 +94,10 @@ func (m *memoryStore) Commit(ctx context.Context, b *Batch, durable bool) error 
 	return nil
 }
 
+func (m *memoryStore) CommitAsync(b *Batch, durable bool, done func(error)) {
+	done(m.Commit(context.Background(), b, durable))
+}
+
 func (m *memoryStore) Load(ctx context.Context, fn func(Record) error) error {
 	m.mu.Lock()
 	if m.closed {

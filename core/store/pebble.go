@@ -62,10 +62,21 @@ func openPebble(cfg Config, log *zap.Logger) (*pebbleStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	plog := log.Named("pebble")
 	opts := &pebble.Options{
-		Logger:             pebbleLogger{log.Named("pebble").Sugar()},
+		Logger:             pebbleLogger{plog.Sugar()},
 		MemTableSize:       memTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) { plog.Error("background error", zap.String("dir", dir), zap.Error(err)) },
+			DiskSlow: func(i pebble.DiskSlowInfo) {
+				plog.Warn("disk slow", zap.String("path", i.Path), zap.Duration("duration", i.Duration))
+			},
+			WriteStallBegin: func(i pebble.WriteStallBeginInfo) {
+				plog.Warn("write stall", zap.String("reason", i.Reason))
+			},
+			WriteStallEnd: func() { plog.Info("write stall ended") },
+		},
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -214,6 +225,6 @@ func (s *pebbleStore) Close() error {
 // that are not stored.
 type pebbleLogger struct{ l *zap.SugaredLogger }
 
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debugf(format, args...) }
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debugf(format, args...) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }

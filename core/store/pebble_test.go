@@ -341,9 +341,8 @@ func churn(t testing.TB, s Store, writers, n int) {
 
 func TestBatchWindow(t *testing.T) {
 	// A long window, so that an fsync stall on a busy machine cannot be
-	// mistaken for waiting out the window (and vice versa).
-	const window = 400 * time.Millisecond
-	const quick = window * 3 / 4
+	// mistaken for waiting out the window.
+	const window = 200 * time.Millisecond
 	s := openTest(t, t.TempDir(), FsyncBatch, window)
 	defer s.Close()
 	commitOne := func(seq uint64, durable bool) time.Duration {
@@ -355,6 +354,7 @@ func TestBatchWindow(t *testing.T) {
 		}
 		return time.Since(start)
 	}
+	quick := window * 3 / 4
 	if d := commitOne(1, true); d >= quick {
 		t.Errorf("first durable commit after a quiet period waited %v", d)
 	}
@@ -370,6 +370,39 @@ func TestBatchWindow(t *testing.T) {
 	}
 	if st := s.Stats(); st.Syncs != 3 {
 		t.Errorf("syncs %d, want 3", st.Syncs)
+	}
+	// While commits keep coming, at most one sync per window; their done
+	// calls come in commit order.
+	before := s.Stats().Syncs
+	const pump = 2 * window
+	var mu sync.Mutex
+	var order []uint64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for seq := uint64(100); time.Since(start) < pump; seq++ {
+		b := new(Batch)
+		b.PutMessage(qos1("c", seq))
+		wg.Add(1)
+		s.CommitAsync(b, true, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, seq)
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	syncs := s.Stats().Syncs - before
+	t.Logf("%d async commits, %d syncs in %v", len(order), syncs, time.Since(start))
+	if limit := uint64(pump/window) + 2; syncs > limit {
+		t.Errorf("%d syncs while pumping for %v, want at most %d", syncs, pump, limit)
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] != order[i-1]+1 {
+			t.Fatalf("done calls out of order at %d: %d after %d", i, order[i], order[i-1])
+		}
 	}
 }
 

@@ -27,6 +27,17 @@ type Store interface {
 	// the store's state on disk is then unknown and the process should
 	// stop rather than acknowledge anything more.
 	Commit(ctx context.Context, b *Batch, durable bool) error
+	// CommitAsync is Commit without waiting: done receives the outcome,
+	// and b must not be touched until then. It lets one connection keep
+	// several writes in flight (each acknowledgement sent from done)
+	// instead of one per round trip to the disk. done runs on the store's
+	// commit goroutine, or before CommitAsync returns on the caller's
+	// (the memory engine, an empty or invalid batch, a closed store), so
+	// the caller must not hold a lock that done takes. done must be
+	// quick, must not block and must not commit. The done calls of
+	// durable commits come in commit order. CommitAsync itself may block
+	// while the store's commit queue is full.
+	CommitAsync(b *Batch, durable bool, done func(error))
 	// Load calls fn for every stored record: each session's records
 	// grouped together (session, subscriptions, inbound ids,
 	// registrations, messages in Seq order), then retained messages,

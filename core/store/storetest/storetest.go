@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CancelledContext", testCancelled},
 		{"Handler", testHandler},
 		{"ConcurrentCommits", testConcurrent},
+		{"CommitAsync", testCommitAsync},
 		{"ManyMessages", testManyMessages},
 		{"Stats", testStats},
 		{"Closed", testClosed},
@@ -616,6 +617,49 @@ func testConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
+func testCommitAsync(t *testing.T, s store.Store) {
+	const n = 200
+	var mu sync.Mutex
+	var order []uint64
+	var wg sync.WaitGroup
+	var want []store.Record
+	for i := range uint64(n) {
+		m := msg("c", i+1)
+		want = append(want, m)
+		b := new(store.Batch) // each in flight until its done
+		b.PutMessage(m)
+		wg.Add(1)
+		s.CommitAsync(b, true, func(err error) {
+			defer wg.Done()
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for i, seq := range order {
+		if seq != uint64(i) {
+			t.Fatalf("durable done calls out of commit order: %v", order)
+		}
+	}
+	check(t, s, want)
+	var bad store.Batch
+	bad.PutMessage(&store.SessionMessage{ClientID: "c", Seq: 1, State: store.StateSent})
+	done := make(chan error, 1)
+	s.CommitAsync(&bad, true, func(err error) { done <- err })
+	if err := <-done; !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("async commit of an invalid batch: %v", err)
+	}
+	var empty store.Batch
+	s.CommitAsync(&empty, false, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatalf("async empty commit: %v", err)
+	}
+}
+
 func testManyMessages(t *testing.T, s store.Store) {
 	const n = 5000
 	var b store.Batch
@@ -663,6 +707,11 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if err := s.Load(ctx, func(store.Record) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("load after close: %v", err)
+	}
+	done := make(chan error, 1)
+	s.CommitAsync(&b, true, func(err error) { done <- err })
+	if err := <-done; !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("async commit after close: %v", err)
 	}
 	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("second close: %v", err)
