@@ -3,9 +3,9 @@ package coap
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // Notification types (the `coap.notify_type` values).
@@ -79,7 +79,7 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.UDP != "" {
-		if err := checkAddr(c.UDP); err != nil {
+		if err := listen.CheckAddr(c.UDP); err != nil {
 			errs = append(errs, fmt.Errorf("coap.udp: %q: %w", c.UDP, err))
 		}
 	}
@@ -118,18 +118,4 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("coap.exchange_lifetime: %v is below 1s", c.ExchangeLifetime))
 	}
 	return errors.Join(errs...)
-}
-
-// checkAddr accepts "host:port" with a numeric port in 0..65535 (0 picks a
-// free port, as tests do).
-func checkAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q is not a number within 0..65535", port)
-	}
-	return nil
 }

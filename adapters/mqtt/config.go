@@ -7,10 +7,10 @@ package mqtt
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // Config is the `mqtt` configuration section.
@@ -85,7 +85,7 @@ func (c Config) Validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if err := checkAddr(a.addr); err != nil {
+		if err := listen.CheckAddr(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %v", a.key, a.addr, err))
 		}
 	}
@@ -117,18 +117,4 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.topic_alias_maximum: %d is not within 0..65535", c.TopicAliasMaximum))
 	}
 	return errors.Join(errs...)
-}
-
-// checkAddr accepts "host:port" with a numeric port in 0..65535 (0 picks a
-// free port, as tests do).
-func checkAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q is not a number within 0..65535", port)
-	}
-	return nil
 }

@@ -3,17 +3,16 @@ package mqtt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/listen"
 	"github.com/iotgw/iotgw/internal/wsconn"
 )
 
@@ -25,10 +24,8 @@ type Server struct {
 	b   *core.Broker
 	pc  *core.PacketCounters
 
+	ls      *listen.Listeners
 	mu      sync.Mutex
-	tcp     net.Listener
-	ws      net.Listener
-	httpSrv *http.Server
 	conns   map[*conn]struct{}
 	stopped bool
 	wg      sync.WaitGroup
@@ -55,81 +52,25 @@ var packetNames = []string{"", "connect", "connack", "publish", "puback", "pubre
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoMQTT, packetNames)
-	if s.cfg.TCP != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.TCP)
-		if err != nil {
-			return fmt.Errorf("mqtt.tcp: %w", err)
-		}
-		s.tcp = ln
-		s.log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", ln.Addr()))
-		s.wg.Add(1)
-		go s.acceptLoop(ln)
+	ls, err := listen.Start(ctx, listen.Config{
+		Section: "mqtt", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
+		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
+		ServeTCP: func(nc net.Conn) { s.serve(nc, "tcp") },
+		ServeWS:  s.serveWS,
+	})
+	if err != nil {
+		return err
 	}
-	if s.cfg.WS != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.WS)
-		if err != nil {
-			if s.tcp != nil {
-				s.tcp.Close()
-			}
-			return fmt.Errorf("mqtt.ws: %w", err)
-		}
-		s.ws = ln
-		mux := http.NewServeMux()
-		mux.HandleFunc(s.cfg.WSPath, s.serveWS)
-		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.ConnectTimeout,
-			ErrorLog: zap.NewStdLog(s.log.Named("http"))}
-		s.log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", ln.Addr()), zap.String("path", s.cfg.WSPath))
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("websocket listener failed", zap.Error(err))
-			}
-		}()
-	}
+	s.ls = ls
 	return nil
 }
 
 // TCPAddr returns the TCP listener's address (nil when disabled); tests
 // listening on port 0 read the real port here.
-func (s *Server) TCPAddr() net.Addr {
-	if s.tcp == nil {
-		return nil
-	}
-	return s.tcp.Addr()
-}
+func (s *Server) TCPAddr() net.Addr { return s.ls.TCPAddr() }
 
 // WSAddr returns the WebSocket listener's address (nil when disabled).
-func (s *Server) WSAddr() net.Addr {
-	if s.ws == nil {
-		return nil
-	}
-	return s.ws.Addr()
-}
-
-func (s *Server) acceptLoop(ln net.Listener) {
-	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and similar: back off rather than spin.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff < time.Second {
-				backoff *= 2
-			}
-			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.serve(nc, "tcp")
-	}
-}
+func (s *Server) WSAddr() net.Addr { return s.ls.WSAddr() }
 
 var upgraderProtocols = []string{"mqtt", "mqttv3.1", "mqttv3.1.1", "mqtt-v5", "mqtt-v3.1.1"}
 
@@ -181,12 +122,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	if s.tcp != nil {
-		s.tcp.Close()
-	}
-	if s.httpSrv != nil {
-		s.httpSrv.Close()
-	}
+	s.ls.Close()
 	for _, c := range conns {
 		c.Close(core.ErrServerShuttingDown)
 	}

@@ -3,10 +3,10 @@ package mqttsn
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // PredefinedTopic binds a topic id to a topic name for every client
@@ -96,7 +96,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqttsn.%s: "+format, append([]any{key}, a...)...))
 	}
 	if c.UDP != "" {
-		if err := checkAddr(c.UDP); err != nil {
+		if err := listen.CheckAddr(c.UDP); err != nil {
 			add("udp", "%q: %v", c.UDP, err)
 		}
 	}
@@ -107,7 +107,7 @@ func (c Config) Validate() error {
 		add("advertise_interval", "%d is not within 0..65535 seconds", c.AdvertiseInterval)
 	}
 	if c.AdvertiseInterval > 0 {
-		if err := checkAddr(c.AdvertiseAddress); err != nil {
+		if err := listen.CheckAddr(c.AdvertiseAddress); err != nil {
 			add("advertise_address", "%q: %v", c.AdvertiseAddress, err)
 		}
 	}
@@ -162,17 +162,4 @@ func (c Config) Validate() error {
 		add("max_clients", "%d is negative", c.MaxClients)
 	}
 	return errors.Join(errs...)
-}
-
-// checkAddr accepts "host:port" with a numeric port in 0..65535.
-func checkAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q is not a number within 0..65535", port)
-	}
-	return nil
 }

@@ -15,10 +15,10 @@ package stomp
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // Values of Config.UnknownID.
@@ -128,7 +128,7 @@ func (c Config) Validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if err := checkAddr(a.addr); err != nil {
+		if err := listen.CheckAddr(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", a.key, a.addr, err))
 		}
 	}
@@ -187,18 +187,4 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("stomp.write_timeout: must be positive"))
 	}
 	return errors.Join(errs...)
-}
-
-// checkAddr accepts "host:port" with a numeric port in 0..65535 (0 picks a
-// free port, as tests do).
-func checkAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q is not a number within 0..65535", port)
-	}
-	return nil
 }

@@ -410,7 +410,13 @@ func (c *conn) finish() {
 	}
 	<-c.writerDone
 	if _, ok := c.nc.(closeWriter); ok {
-		_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+		// The WebSocket size limit may trip once more while draining the
+		// oversize message that caused the close: keep draining past it.
+		for i := 0; i < 2; i++ {
+			if _, err := io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20)); !errors.Is(err, errFrameTooLarge) {
+				break
+			}
+		}
 	}
 	c.nc.Close()
 	c.srv.forget(c)

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/listen"
+	"github.com/iotgw/iotgw/internal/wsconn"
 )
 
 // Server is the STOMP adapter: a TCP listener and a WebSocket listener
@@ -28,9 +29,7 @@ type Server struct {
 	dropped atomic.Uint64
 
 	mu      sync.Mutex
-	tcp     net.Listener
-	ws      net.Listener
-	httpSrv *http.Server
+	ls      *listen.Listeners
 	conns   map[*conn]struct{}
 	stopped bool
 	wg      sync.WaitGroup
@@ -91,81 +90,25 @@ func (s *Server) serverName() string {
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoSTOMP, commandNames)
-	if s.cfg.TCP != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.TCP)
-		if err != nil {
-			return fmt.Errorf("stomp.tcp: %w", err)
-		}
-		s.tcp = ln
-		s.log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", ln.Addr()))
-		s.wg.Add(1)
-		go s.acceptLoop(ln)
+	ls, err := listen.Start(ctx, listen.Config{
+		Section: "stomp", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
+		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
+		ServeTCP: func(nc net.Conn) { s.serve(nc, "tcp", false) },
+		ServeWS:  s.serveWS,
+	})
+	if err != nil {
+		return err
 	}
-	if s.cfg.WS != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.WS)
-		if err != nil {
-			if s.tcp != nil {
-				s.tcp.Close()
-			}
-			return fmt.Errorf("stomp.ws: %w", err)
-		}
-		s.ws = ln
-		mux := http.NewServeMux()
-		mux.HandleFunc(s.cfg.WSPath, s.serveWS)
-		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.ConnectTimeout,
-			ErrorLog: zap.NewStdLog(s.log.Named("http"))}
-		s.log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", ln.Addr()), zap.String("path", s.cfg.WSPath))
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("websocket listener failed", zap.Error(err))
-			}
-		}()
-	}
+	s.ls = ls
 	return nil
 }
 
 // TCPAddr returns the TCP listener's address (nil when disabled); tests
 // listening on port 0 read the real port here.
-func (s *Server) TCPAddr() net.Addr {
-	if s.tcp == nil {
-		return nil
-	}
-	return s.tcp.Addr()
-}
+func (s *Server) TCPAddr() net.Addr { return s.ls.TCPAddr() }
 
 // WSAddr returns the WebSocket listener's address (nil when disabled).
-func (s *Server) WSAddr() net.Addr {
-	if s.ws == nil {
-		return nil
-	}
-	return s.ws.Addr()
-}
-
-func (s *Server) acceptLoop(ln net.Listener) {
-	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and similar: back off rather than spin.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff < time.Second {
-				backoff *= 2
-			}
-			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.serve(nc, "tcp", false)
-	}
-}
+func (s *Server) WSAddr() net.Addr { return s.ls.WSAddr() }
 
 // wsProtocols are the STOMP WebSocket subprotocols, best first (gorilla
 // picks the first of ours the client offers).
@@ -185,11 +128,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	// The message size limit is enforced by wsConn rather than by
+	// The message size limit is enforced by wsconn rather than by
 	// gorilla's SetReadLimit, which would close the connection before an
 	// ERROR frame could tell the client why. A message may batch several
 	// frames and heart-beats, hence the slack.
-	s.serve(newWSConn(wc, int64(s.cfg.MaxFrameSize)+1024), "ws", true)
+	s.serve(wsconn.New(wc, wsconn.Options{AcceptText: true, TextWhenUTF8: true,
+		MaxMessage: int64(s.cfg.MaxFrameSize) + 1024, TooLarge: errFrameTooLarge}), "ws", true)
 }
 
 // serve registers a connection and starts its goroutines.
@@ -224,12 +168,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	if s.tcp != nil {
-		s.tcp.Close()
-	}
-	if s.httpSrv != nil {
-		s.httpSrv.Close()
-	}
+	s.ls.Close()
 	for _, c := range conns {
 		c.Close(core.ErrServerShuttingDown)
 	}

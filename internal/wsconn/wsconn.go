@@ -7,6 +7,7 @@ package wsconn
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -25,7 +26,16 @@ type Options struct {
 	// TextWhenUTF8 sends a Write as a text message when it is valid UTF-8
 	// (what browser STOMP clients expect), else as binary.
 	TextWhenUTF8 bool
+	// MaxMessage, when > 0, fails the read that crosses it with TooLarge
+	// (ErrMessageTooLarge if nil), once; the adapter can then answer with
+	// its protocol's error before closing, which gorilla's own read limit
+	// would not allow.
+	MaxMessage int64
+	TooLarge   error
 }
+
+// ErrMessageTooLarge is the default error for a message over MaxMessage.
+var ErrMessageTooLarge = errors.New("websocket message too large")
 
 // Conn is a WebSocket as a net.Conn. Read and Write may be called from
 // different goroutines; so may the deadline setters.
@@ -33,6 +43,7 @@ type Conn struct {
 	ws   *websocket.Conn
 	opts Options
 	r    io.Reader
+	n    int64 // bytes of the current message read so far
 	wm   sync.Mutex
 	// writeDeadline is applied by Write under wm: gorilla's own setter is
 	// not safe beside a concurrent write.
@@ -40,7 +51,12 @@ type Conn struct {
 }
 
 // New wraps ws.
-func New(ws *websocket.Conn, opts Options) *Conn { return &Conn{ws: ws, opts: opts} }
+func New(ws *websocket.Conn, opts Options) *Conn {
+	if opts.TooLarge == nil {
+		opts.TooLarge = ErrMessageTooLarge
+	}
+	return &Conn{ws: ws, opts: opts}
+}
 
 // ErrTextFrame reports a text message where only binary is allowed.
 var ErrTextFrame = errors.New("websocket: text message not allowed")
@@ -57,8 +73,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 				return 0, ErrTextFrame
 			}
 			c.r = r
+			c.n = 0
+		}
+		limit := c.opts.MaxMessage
+		if limit > 0 && int64(len(p)) > limit-c.n+1 {
+			p = p[:limit-c.n+1] // just enough to see the limit crossed
 		}
 		n, err := c.r.Read(p)
+		c.n += int64(n)
+		if limit > 0 && c.n > limit {
+			c.opts.MaxMessage = 0 // once: what follows is only drained before the close
+			return 0, fmt.Errorf("%w: websocket message over %d bytes", c.opts.TooLarge, limit)
+		}
 		if errors.Is(err, io.EOF) {
 			c.r = nil
 			if n > 0 {
