@@ -309,6 +309,11 @@ func (vc *vconn) onPublish(m *codec.Publish) {
 	rc := returnCodeFor(err)
 	if err != nil {
 		vc.log.Debug("publish refused", zap.String("topic", name), zap.Error(err))
+	} else if qos > 0 {
+		// A congested subscriber holds this client's acknowledgement (in
+		// this client's own worker; other clients go on) rather than
+		// the message being dropped later.
+		vc.sess.WaitForRoom(vc.srv.b.Config().BackpressureTimeout)
 	}
 	switch {
 	case rc != codec.Accepted:
