@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# bench/compare.sh: iotgw vs mosquitto, side by side, same load generator.
+# bench/compare.sh: iotgw vs mosquitto, side by side, same load generator,
+# and iotgw's other protocols against its own MQTT path.
 #
-# Builds ./cmd/iotgw and ./cmd/iotgw-bench into a temp dir, starts both brokers
-# on free loopback ports, drives the same matrix against each with
-# iotgw-bench (our own MQTT 3.1.1 client, standard library only) and prints one
-# table with msg/s, ratio iotgw/mosquitto, loss and p99 latency, plus broker
-# memory per idle connection. A default run takes about a minute on an idle
-# 2-core machine (the iotgw build excluded); every run is capped by DURATION.
+# Builds ./cmd/iotgw (from IOTGW_SRC) and ./cmd/iotgw-bench into a temp dir,
+# starts both brokers on free loopback ports (iotgw with every listener:
+# MQTT TCP and WebSocket, MQTT-SN, CoAP, STOMP TCP and WebSocket), and runs
+# with iotgw-bench (our own lean clients, standard library only plus
+# gorilla/websocket):
+#
+#   pairs fanin fanout  the MQTT 3.1.1 matrix against both brokers: msg/s,
+#                       ratio iotgw/mosquitto, loss, p99
+#   latency             p50/p90/p99/max at a steady LAT_RATE msg/s, QoS 1,
+#                       PAIRS pairs, both brokers
+#   protocols           iotgw only: pairs over every protocol at PROTO_QOS,
+#                       plus cross rows (MQTT-SN -> MQTT, CoAP -> MQTT), with
+#                       "cost vs MQTT" = the MQTT row's msg/s / this row's
+#   idle                broker memory per idle connection (one subscription
+#                       each): MQTT TCP on both, MQTT WebSocket on iotgw
+#
+# and prints the tables. A default run takes about 3 minutes on an idle
+# 2-core machine, builds included; every run is capped by DURATION.
 #
 # Usage (from anywhere in the checkout):
-#   bench/compare.sh                    # full matrix, both brokers
+#   bench/compare.sh                    # everything, both brokers
 #   PIN=1 bench/compare.sh              # brokers on CPU 0, load generator on CPU 1
-#   REPEAT=3 bench/compare.sh           # 3 runs per case, table shows the median (~3x time)
-#   SCENARIOS="pairs" QOS="1" bench/compare.sh
+#   REPEAT=3 bench/compare.sh           # 3 runs per case, tables show the median
+#   SCENARIOS="pairs latency" QOS="1" bench/compare.sh
+#   SCENARIOS=protocols PROTOS="mqtt coap" bench/compare.sh
+#   IOTGW_SRC=/tmp/wt bench/compare.sh  # benchmark iotgw built from another checkout
+#                                       # (e.g. a clean worktree of main)
 #
 # Requirements: Go, and Debian's mosquitto (apt-get install -y mosquitto).
 # Either broker is skipped with a message when it cannot be built or found;
@@ -20,28 +36,50 @@
 # by DURATION, and both brokers are stopped on exit, including on Ctrl-C.
 #
 # Knobs (environment, default in brackets):
-#   SCENARIOS     which scenarios                           [pairs fanin fanout idle]
-#   QOS           which QoS levels                          [0 1 2]
+#   SCENARIOS     which sections            [pairs fanin fanout latency protocols idle]
+#   QOS           QoS levels of the matrix                  [0 1 2]
 #   PAIRS         publisher/subscriber pairs                [10]
 #   FAN           publishers in fanin, subscribers in fanout [20]
 #   MSGS          messages per publisher                    [10000]
 #   SIZE          payload bytes                             [64]
 #   WINDOW        in-flight messages per publisher          [100]
-#   E2E=1         also bound QoS 1/2 by end-to-end delivery, not only broker acks [0]
-#   IDLE_N        idle connections for the memory test      [10000]
+#   E2E=1         matrix: also bound QoS 1/2 by end-to-end delivery, not only broker acks [0]
+#   LAT_RATE      latency: offered msg/s over PAIRS pairs   [20000]
+#   LAT_SECS      latency: seconds of steady load per run   [5]
+#   PROTOS        protocols section: protocols ("mqtt" is the cost baseline)
+#                                 [mqtt mqtt5 mqtt-ws mqtt5-ws mqttsn coap stomp stomp-ws]
+#   CROSS         protocols section: publisher:subscriber rows [mqttsn:mqtt coap:mqtt]
+#   PROTO_QOS     protocols section: QoS levels             [0 1]
+#   PROTO_E2E     protocols section: end-to-end credit at QoS 1/2 too [1]
+#   WINDOW_SN     MQTT-SN window / MSGS_SN messages per publisher [10 / 5000]
+#   WINDOW_COAP   CoAP window / MSGS_COAP messages per publisher  [5 / 2000]
+#   IDLE_N        idle connections for the memory test      [15000]
+#   IDLE_PROTOS   idle: protocols on iotgw (mosquitto: mqtt only) [mqtt mqtt-ws]
 #   DURATION      hard bound per run                        [20s]
 #   REPEAT        runs per case (median by rate is shown)   [1]
 #   PIN=1         taskset -c 0 brokers, -c 1 load generator  [0]
 #   MOSQ_NODELAY=1 add "set_tcp_nodelay true" to mosquitto.conf [0]
 #   MOSQUITTO     mosquitto binary                          [mosquitto on PATH, else /usr/sbin/mosquitto]
+#   IOTGW_SRC     checkout whose ./cmd/iotgw is benchmarked [this script's checkout]
 #   OUT           also keep the raw JSON lines in this file [unset]
 #   KEEP=1        keep the temp dir (binaries, logs, configs) [0]
 #
 # How to read it: msg/s is deliveries per second at the subscribers, from the
 # first publish to the last delivery. QoS 0 publishers are paced by end-to-end
 # credit (WINDOW messages not yet seen by subscribers); QoS 1/2 publishers by
-# broker acknowledgements (PUBACK/PUBCOMP), so a broker that acknowledges
-# faster than it can deliver shows up as loss, not as a stalled publisher.
+# broker acknowledgements (PUBACK/PUBCOMP, STOMP RECEIPT, CoAP ACK), so a
+# broker that acknowledges faster than it can deliver shows up as loss, not as
+# a stalled publisher.
+#
+# The protocols section runs with end-to-end credit (PROTO_E2E=1) so that
+# every row is a sustainable, loss-free rate and the cost column compares like
+# with like: iotgw delivers to an MQTT-SN or CoAP subscriber one QoS 1 message
+# per round trip (mqttsn.max_inflight 1, one CON notification at a time), and
+# without end-to-end credit those subscribers' queues overflow. The UDP
+# protocols use small windows (WINDOW_SN, WINDOW_COAP): iotgw's UDP sockets
+# keep the kernel's default receive buffer, and larger bursts are dropped there
+# (QoS 0 loss, QoS 1 retransmissions after -retry). The table shows each row's
+# window.
 #
 # Mosquitto defaults that matter here (we keep them: this is a defaults
 # comparison, and max_queued_messages stays at 1000):
@@ -63,7 +101,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SCENARIOS=${SCENARIOS:-pairs fanin fanout idle}
+IOTGW_SRC=${IOTGW_SRC:-$ROOT}
+# iotgw refuses environment variables IOTGW_* that name no configuration key:
+# keep ours to this script.
+export -n IOTGW_SRC
+SCENARIOS=${SCENARIOS:-pairs fanin fanout latency protocols idle}
 QOS=${QOS:-0 1 2}
 PAIRS=${PAIRS:-10}
 FAN=${FAN:-20}
@@ -71,7 +113,18 @@ MSGS=${MSGS:-10000}
 SIZE=${SIZE:-64}
 WINDOW=${WINDOW:-100}
 E2E=${E2E:-0}
-IDLE_N=${IDLE_N:-10000}
+LAT_RATE=${LAT_RATE:-20000}
+LAT_SECS=${LAT_SECS:-5}
+PROTOS=${PROTOS:-mqtt mqtt5 mqtt-ws mqtt5-ws mqttsn coap stomp stomp-ws}
+CROSS=${CROSS:-mqttsn:mqtt coap:mqtt}
+PROTO_QOS=${PROTO_QOS:-0 1}
+PROTO_E2E=${PROTO_E2E:-1}
+WINDOW_SN=${WINDOW_SN:-10}
+MSGS_SN=${MSGS_SN:-5000}
+WINDOW_COAP=${WINDOW_COAP:-5}
+MSGS_COAP=${MSGS_COAP:-2000}
+IDLE_N=${IDLE_N:-15000}
+IDLE_PROTOS=${IDLE_PROTOS:-mqtt mqtt-ws}
 DURATION=${DURATION:-20s}
 REPEAT=${REPEAT:-1}
 PIN=${PIN:-0}
@@ -130,10 +183,11 @@ go build -o "$TMP/iotgw-bench" ./cmd/iotgw-bench
 BENCH=("${PIN_BENCH[@]+"${PIN_BENCH[@]}"}" "$TMP/iotgw-bench")
 
 BROKERS=()
-if go build -o "$TMP/iotgw" ./cmd/iotgw >"$TMP/iotgw-build.log" 2>&1; then
+log "building iotgw from $IOTGW_SRC ($(git -C "$IOTGW_SRC" describe --always --dirty 2>/dev/null || echo 'not a git checkout'))"
+if (cd "$IOTGW_SRC" && go build -o "$TMP/iotgw" ./cmd/iotgw) >"$TMP/iotgw-build.log" 2>&1; then
 	BROKERS+=(iotgw)
 else
-	log "iotgw: SKIPPED, 'go build ./cmd/iotgw' failed:"
+	log "iotgw: SKIPPED, 'go build ./cmd/iotgw' in $IOTGW_SRC failed (IOTGW_SRC= a clean checkout?):"
 	sed -n '1,5s/^/    /p' "$TMP/iotgw-build.log" >&2
 fi
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || true)}
@@ -157,16 +211,35 @@ hard=$(ulimit -Hn)
 if [[ $hard == unlimited ]]; then hard=1048576; fi
 ulimit -n "$((hard < want_fds * 2 ? hard : want_fds * 2))" 2>/dev/null || true
 soft=$(ulimit -n)
+IDLE_NOTE=
 if ((soft < want_fds)); then
+	IDLE_NOTE="open-file limit $soft (hard $(ulimit -Hn)): idle test reduced from $IDLE_N to $((soft - 1024)) connections"
 	IDLE_N=$((soft - 1024))
-	log "open-file limit is $soft: idle test reduced to $IDLE_N connections"
+	log "$IDLE_NOTE"
 fi
 
 # --- brokers ----------------------------------------------------------------
-# start_broker NAME sets BROKER_PID and BROKER_ADDR for a fresh instance.
+# start_broker NAME sets BROKER_PID and BROKER_ADDR (MQTT over TCP) for a
+# fresh instance, and for iotgw PROTO_ADDR[protocol] for every listener.
+declare -A PROTO_ADDR
+TAKEN=" "
+# free_port [-free-port|-free-udp-port] prints a free loopback port not
+# handed out before in this run (the kernel may offer one twice).
+free_port() {
+	local p
+	for _ in $(seq 20); do
+		p=$("$TMP/iotgw-bench" "$1")
+		if [[ $TAKEN != *" $p "* ]]; then
+			TAKEN+="$p "
+			echo "$p"
+			return
+		fi
+	done
+	echo "$p"
+}
 start_broker() {
 	local name=$1 port
-	port=$("$TMP/iotgw-bench" -free-port)
+	port=$(free_port -free-udp-port)
 	BROKER_ADDR=127.0.0.1:$port
 	case $name in
 	mosquitto)
@@ -187,7 +260,18 @@ start_broker() {
 			>"$TMP/mosquitto-$port.log" 2>&1 &
 		;;
 	iotgw)
-		IOTGW_MQTT_TCP=$BROKER_ADDR IOTGW_MQTT_WS='' IOTGW_LOG_LEVEL=warn \
+		# Every listener on its own free port, configuration otherwise
+		# at the defaults. The UDP ports must be free for UDP.
+		local ws sn coap stomp stompws
+		ws=127.0.0.1:$(free_port -free-port)
+		sn=127.0.0.1:$(free_port -free-udp-port)
+		coap=127.0.0.1:$(free_port -free-udp-port)
+		stomp=127.0.0.1:$(free_port -free-port)
+		stompws=127.0.0.1:$(free_port -free-port)
+		PROTO_ADDR=([mqtt]=$BROKER_ADDR [mqtt5]=$BROKER_ADDR [mqtt-ws]=$ws [mqtt5-ws]=$ws
+			[mqttsn]=$sn [coap]=$coap [stomp]=$stomp [stomp-ws]=$stompws)
+		IOTGW_MQTT_TCP=$BROKER_ADDR IOTGW_MQTT_WS=$ws IOTGW_MQTTSN_UDP=$sn IOTGW_COAP_UDP=$coap \
+			IOTGW_STOMP_TCP=$stomp IOTGW_STOMP_WS=$stompws IOTGW_LOG_LEVEL=warn \
 			"${PIN_BROKER[@]+"${PIN_BROKER[@]}"}" "$TMP/iotgw" >"$TMP/iotgw-$port.log" 2>&1 &
 		;;
 	esac
@@ -221,11 +305,12 @@ run_case() {
 	"${BENCH[@]}" -json -label "$name" -addr "$addr" -duration "$DURATION" "$@" \
 		>"$TMP/case.json" 2>>"$TMP/bench.err" &
 	BENCH_PID=$!
-	wait "$BENCH_PID" || true
+	local rc=0
+	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=
 	line=$(cat "$TMP/case.json")
 	if [[ -z $line ]]; then
-		log "  $name: load generator produced no result (see below)"
+		log "  $name: load generator produced no result (exit status $rc$( ((rc > 128)) && echo ", signal $((rc - 128))")); stderr tail:"
 		tail -n 5 "$TMP/bench.err" >&2 || true
 		return
 	fi
@@ -234,38 +319,74 @@ run_case() {
 	rate=$(printf '%s' "$line" | sed -n 's/.*"rate":\([0-9.]*\).*/\1/p')
 	kib=$(printf '%s' "$line" | sed -n 's/.*"rss_per_conn_kib":\([0-9.-]*\).*/\1/p')
 	err=$(printf '%s' "$line" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')
+	local p99
+	p99=$(printf '%s' "$line" | sed -n 's/.*"p99_us":\([0-9.]*\).*/\1/p')
 	if [[ -n $kib ]]; then
 		log "  $(printf '%-9s' "$name") $kib KiB/connection"
 	else
-		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s"
+		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s, p99 ${p99%.*} µs"
 	fi
 	if [[ -n $err ]]; then log "  $(printf '%-9s' "$name") error: $err"; fi
 }
 
 msg_scenarios=()
+want_latency=0
+want_protocols=0
+want_idle=0
 for s in $SCENARIOS; do
 	case $s in
 	pairs | fanin | fanout) msg_scenarios+=("$s") ;;
-	idle) ;;
+	latency) want_latency=1 ;;
+	protocols) want_protocols=1 ;;
+	idle) want_idle=1 ;;
 	*) log "unknown scenario $s" && exit 2 ;;
 	esac
 done
 
-if [[ ${#msg_scenarios[@]} -gt 0 ]]; then
+# proto_window and proto_msgs PROTOCOL print the window and message count a protocol's
+# publishers use in the protocols section (UDP ones are kept small, see top).
+proto_window() {
+	case $1 in
+	mqttsn) echo "$WINDOW_SN" ;;
+	coap) echo "$WINDOW_COAP" ;;
+	*) echo "$WINDOW" ;;
+	esac
+}
+proto_msgs() {
+	case $1 in
+	mqttsn) echo "$MSGS_SN" ;;
+	coap) echo "$MSGS_COAP" ;;
+	*) echo "$MSGS" ;;
+	esac
+}
+min() { if (($1 < $2)); then echo "$1"; else echo "$2"; fi; }
+
+# alive NAME reports (and logs) whether broker NAME is still running.
+alive() {
+	if kill -0 "${PID[$1]}" 2>/dev/null; then return 0; fi
+	log "  $1: broker process has exited; log tail:"
+	tail -n 5 "$TMP/$1-${ADDR[$1]##*:}.log" >&2 || true
+	return 1
+}
+
+if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 ]]; then
 	# Both brokers run at once and the cases alternate between them, so slow
 	# drift on a shared machine hits both sides alike instead of one.
-	declare -A ADDR PID
+	declare -A ADDR PID IOTGW_ADDR
 	live=()
 	for b in "${BROKERS[@]}"; do
 		if start_broker "$b"; then
 			ADDR[$b]=$BROKER_ADDR
 			PID[$b]=$BROKER_PID
 			live+=("$b")
+			if [[ $b == iotgw ]]; then
+				for p in "${!PROTO_ADDR[@]}"; do IOTGW_ADDR[$p]=${PROTO_ADDR[$p]}; done
+			fi
 		fi
 	done
 	e2e_flag=()
 	if [[ $E2E == 1 ]]; then e2e_flag=(-e2e); fi
-	for s in "${msg_scenarios[@]}"; do
+	for s in "${msg_scenarios[@]+"${msg_scenarios[@]}"}"; do
 		case $s in
 		pairs) n=$PAIRS ;;
 		*) n=$FAN ;;
@@ -274,27 +395,74 @@ if [[ ${#msg_scenarios[@]} -gt 0 ]]; then
 			for r in $(seq "$REPEAT"); do
 				log "$s n=$n qos=$q run $r/$REPEAT"
 				for b in "${live[@]+"${live[@]}"}"; do
-					if ! kill -0 "${PID[$b]}" 2>/dev/null; then
-						log "  $b: broker process has exited; log tail:"
-						tail -n 5 "$TMP/$b-${ADDR[$b]##*:}.log" >&2 || true
-						continue
-					fi
+					alive "$b" || continue
 					run_case "$b" "${ADDR[$b]}" -scenario "$s" -qos "$q" -n "$n" -msgs "$MSGS" \
 						-size "$SIZE" -window "$WINDOW" "${e2e_flag[@]+"${e2e_flag[@]}"}"
 				done
 			done
 		done
 	done
+
+	if [[ $want_latency == 1 ]]; then
+		lat_msgs=$((LAT_RATE * LAT_SECS / PAIRS))
+		for r in $(seq "$REPEAT"); do
+			log "latency n=$PAIRS qos=1 at $LAT_RATE msg/s for ${LAT_SECS}s run $r/$REPEAT"
+			for b in "${live[@]+"${live[@]}"}"; do
+				alive "$b" || continue
+				run_case "$b" "${ADDR[$b]}" -scenario latency -rate "$LAT_RATE" -qos 1 -n "$PAIRS" \
+					-msgs "$lat_msgs" -size "$SIZE" -window "$WINDOW"
+			done
+		done
+	fi
+
+	if [[ $want_protocols == 1 && -n ${PID[iotgw]:-} ]]; then
+		proto_e2e=()
+		if [[ $PROTO_E2E == 1 ]]; then proto_e2e=(-e2e); fi
+		rows=()
+		for p in $PROTOS; do rows+=("$p:$p"); done
+		for c in $CROSS; do rows+=("$c"); done
+		for row in "${rows[@]}"; do
+			pp=${row%%:*} sp=${row#*:}
+			if [[ -z ${IOTGW_ADDR[$pp]:-} || -z ${IOTGW_ADDR[$sp]:-} ]]; then
+				log "unknown protocol in row $row"
+				continue
+			fi
+			win=$(min "$(proto_window "$pp")" "$(proto_window "$sp")")
+			msgs=$(min "$(proto_msgs "$pp")" "$(proto_msgs "$sp")")
+			for q in $PROTO_QOS; do
+				for r in $(seq "$REPEAT"); do
+					log "protocols $pp -> $sp n=$PAIRS qos=$q run $r/$REPEAT"
+					alive iotgw || continue
+					run_case iotgw "${IOTGW_ADDR[$pp]}" -tag proto -scenario pairs -qos "$q" -n "$PAIRS" \
+						-pub-proto "$pp" -sub-proto "$sp" -pub-addr "${IOTGW_ADDR[$pp]}" \
+						-sub-addr "${IOTGW_ADDR[$sp]}" -msgs "$msgs" -size "$SIZE" -window "$win" \
+						"${proto_e2e[@]+"${proto_e2e[@]}"}"
+				done
+			done
+		done
+	elif [[ $want_protocols == 1 ]]; then
+		log "protocols: SKIPPED, iotgw is not running"
+	fi
 	for b in "${live[@]+"${live[@]}"}"; do stop_pid "${PID[$b]}"; done
 fi
 
-if [[ " $SCENARIOS " == *" idle "* ]]; then
+if [[ $want_idle == 1 ]]; then
 	# A fresh broker per measurement: memory freed by earlier runs would be
 	# reused by new connections and hide their real cost.
+	idle_runs=()
 	for b in "${BROKERS[@]}"; do
-		log "idle n=$IDLE_N on a fresh $b"
+		case $b in
+		iotgw) for p in $IDLE_PROTOS; do idle_runs+=("$b:$p"); done ;;
+		*) idle_runs+=("$b:mqtt") ;;
+		esac
+	done
+	for ir in "${idle_runs[@]}"; do
+		b=${ir%%:*} p=${ir#*:}
+		log "idle n=$IDLE_N $p on a fresh $b"
 		if start_broker "$b"; then
-			run_case "$b" "$BROKER_ADDR" -scenario idle -qos 1 -n "$IDLE_N" -broker-pid "$BROKER_PID" \
+			addr=$BROKER_ADDR
+			if [[ $b == iotgw ]]; then addr=${PROTO_ADDR[$p]}; fi
+			run_case "$b" "$addr" -proto "$p" -scenario idle -qos 1 -n "$IDLE_N" -broker-pid "$BROKER_PID" \
 				-duration 60s
 			stop_pid "$BROKER_PID"
 		fi
@@ -304,7 +472,8 @@ fi
 LOAD_END=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 echo
 echo "iotgw-bench: size=${SIZE}B window=$WINDOW msgs/publisher=$MSGS e2e=$E2E pin=$PIN repeat=$REPEAT" \
-	"brokers: ${BROKERS[*]}"
+	"brokers: ${BROKERS[*]}; iotgw from $IOTGW_SRC ($(git -C "$IOTGW_SRC" describe --always --dirty 2>/dev/null || echo '?'))"
+if [[ -n $IDLE_NOTE && $want_idle == 1 ]]; then echo "$IDLE_NOTE"; fi
 busy=
 if awk -v a="$LOAD_START" -v b="$LOAD_END" -v n="$(nproc)" 'BEGIN { exit !(a + 0 > n || b + 0 > n) }'; then
 	busy=" (more runnable work than CPUs: a busy machine, rerun before quoting)"

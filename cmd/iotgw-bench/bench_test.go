@@ -118,7 +118,7 @@ func TestHistogramQuantilesMatchExact(t *testing.T) {
 // TestLatencyMath feeds the subscriber payloads with known send times and
 // checks latency, duplicates, loss progress and foreign-payload handling.
 func TestLatencyMath(t *testing.T) {
-	pubs := []*publisher{newPublisher(7, nil, "t", 0, 10, 64, 100, false, time.Second)}
+	pubs := []*publisher{newPublisher(7, nil, 0, 10, 64, 100, false, time.Second)}
 	s := newSubscriber(7, pubs, 10)
 	payload := make([]byte, 64)
 	for seq := uint32(0); seq < 10; seq++ {
@@ -163,10 +163,10 @@ func TestParseVmRSS(t *testing.T) {
 }
 
 func testConfig(addr, scenario string, qos, n, msgs int) config {
-	return config{addr: addr, scenario: scenario, qos: qos, n: n, msgs: msgs, size: 32,
+	return config{addr: addr, pubProto: protoMQTT, subProto: protoMQTT, scenario: scenario, qos: qos, n: n, msgs: msgs, size: 32,
 		window: 10, duration: 10 * time.Second, drain: 300 * time.Millisecond,
 		stall: 200 * time.Millisecond, keepAlive: 60 * time.Second, settle: 10 * time.Millisecond,
-		parallel: 8, refill: 1}
+		parallel: 8, refill: 1, retry: 200 * time.Millisecond}
 }
 
 func runCfg(t *testing.T, cfg config) result {
@@ -302,8 +302,8 @@ func TestWindowBoundsInFlight(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	defer server.Close()
-	c := &conn{nc: client, bw: bufio.NewWriter(client)}
-	p := newPublisher(0, c, "t", 1, 20, 16, 5, false, time.Second)
+	c := testMQTT(client, nil, client)
+	p := testPublisher(0, c, "t", 1, 20, 16, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs failures
@@ -365,7 +365,7 @@ func TestWindowBoundsInFlight(t *testing.T) {
 // and receiving allocate nothing per message.
 func TestSteadyStateAllocations(t *testing.T) {
 	const msgs = 10000
-	pub := newPublisher(0, &conn{bw: bufio.NewWriter(io.Discard)}, "bench/pairs/0", 2, msgs, 64, 100, false, time.Second)
+	pub := testPublisher(0, testMQTT(nil, nil, io.Discard), "bench/pairs/0", 2, msgs, 64, 100)
 	allocs := testing.AllocsPerRun(5, func() {
 		pub.sent = 0
 		if err := pub.send(msgs); err != nil {
@@ -387,15 +387,15 @@ func TestSteadyStateAllocations(t *testing.T) {
 		stream = appendAck(stream, pktPubrel, packetID(int64(seq)))
 	}
 	sub := newSubscriber(0, []*publisher{pub}, msgs)
-	r := &reader{sub: sub, pending: newBitset(1 << 16)}
+	r := &reader{sub: sub}
 	var br bytes.Reader
-	c := &conn{pr: packetReader{br: bufio.NewReader(&br), buf: make([]byte, 256)}, bw: bufio.NewWriter(io.Discard)}
-	r.c = c
+	c := testMQTT(nil, &br, io.Discard)
+	c.pending = newBitset(1 << 16)
 	allocs = testing.AllocsPerRun(5, func() {
 		br.Reset(stream)
-		c.pr.br.Reset(&br)
+		c.br.Reset(&br)
 		sub.sources[0].seen = newBitset(msgs) // one allocation per run, not per message
-		if err := r.loopErr(); err != io.EOF {
+		if err := c.readLoop(r); err != io.EOF {
 			t.Fatal(err)
 		}
 	})
@@ -410,7 +410,7 @@ func TestSteadyStateAllocations(t *testing.T) {
 // BenchmarkPublish is the publisher's per-message cost with the network
 // removed: stamp, encode, buffer.
 func BenchmarkPublish(b *testing.B) {
-	pub := newPublisher(0, &conn{bw: bufio.NewWriterSize(io.Discard, 64<<10)}, "bench/pairs/0", 1, b.N, 64, 100, false, time.Second)
+	pub := testPublisher(0, testMQTT(nil, nil, io.Discard), "bench/pairs/0", 1, b.N, 64, 100)
 	b.ReportAllocs()
 	b.ResetTimer()
 	if err := pub.send(int64(b.N)); err != nil {
@@ -429,12 +429,27 @@ func BenchmarkReceiveQoS1(b *testing.B) {
 		stream = append(stream, byte(packetID(int64(seq))>>8), byte(packetID(int64(seq))))
 		stream = append(stream, payload...)
 	}
-	pub := newPublisher(0, nil, "t", 1, b.N, 64, 100, false, time.Second)
-	c := &conn{pr: packetReader{br: bufio.NewReaderSize(bytes.NewReader(stream), 64<<10)}, bw: bufio.NewWriter(io.Discard)}
-	r := &reader{c: c, sub: newSubscriber(0, []*publisher{pub}, b.N)}
+	pub := newPublisher(0, nil, 1, b.N, 64, 100, false, time.Second)
+	c := testMQTT(nil, bytes.NewReader(stream), io.Discard)
+	r := &reader{sub: newSubscriber(0, []*publisher{pub}, b.N)}
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := r.loopErr(); err != io.EOF {
+	if err := c.readLoop(r); err != io.EOF {
 		b.Fatal(err)
 	}
+}
+
+// testMQTT builds an MQTT 3.1.1 client connection over arbitrary streams,
+// without a handshake, for tests that drive it by hand.
+func testMQTT(nc net.Conn, r io.Reader, w io.Writer) *mqttConn {
+	c := &mqttConn{stream: stream{nc: nc, br: bufio.NewReaderSize(r, 64<<10), bw: bufio.NewWriterSize(w, 64<<10)}}
+	c.pr = packetReader{br: c.br, buf: make([]byte, 0, 256)}
+	return c
+}
+
+// testPublisher is a publisher on c, prepared to publish on topic.
+func testPublisher(id uint32, c *mqttConn, topic string, qos byte, msgs, size, window int) *publisher {
+	p := newPublisher(id, c, qos, msgs, size, window, false, time.Second)
+	_ = c.preparePublish(p, topic)
+	return p
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -37,17 +36,23 @@ func (f *failures) firstErr() error {
 // connections advance.
 type publisher struct {
 	id     uint32
-	c      *conn
+	w      wire
 	qos    byte
 	msgs   int
 	window int64 // 0 = unbounded
 	e2e    bool  // also bound messages not yet seen by every subscriber
 	stall  time.Duration
 	refill int64  // free slots needed before a blocked publisher resumes
-	head   []byte // precomputed fixed header + topic
 	body   []byte // payload buffer, restamped per message
 
-	// acked counts PUBACKs (QoS 1) or PUBCOMPs (QoS 2).
+	// Pacing (-rate): message seq is due at start + seq*interval; 0 = as
+	// fast as the window allows.
+	interval int64
+	start    int64
+
+	// acked counts completed QoS 1/2 handshakes (PUBACK, PUBCOMP, RECEIPT,
+	// CoAP ACK). UDP publishers, whose acks may arrive out of order, store
+	// the low-water mark instead: every message below it is acknowledged.
 	acked   atomic.Int64
 	ackWake atomic.Int64
 	// progress has one slot per subscriber that hears this publisher: the
@@ -59,18 +64,20 @@ type publisher struct {
 	wake     chan struct{}
 
 	// Written by the publisher goroutine, read after it finished.
-	sent      int64
-	firstSend int64
-	lastSend  int64
-	badAcks   atomic.Int64
-	stalls    int64
+	sent        int64
+	firstSend   int64
+	lastSend    int64
+	badAcks     atomic.Int64
+	retransmits atomic.Int64 // UDP: messages sent again for want of an ack
+	stalls      int64
 }
 
-func newPublisher(id uint32, c *conn, topic string, qos byte, msgs, size, window int, e2e bool, stall time.Duration) *publisher {
+// newPublisher prepares publisher id on w; w may be nil in unit tests that
+// drive the publisher by hand.
+func newPublisher(id uint32, w wire, qos byte, msgs, size, window int, e2e bool, stall time.Duration) *publisher {
 	p := &publisher{
-		id: id, c: c, qos: qos, msgs: msgs, window: int64(window),
+		id: id, w: w, qos: qos, msgs: msgs, window: int64(window),
 		e2e: e2e || qos == 0, stall: stall,
-		head: appendPublishHeader(nil, topic, qos, size),
 		body: make([]byte, size),
 		wake: make(chan struct{}, 1),
 	}
@@ -90,9 +97,17 @@ func (p *publisher) signal() {
 	}
 }
 
-// onAck is called by this connection's reader for PUBACK/PUBCOMP.
+// onAck is called by this connection's reader for each completed handshake.
 func (p *publisher) onAck() {
 	if p.acked.Add(1) >= p.ackWake.Load() {
+		p.signal()
+	}
+}
+
+// ackTo is onAck for UDP publishers: every message below low is acknowledged.
+func (p *publisher) ackTo(low int64) {
+	p.acked.Store(low)
+	if low >= p.ackWake.Load() {
 		p.signal()
 	}
 }
@@ -124,6 +139,21 @@ func (p *publisher) run(ctx context.Context, errs *failures) {
 			return
 		}
 		n := total - p.sent
+		if p.interval > 0 {
+			// Paced: send what is due by now, then sleep until the next one.
+			now := benchNow()
+			due := (now-p.start)/p.interval + 1
+			if due <= p.sent {
+				timer.Reset(time.Duration(p.start + p.sent*p.interval - now))
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+				}
+				timer.Stop()
+				continue
+			}
+			n = min(n, due-p.sent)
+		}
 		ackLimited := p.qos > 0 && p.window > 0
 		e2eLimited := p.e2e && p.window > 0 && len(p.progress) > 0
 		if ackLimited {
@@ -180,9 +210,9 @@ func (p *publisher) run(ctx context.Context, errs *failures) {
 
 // send writes n messages back to back and flushes once.
 func (p *publisher) send(n int64) error {
-	c := p.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	w := p.w
+	w.lock()
+	defer w.unlock()
 	for i := int64(0); i < n; i++ {
 		seq := p.sent
 		now := benchNow()
@@ -190,25 +220,13 @@ func (p *publisher) send(n int64) error {
 			p.firstSend = now
 		}
 		stampPayload(p.body, now, p.id, uint32(seq))
-		if _, err := c.bw.Write(p.head); err != nil {
-			return err
-		}
-		if p.qos > 0 {
-			id := packetID(seq)
-			if err := c.bw.WriteByte(byte(id >> 8)); err != nil {
-				return err
-			}
-			if err := c.bw.WriteByte(byte(id)); err != nil {
-				return err
-			}
-		}
-		if _, err := c.bw.Write(p.body); err != nil {
+		if err := w.writePublishLocked(seq, now, p.body); err != nil {
 			return err
 		}
 		p.sent++
 		p.lastSend = now
 	}
-	return c.flushLocked()
+	return w.flushLocked()
 }
 
 // packetID maps a sequence number to an identifier in 1..65535. With a window
@@ -288,122 +306,20 @@ func (s *subscriber) deliver(payload []byte, now int64) {
 	}
 }
 
-// reader is the per-connection receive loop. It acknowledges deliveries per
-// the QoS handshakes and flushes only when the socket has nothing more
-// buffered, so acks for a burst share one write.
+// reader is what a connection's receive loop accounts to: the publisher
+// whose acks arrive on it, or the subscriber whose deliveries do (or
+// neither, for idle connections). The protocol's wire does the parsing.
 type reader struct {
-	c   *conn
 	pub *publisher  // set on publishing connections
 	sub *subscriber // set on subscribing connections
-	// QoS 2 packet ids received but not yet released (PUBREL). A PUBLISH
-	// repeating one of them is a legal retransmission, not a new message.
-	// Allocated on first use so idle connections stay small.
-	pending bitset
 }
 
-// loop runs until the connection fails or is closed. Errors after closing
-// is set are the expected result of teardown and are not reported.
-func (r *reader) loop(closing *atomic.Bool, errs *failures) {
-	err := r.loopErr()
+// loop runs w's receive loop until the connection fails or is closed.
+// Errors after closing is set are the expected result of teardown and are
+// not reported.
+func (r *reader) loop(w wire, closing *atomic.Bool, errs *failures) {
+	err := w.readLoop(r)
 	if err != nil && !closing.Load() {
 		errs.add(err)
-	}
-}
-
-func (r *reader) loopErr() error {
-	c := r.c
-	dirty := false
-	for {
-		h, body, err := c.pr.next()
-		if err != nil {
-			return err
-		}
-		switch h >> 4 {
-		case pktPublish:
-			pv, err := parsePublish(h, body)
-			if err != nil {
-				return err
-			}
-			deliver := true
-			switch pv.qos {
-			case 1:
-				dirty = true
-				c.mu.Lock()
-				err = c.writeAckLocked(pktPuback, pv.id)
-				c.mu.Unlock()
-			case 2:
-				if r.pending == nil {
-					r.pending = newBitset(1 << 16)
-				}
-				deliver = !r.pending.testAndSet(uint32(pv.id))
-				dirty = true
-				c.mu.Lock()
-				err = c.writeAckLocked(pktPubrec, pv.id)
-				c.mu.Unlock()
-			}
-			if err != nil {
-				return err
-			}
-			if deliver && r.sub != nil {
-				r.sub.deliver(pv.payload, benchNow())
-			}
-		case pktPubrel:
-			id, err := ackID(body)
-			if err != nil {
-				return err
-			}
-			if r.pending != nil {
-				r.pending[id/64] &^= 1 << (id % 64)
-			}
-			dirty = true
-			c.mu.Lock()
-			err = c.writeAckLocked(pktPubcomp, id)
-			c.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		case pktPuback, pktPubcomp:
-			if r.pub == nil {
-				return fmt.Errorf("unexpected packet type %d on a subscriber", h>>4)
-			}
-			// QoS 1 completes with PUBACK, QoS 2 with PUBCOMP; anything
-			// else is a broker bug worth counting, not crashing on.
-			want := pktPuback
-			if r.pub.qos == 2 {
-				want = pktPubcomp
-			}
-			if r.pub.qos == 0 || h>>4 != want {
-				r.pub.badAcks.Add(1)
-				continue
-			}
-			r.pub.onAck()
-		case pktPubrec:
-			if r.pub == nil || r.pub.qos != 2 {
-				return errors.New("unexpected PUBREC")
-			}
-			id, err := ackID(body)
-			if err != nil {
-				return err
-			}
-			dirty = true
-			c.mu.Lock()
-			err = c.writeAckLocked(pktPubrel, id)
-			c.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		case pktPingresp, pktSuback:
-		default:
-			return fmt.Errorf("unexpected packet type %d", h>>4)
-		}
-		if dirty && c.pr.br.Buffered() == 0 {
-			c.mu.Lock()
-			err := c.flushLocked()
-			c.mu.Unlock()
-			if err != nil {
-				return err
-			}
-			dirty = false
-		}
 	}
 }

@@ -1,29 +1,62 @@
-// Command iotgw-bench is a load generator for any MQTT 3.1.1 broker. It speaks
-// the protocol itself over raw TCP (standard library only) so that the same
+// Command iotgw-bench is a load generator for every protocol iotgw speaks,
+// and for any MQTT broker. It speaks the protocols itself (standard library
+// only, plus gorilla/websocket for the WebSocket transports) so that the same
 // client measures iotgw and other brokers alike, and it is cheap enough per
 // message that the broker, not the client, is the bottleneck.
 //
+// Protocols (-proto for both sides; -pub-proto and -sub-proto to mix, e.g.
+// MQTT-SN publishers with MQTT subscribers):
+//
+//	mqtt      MQTT 3.1.1 over TCP
+//	mqtt5     MQTT 5 over TCP (no properties)
+//	mqtt-ws   MQTT 3.1.1 over WebSocket, subprotocol "mqtt", path -ws-path
+//	mqtt5-ws  MQTT 5 over WebSocket
+//	mqttsn    MQTT-SN 1.2 over UDP: REGISTER, topic ids, QoS 0/1/2
+//	coap      CoAP over UDP: POST /ps/{topic}?qos=N (CON at QoS >= 1, NON at
+//	          QoS 0), GET with Observe to subscribe
+//	stomp     STOMP 1.2 over TCP: SEND with a qos header (+ receipt at
+//	          QoS >= 1), SUBSCRIBE ack:auto / client-individual
+//	stomp-ws  STOMP 1.2 over WebSocket, subprotocol "v12.stomp"
+//
+// Each side connects to -pub-addr / -sub-addr (default -addr); for the
+// WebSocket protocols an address is host:port (path from -ws-path, else
+// /mqtt or /stomp) or a ws:// URL.
+//
 // Scenarios:
 //
-//	pairs   N publisher/subscriber pairs, one topic per pair
-//	fanin   N publishers -> 1 subscriber on bench/fanin/#
-//	fanout  1 publisher -> N subscribers on one topic
-//	idle    N idle connections with one subscription each; with -broker-pid
-//	        reports the broker's RSS growth per connection
-//	probe   connect until the broker answers (for scripts), bounded by -duration
+//	pairs    N publisher/subscriber pairs, one topic per pair
+//	fanin    N publishers -> 1 subscriber on bench/fanin/#
+//	fanout   1 publisher -> N subscribers on one topic
+//	latency  pairs at a fixed offered rate (-rate msg/s over all publishers):
+//	         the p50/p90/p99/max latency of a steady load, not of a flood
+//	idle     N idle connections with one subscription each (for MQTT-SN and
+//	         CoAP: N registered clients, each with a subscription or
+//	         observation); with -broker-pid reports the broker's RSS growth
+//	         per connection
+//	probe    connect until the broker answers (for scripts), bounded by -duration
 //
 // Every payload carries its send time and a per-publisher sequence number, so
 // subscribers compute end-to-end latency, loss and duplicates themselves.
 //
 // Flow control: each publisher keeps at most -window messages in flight. At
-// QoS 1/2 a message is in flight until the broker's PUBACK/PUBCOMP. QoS 0 has
+// QoS 1/2 a message is in flight until the broker's acknowledgement (PUBACK,
+// PUBCOMP, STOMP RECEIPT, the CoAP ACK carrying 2.04). QoS 0 has
 // no acknowledgement, so there a message is in flight until every subscriber
 // has seen it or a later message from the same publisher (end-to-end credit);
 // -window 0 removes the bound (firehose) and -e2e applies end-to-end credit at
-// QoS 1/2 too.
+// QoS 1/2 too. Over UDP the window bounds the span from the oldest
+// unacknowledged message, and unacknowledged QoS 1/2 messages are sent again
+// after -retry (counted as retransmits). UDP publishers default to -window 10:
+// iotgw's UDP sockets keep the kernel's default receive buffer.
 //
-// Other modes: -report FILE prints a comparison table from -json result lines
-// (see bench/compare.sh), -free-port prints a free loopback TCP port.
+// Example, 10 CoAP publishers at QoS 1 to STOMP subscribers of one iotgw:
+//
+//	iotgw-bench -pub-proto coap -pub-addr 127.0.0.1:5683 \
+//	    -sub-proto stomp -sub-addr 127.0.0.1:61613 -qos 1 -n 10 -msgs 2000
+//
+// Other modes: -report FILE prints the comparison tables from -json result
+// lines (see bench/compare.sh), -free-port prints a free loopback TCP port,
+// -free-udp-port one free for both TCP and UDP.
 package main
 
 import (
@@ -44,13 +77,21 @@ func main() {
 func run(args []string) int {
 	fs := flag.NewFlagSet("iotgw-bench", flag.ContinueOnError)
 	var cfg config
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker `host:port`")
-	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | idle | probe")
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker `host:port` (or ws:// URL for WebSocket protocols)")
+	fs.StringVar(&cfg.pubAddr, "pub-addr", "", "publishers' broker `address` (default -addr)")
+	fs.StringVar(&cfg.subAddr, "sub-addr", "", "subscribers' and idle connections' broker `address` (default -addr)")
+	proto := fs.String("proto", protoMQTT, "protocol of every connection: "+strings.Join(protocols, " | "))
+	fs.StringVar(&cfg.pubProto, "pub-proto", "", "publishers' protocol (default -proto)")
+	fs.StringVar(&cfg.subProto, "sub-proto", "", "subscribers' protocol (default -proto)")
+	fs.StringVar(&cfg.wsPath, "ws-path", "", "WebSocket path for a host:port address (default /mqtt or /stomp)")
+	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | latency | idle | probe")
+	fs.Float64Var(&cfg.rate, "rate", 0, "offered `msg/s` over all publishers (latency: required; others: 0 = as fast as the window allows)")
+	fs.DurationVar(&cfg.retry, "retry", time.Second, "UDP protocols: resend a QoS 1/2 message not acknowledged for this long")
 	fs.IntVar(&cfg.qos, "qos", 0, "QoS for publishes and subscriptions: 0, 1 or 2")
 	fs.IntVar(&cfg.n, "n", 4, "pairs, fan-in publishers, fan-out subscribers, or idle connections")
 	fs.IntVar(&cfg.msgs, "msgs", 5000, "messages per publisher")
 	fs.IntVar(&cfg.size, "size", 64, "payload bytes (minimum 16: timestamp, publisher, sequence)")
-	fs.IntVar(&cfg.window, "window", 100, "in-flight messages per publisher; 0 = unbounded")
+	fs.IntVar(&cfg.window, "window", 100, fmt.Sprintf("in-flight messages per publisher; 0 = unbounded (UDP publishers: default %d)", udpWindow))
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "hard bound on the whole run, connecting included")
 	fs.DurationVar(&cfg.drain, "drain", time.Second, "after publishing, stop waiting once nothing arrived for this long")
 	fs.DurationVar(&cfg.stall, "stall", 500*time.Millisecond, "QoS 0 end-to-end credit: presume outstanding messages lost after this long without progress")
@@ -61,15 +102,38 @@ func run(args []string) int {
 	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "idle: broker process id whose /proc/<pid>/status VmRSS is sampled")
 	fs.IntVar(&cfg.parallel, "parallel", 64, "concurrent connection attempts while setting up")
 	fs.StringVar(&cfg.label, "label", "", "broker name recorded in -json output (used by -report)")
+	fs.StringVar(&cfg.tag, "tag", "", "group recorded in -json output; -report shows tag \"proto\" rows in the protocol table")
 	jsonOut := fs.Bool("json", false, "print one machine-readable JSON line instead of text")
+	freeUDP := fs.Bool("free-udp-port", false, "print a loopback port free for both TCP and UDP and exit")
 	report := fs.String("report", "", "print a comparison table from a `file` of -json lines, then exit")
 	compare := fs.String("compare", "iotgw,mosquitto", "-report: the two labels to compare, `a,b`; ratios are a/b")
 	freePort := fs.Bool("free-port", false, "print a free loopback TCP port and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if cfg.pubProto == "" {
+		cfg.pubProto = *proto
+	}
+	if cfg.subProto == "" {
+		cfg.subProto = *proto
+	}
+	windowSet := false
+	fs.Visit(func(f *flag.Flag) { windowSet = windowSet || f.Name == "window" })
+	if !windowSet && isUDP(cfg.pubProto) {
+		// iotgw's UDP sockets keep the kernel's default receive buffer;
+		// 100 datagrams per publisher overflow it (see bench/compare.sh).
+		cfg.window = udpWindow
+	}
 
 	switch {
+	case *freeUDP:
+		port, err := freeBothPort()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
+			return 1
+		}
+		fmt.Println(port)
+		return 0
 	case *freePort:
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -141,11 +205,37 @@ func run(args []string) int {
 	return 0
 }
 
+// udpWindow is the default -window of MQTT-SN and CoAP publishers.
+const udpWindow = 10
+
 func validate(cfg config) error {
 	switch cfg.scenario {
-	case "pairs", "fanin", "fanout", "idle", "probe":
+	case "pairs", "fanin", "fanout", "latency", "idle", "probe":
 	default:
 		return fmt.Errorf("unknown -scenario %q", cfg.scenario)
+	}
+	for _, p := range []string{cfg.pubProto, cfg.subProto} {
+		if !knownProto(p) {
+			return fmt.Errorf("unknown protocol %q (want %s)", p, strings.Join(protocols, ", "))
+		}
+	}
+	udp := isUDP(cfg.pubProto) || isUDP(cfg.subProto)
+	switch {
+	case cfg.scenario == "latency" && cfg.rate <= 0:
+		return fmt.Errorf("-scenario latency needs -rate")
+	case cfg.rate < 0:
+		return fmt.Errorf("-rate must not be negative")
+	case isUDP(cfg.pubProto) && cfg.qos > 0 && cfg.window == 0:
+		// Retransmission needs a bounded set of unacknowledged messages.
+		return fmt.Errorf("-pub-proto %s at QoS %d needs a -window", cfg.pubProto, cfg.qos)
+	case cfg.pubProto == protoCoAP && cfg.msgs > coapMaxMsgs:
+		return fmt.Errorf("-pub-proto coap: -msgs at most %d (CoAP message ids must not repeat)", coapMaxMsgs)
+	case udp && cfg.size > 1024:
+		// iotgw sends CoAP notifications above coap.block_size (1024) block-wise,
+		// and a UDP datagram must hold one whole MQTT-SN message.
+		return fmt.Errorf("-size at most 1024 with UDP protocols")
+	case udp && cfg.retry < 10*time.Millisecond:
+		return fmt.Errorf("-retry must be at least 10ms")
 	}
 	switch {
 	case cfg.qos < 0 || cfg.qos > 2:
@@ -175,7 +265,7 @@ func printText(r result) {
 		label = " [" + r.Label + "]"
 	}
 	if r.Scenario == "idle" {
-		fmt.Printf("idle%s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, r.QoS, r.Conns, r.N, r.ConnectRate)
+		fmt.Printf("idle%s %s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, r.Proto, r.QoS, r.Conns, r.N, r.ConnectRate)
 		if r.RSSAfterKiB > 0 {
 			fmt.Printf("  broker RSS  %d KiB -> %d KiB  = %.2f KiB per connection\n",
 				r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnKiB)
@@ -183,15 +273,19 @@ func printText(r result) {
 			fmt.Println("  broker RSS  not measured (pass -broker-pid)")
 		}
 	} else {
-		fmt.Printf("%s%s qos=%d n=%d msgs=%d size=%d window=%d\n",
-			r.Scenario, label, r.QoS, r.N, r.Msgs, r.Size, r.Window)
+		fmt.Printf("%s%s %s qos=%d n=%d msgs=%d size=%d window=%d\n",
+			r.Scenario, label, protoLabel(r), r.QoS, r.N, r.Msgs, r.Size, r.Window)
+		if r.OfferedRate > 0 {
+			fmt.Printf("  offered %.0f msg/s\n", r.OfferedRate)
+		}
 		fmt.Printf("  sent %d  received %d  expected %d  loss %.2f%%  duplicates %d\n",
 			r.Sent, r.Received, r.Expected, r.LossPct, r.Dups)
 		fmt.Printf("  rate %.0f msg/s over %.3fs (publish %.0f msg/s)\n", r.Rate, r.WindowSec, r.PublishRate)
 		fmt.Printf("  latency p50 %s  p90 %s  p99 %s  max %s\n",
 			fmtUs(r.P50us), fmtUs(r.P90us), fmtUs(r.P99us), fmtUs(r.MaxUs))
-		if r.Foreign > 0 || r.BadAcks > 0 || r.Stalls > 0 {
-			fmt.Printf("  foreign payloads %d  unexpected acks %d  QoS 0 stalls %d\n", r.Foreign, r.BadAcks, r.Stalls)
+		if r.Foreign > 0 || r.BadAcks > 0 || r.Stalls > 0 || r.Retransmits > 0 {
+			fmt.Printf("  foreign payloads %d  unexpected acks %d  QoS 0 stalls %d  retransmits %d\n",
+				r.Foreign, r.BadAcks, r.Stalls, r.Retransmits)
 		}
 	}
 	if r.TimedOut {
@@ -212,4 +306,36 @@ func fmtUs(us float64) string {
 	default:
 		return fmt.Sprintf("%.0fµs", us)
 	}
+}
+
+// freeBothPort finds a loopback port that is free for TCP and UDP alike, for
+// a broker whose TCP and UDP listeners a script places by port.
+func freeBothPort() (int, error) {
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no port free for both TCP and UDP")
+}
+
+// protoLabel names a result's protocols: "mqtt", or "mqttsn→mqtt" for
+// publishers and subscribers on different ones.
+func protoLabel(r result) string {
+	p := r.Proto
+	if p == "" {
+		p = protoMQTT // results from before protocols were recorded
+	}
+	if r.SubProto != "" && r.SubProto != p {
+		return p + "→" + r.SubProto
+	}
+	return p
 }

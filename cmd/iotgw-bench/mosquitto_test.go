@@ -49,7 +49,7 @@ func startMosquitto(t *testing.T) (addr string, pid int) {
 	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := probe(ctx, config{addr: addr, keepAlive: time.Minute}); err != nil {
+	if err := probe(ctx, config{addr: addr, pubProto: protoMQTT, subProto: protoMQTT, keepAlive: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	return addr, cmd.Process.Pid
@@ -72,7 +72,31 @@ func TestAgainstMosquitto(t *testing.T) {
 			}
 		}
 	}
-	cfg := testConfig(addr, "idle", 1, 300, 1)
+	// MQTT 5 (properties, v5 SUBACK/PUBACK forms) and a fixed-rate run.
+	for qos := 0; qos <= 2; qos++ {
+		cfg := testConfig(addr, "pairs", qos, 3, 300)
+		cfg.pubProto, cfg.subProto = protoMQTT5, protoMQTT5
+		cfg.window = 20 // mosquitto's Receive Maximum
+		res := runCfg(t, cfg)
+		if res.Unique != res.Expected || res.Dups != 0 || res.BadAcks != 0 || res.Proto != protoMQTT5 {
+			t.Errorf("mqtt5 qos %d: %+v", qos, res)
+		}
+	}
+	cfg := testConfig(addr, "pairs", 1, 1, 10)
+	cfg.pubProto = protoMQTT5
+	cfg.window = 21
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := runMessaging(ctx, cfg); err == nil {
+		t.Error("a window above mosquitto's Receive Maximum (20) was accepted")
+	}
+	cfg = testConfig(addr, "latency", 1, 2, 100)
+	cfg.rate = 2000
+	if res := runCfg(t, cfg); res.Unique != res.Expected || res.PublishRate > 3000 {
+		t.Errorf("latency: %+v", res)
+	}
+
+	cfg = testConfig(addr, "idle", 1, 300, 1)
 	cfg.brokerPID = pid
 	cfg.settle = 100 * time.Millisecond
 	res := runCfg(t, cfg)

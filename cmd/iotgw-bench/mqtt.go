@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// MQTT 3.1.1 control packet types (§2.2.1). Only the ones this client sends
+// MQTT control packet types (§2.2.1, the same in 3.1.1 and 5). Only the ones this client sends
 // or expects to receive are listed.
 const (
 	pktConnect    byte = 1
@@ -112,6 +110,47 @@ func appendPublishHeader(b []byte, topic string, qos byte, payloadLen int) []byt
 	return appendString(b, topic)
 }
 
+// appendConnect5 appends an MQTT 5 CONNECT for an anonymous client with no
+// properties (§3.1): everything at its default.
+func appendConnect5(b []byte, clientID string, keepAlive uint16, clean bool) []byte {
+	var flags byte
+	if clean {
+		flags |= 0x02
+	}
+	// Variable header: name (6), level (1), flags (1), keep alive (2), properties (1).
+	b = append(b, pktConnect<<4)
+	b = appendRemLen(b, 11+2+len(clientID))
+	b = appendString(b, "MQTT")
+	b = append(b, 5, flags)
+	b = binary.BigEndian.AppendUint16(b, keepAlive)
+	b = append(b, 0)
+	return appendString(b, clientID)
+}
+
+// appendSubscribe5 appends an MQTT 5 SUBSCRIBE with no properties; the
+// options byte carries only the maximum QoS (§3.8.3.1).
+func appendSubscribe5(b []byte, id uint16, filter string, qos byte) []byte {
+	b = append(b, pktSubscribe<<4|0x02)
+	b = appendRemLen(b, 2+1+2+len(filter)+1)
+	b = binary.BigEndian.AppendUint16(b, id)
+	b = append(b, 0)
+	b = appendString(b, filter)
+	return append(b, qos)
+}
+
+// appendPublishHeader5 is appendPublishHeader for MQTT 5: the remaining
+// length also counts the empty property list, written after the packet
+// identifier (or right after the topic at QoS 0).
+func appendPublishHeader5(b []byte, topic string, qos byte, payloadLen int) []byte {
+	rl := 2 + len(topic) + 1 + payloadLen
+	if qos > 0 {
+		rl += 2
+	}
+	b = append(b, pktPublish<<4|qos<<1)
+	b = appendRemLen(b, rl)
+	return appendString(b, topic)
+}
+
 // readRemLen decodes the remaining length from r.
 func readRemLen(r io.ByteReader) (int, error) {
 	n, mul := 0, 1
@@ -169,8 +208,27 @@ type publishView struct {
 	payload []byte
 }
 
-// parsePublish decodes a PUBLISH body given its header byte.
+// parsePublish decodes an MQTT 3.1.1 PUBLISH body given its header byte.
 func parsePublish(h byte, body []byte) (publishView, error) {
+	return parsePublishV(h, body, false)
+}
+
+// uvarint decodes an MQTT variable byte integer at the start of b and
+// returns it with its encoded length.
+func uvarint(b []byte) (int, int, error) {
+	n, mul := 0, 1
+	for i := 0; i < 4 && i < len(b); i++ {
+		n += int(b[i]&0x7f) * mul
+		if b[i]&0x80 == 0 {
+			return n, i + 1, nil
+		}
+		mul *= 128
+	}
+	return 0, 0, errMalformed
+}
+
+// parsePublishV decodes a PUBLISH body; v5 skips the property list.
+func parsePublishV(h byte, body []byte, v5 bool) (publishView, error) {
 	p := publishView{qos: (h >> 1) & 3, dup: h&0x08 != 0}
 	if p.qos == 3 || len(body) < 2 {
 		return p, errMalformed
@@ -188,6 +246,13 @@ func parsePublish(h byte, body []byte) (publishView, error) {
 		p.id = binary.BigEndian.Uint16(body[pos:])
 		pos += 2
 	}
+	if v5 {
+		pl, n, err := uvarint(body[pos:])
+		if err != nil || pos+n+pl > len(body) {
+			return p, errMalformed
+		}
+		pos += n + pl
+	}
 	p.payload = body[pos:]
 	return p, nil
 }
@@ -200,45 +265,34 @@ func ackID(body []byte) (uint16, error) {
 	return binary.BigEndian.Uint16(body), nil
 }
 
-// conn is one MQTT client connection. A publisher goroutine and the
-// connection's reader goroutine may both write (QoS 2 PUBREL, acks, pings),
-// so the writer is guarded by mu; reading belongs to one goroutine only.
-type conn struct {
-	nc net.Conn
-	pr packetReader
+// mqttConn is one MQTT 3.1.1 or 5 client connection over TCP or WebSocket.
+type mqttConn struct {
+	stream
+	v5     bool
+	pr     packetReader
+	ackBuf [4]byte
+	// QoS 2 packet ids received but not yet released (PUBREL). A PUBLISH
+	// repeating one of them is a legal retransmission, not a new message.
+	// Allocated on first use so idle connections stay small.
+	pending bitset
 
-	mu        sync.Mutex
-	bw        *bufio.Writer
-	ackBuf    [4]byte
-	lastWrite atomic.Int64 // benchNow() of the last flush, for keep-alive pings
+	// Publishing: the precomputed fixed header and topic.
+	qos     byte
+	head    []byte
+	recvMax int // MQTT 5: the broker's Receive Maximum (0 for 3.1.1)
 }
 
-// bufSizes picks per-connection buffer sizes. Publishers need big write
-// buffers, subscribers big read buffers, and idle connections almost nothing
-// (10,000 of them must not cost the load generator gigabytes).
-type bufSizes struct{ read, write int }
-
-// dialMQTT opens a TCP connection and completes the CONNECT/CONNACK handshake
-// synchronously, before any reader goroutine exists.
-func dialMQTT(addr, clientID string, keepAlive time.Duration, deadline time.Time, sz bufSizes) (*conn, error) {
-	d := net.Dialer{Deadline: deadline}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
+// newMQTT completes the CONNECT/CONNACK handshake on nc synchronously,
+// before any reader goroutine exists.
+func newMQTT(nc net.Conn, o dialOpts, v5 bool) (*mqttConn, error) {
+	c := &mqttConn{stream: newStream(nc, o.sz), v5: v5}
+	c.pr = packetReader{br: c.br, buf: make([]byte, 0, 256)}
+	ka := uint16(o.keepAlive / time.Second)
+	connect := appendConnect(nil, o.clientID, ka, true)
+	if v5 {
+		connect = appendConnect5(nil, o.clientID, ka, true)
 	}
-	// The handshake and the whole run share one hard deadline so that a stuck
-	// broker can never hang the benchmark.
-	if err := nc.SetDeadline(deadline); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	c := &conn{
-		nc: nc,
-		pr: packetReader{br: bufio.NewReaderSize(nc, sz.read), buf: make([]byte, 0, 256)},
-		bw: bufio.NewWriterSize(nc, sz.write),
-	}
-	ka := uint16(keepAlive / time.Second)
-	if err := c.writeFlush(appendConnect(nil, clientID, ka, true)); err != nil {
+	if err := c.writeFlush(connect); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -253,16 +307,80 @@ func dialMQTT(addr, clientID string, keepAlive time.Duration, deadline time.Time
 	}
 	if body[1] != 0 {
 		nc.Close()
-		return nil, fmt.Errorf("CONNACK refused with return code %d", body[1])
+		return nil, fmt.Errorf("CONNACK %w with code %d", errRefused, body[1])
+	}
+	if v5 {
+		if c.recvMax, err = connackReceiveMax(body[2:]); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	return c, nil
 }
 
-// subscribe sends one SUBSCRIBE and waits for its SUBACK. It must run before
-// the reader goroutine starts. It returns the granted QoS.
-func (c *conn) subscribe(filter string, qos byte) (byte, error) {
+// connackReceiveMax reads the Receive Maximum from an MQTT 5 CONNACK's
+// properties (§3.2.2.3.3): the broker's bound on our unacknowledged QoS
+// 1/2 publishes, 65535 when absent.
+func connackReceiveMax(props []byte) (int, error) {
+	pl, n, err := uvarint(props)
+	if err != nil || n+pl > len(props) {
+		return 0, errMalformed
+	}
+	props = props[n : n+pl]
+	recvMax := 65535
+	for len(props) > 0 {
+		id := props[0]
+		props = props[1:]
+		var size int
+		switch id {
+		case 0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2a: // byte
+			size = 1
+		case 0x13, 0x21, 0x22, 0x23: // two-byte integer
+			size = 2
+		case 0x02, 0x11, 0x18, 0x27: // four-byte integer
+			size = 4
+		case 0x0b: // variable byte integer
+			_, vn, err := uvarint(props)
+			if err != nil {
+				return 0, errMalformed
+			}
+			size = vn
+		case 0x03, 0x08, 0x12, 0x15, 0x1a, 0x1c, 0x1f, 0x09, 0x16: // string, binary
+			if len(props) < 2 {
+				return 0, errMalformed
+			}
+			size = 2 + int(binary.BigEndian.Uint16(props))
+		case 0x26: // string pair
+			if len(props) < 2 {
+				return 0, errMalformed
+			}
+			k := 2 + int(binary.BigEndian.Uint16(props))
+			if len(props) < k+2 {
+				return 0, errMalformed
+			}
+			size = k + 2 + int(binary.BigEndian.Uint16(props[k:]))
+		default:
+			return 0, fmt.Errorf("%w: CONNACK property 0x%02x", errMalformed, id)
+		}
+		if size > len(props) {
+			return 0, errMalformed
+		}
+		if id == 0x21 {
+			recvMax = int(binary.BigEndian.Uint16(props))
+		}
+		props = props[size:]
+	}
+	return recvMax, nil
+}
+
+// subscribe sends one SUBSCRIBE and waits for its SUBACK.
+func (c *mqttConn) subscribe(filter string, qos byte) (byte, error) {
 	const id = 1
-	if err := c.writeFlush(appendSubscribe(nil, id, filter, qos)); err != nil {
+	pkt := appendSubscribe(nil, id, filter, qos)
+	if c.v5 {
+		pkt = appendSubscribe5(nil, id, filter, qos)
+	}
+	if err := c.writeFlush(pkt); err != nil {
 		return 0, err
 	}
 	for {
@@ -278,53 +396,189 @@ func (c *conn) subscribe(filter string, qos byte) (byte, error) {
 		if len(body) < 3 || binary.BigEndian.Uint16(body) != id {
 			return 0, errMalformed
 		}
-		if body[2] == 0x80 {
-			return 0, fmt.Errorf("subscription to %q refused", filter)
+		codes := body[2:]
+		if c.v5 {
+			pl, n, err := uvarint(codes)
+			if err != nil || n+pl >= len(codes) {
+				return 0, errMalformed
+			}
+			codes = codes[n+pl:]
 		}
-		return body[2], nil
+		if codes[0] >= 0x80 {
+			return 0, fmt.Errorf("subscription to %q %w (code 0x%02x)", filter, errRefused, codes[0])
+		}
+		return codes[0], nil
 	}
 }
 
-// writeFlush writes b and flushes under the write lock.
-func (c *conn) writeFlush(b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.bw.Write(b); err != nil {
+func (c *mqttConn) preparePublish(p *publisher, topic string) error {
+	if c.v5 && p.qos > 0 && (p.window == 0 || p.window > int64(c.recvMax)) {
+		// Exceeding it is a protocol error the broker disconnects for.
+		return fmt.Errorf("the broker's Receive Maximum is %d: use a -window of at most that", c.recvMax)
+	}
+	c.qos = p.qos
+	if c.v5 {
+		c.head = appendPublishHeader5(nil, topic, p.qos, len(p.body))
+	} else {
+		c.head = appendPublishHeader(nil, topic, p.qos, len(p.body))
+	}
+	return nil
+}
+
+func (c *mqttConn) writePublishLocked(seq, _ int64, body []byte) error {
+	if _, err := c.bw.Write(c.head); err != nil {
 		return err
 	}
-	return c.flushLocked()
+	if c.qos > 0 {
+		id := packetID(seq)
+		if err := c.bw.WriteByte(byte(id >> 8)); err != nil {
+			return err
+		}
+		if err := c.bw.WriteByte(byte(id)); err != nil {
+			return err
+		}
+	}
+	if c.v5 {
+		if err := c.bw.WriteByte(0); err != nil { // no properties
+			return err
+		}
+	}
+	_, err := c.bw.Write(body)
+	return err
 }
 
 // writeAckLocked buffers an acknowledgement; the caller holds mu and flushes
-// later, so a burst of incoming messages costs one write syscall, not one each.
-func (c *conn) writeAckLocked(typ byte, id uint16) error {
+// later, so a burst of incoming messages costs one write syscall, not one
+// each. The two-byte form is valid in MQTT 5 too (reason code 0 implied).
+func (c *mqttConn) writeAckLocked(typ byte, id uint16) error {
 	// A local array would escape through bufio's io.Writer and cost an
 	// allocation per ack; the connection's scratch space does not.
 	_, err := c.bw.Write(appendAck(c.ackBuf[:0], typ, id))
 	return err
 }
 
-func (c *conn) flushLocked() error {
-	c.lastWrite.Store(benchNow())
-	return c.bw.Flush()
-}
-
 // ping sends PINGREQ if nothing was written for longer than idle. Keep-alive
 // is measured from the client's last packet (§3.1.2.10).
-func (c *conn) ping(idle time.Duration) error {
+func (c *mqttConn) ping(idle time.Duration) error {
 	if benchNow()-c.lastWrite.Load() < int64(idle) {
 		return nil
 	}
 	return c.writeFlush(pingreq)
 }
 
-// disconnect sends DISCONNECT best-effort and closes the socket.
-func (c *conn) disconnect() {
-	c.mu.Lock()
-	// A short deadline: a broker that stopped reading must not delay teardown.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	_, _ = c.bw.Write(disconnectPkt)
-	_ = c.bw.Flush()
-	c.mu.Unlock()
-	_ = c.nc.Close()
+// disconnect sends DISCONNECT (the same two bytes in 3.1.1 and 5) and
+// closes the socket.
+func (c *mqttConn) disconnect() { c.closeWith(disconnectPkt) }
+
+// readLoop acknowledges deliveries per the QoS handshakes and flushes only
+// when the socket has nothing more buffered, so acks for a burst share one
+// write.
+func (c *mqttConn) readLoop(r *reader) error {
+	dirty := false
+	for {
+		h, body, err := c.pr.next()
+		if err != nil {
+			return err
+		}
+		switch h >> 4 {
+		case pktPublish:
+			pv, err := parsePublishV(h, body, c.v5)
+			if err != nil {
+				return err
+			}
+			deliver := true
+			switch pv.qos {
+			case 1:
+				dirty = true
+				c.mu.Lock()
+				err = c.writeAckLocked(pktPuback, pv.id)
+				c.mu.Unlock()
+			case 2:
+				if c.pending == nil {
+					c.pending = newBitset(1 << 16)
+				}
+				deliver = !c.pending.testAndSet(uint32(pv.id))
+				dirty = true
+				c.mu.Lock()
+				err = c.writeAckLocked(pktPubrec, pv.id)
+				c.mu.Unlock()
+			}
+			if err != nil {
+				return err
+			}
+			if deliver && r.sub != nil {
+				r.sub.deliver(pv.payload, benchNow())
+			}
+		case pktPubrel:
+			id, err := ackID(body)
+			if err != nil {
+				return err
+			}
+			if c.pending != nil {
+				c.pending[id/64] &^= 1 << (id % 64)
+			}
+			dirty = true
+			c.mu.Lock()
+			err = c.writeAckLocked(pktPubcomp, id)
+			c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		case pktPuback, pktPubcomp:
+			if r.pub == nil {
+				return fmt.Errorf("unexpected packet type %d on a subscriber", h>>4)
+			}
+			// QoS 1 completes with PUBACK, QoS 2 with PUBCOMP; anything
+			// else is a broker bug worth counting, not crashing on.
+			want := pktPuback
+			if r.pub.qos == 2 {
+				want = pktPubcomp
+			}
+			if r.pub.qos == 0 || h>>4 != want {
+				r.pub.badAcks.Add(1)
+				continue
+			}
+			// MQTT 5: a reason code of 0x80 or above is a refusal.
+			if len(body) > 2 && body[2] >= 0x80 {
+				return fmt.Errorf("publish %w with reason code 0x%02x", errRefused, body[2])
+			}
+			r.pub.onAck()
+		case pktPubrec:
+			if r.pub == nil || r.pub.qos != 2 {
+				return errors.New("unexpected PUBREC")
+			}
+			id, err := ackID(body)
+			if err != nil {
+				return err
+			}
+			if len(body) > 2 && body[2] >= 0x80 {
+				return fmt.Errorf("publish %w with reason code 0x%02x", errRefused, body[2])
+			}
+			dirty = true
+			c.mu.Lock()
+			err = c.writeAckLocked(pktPubrel, id)
+			c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		case pktPingresp, pktSuback:
+		case pktDisconnect:
+			rc := byte(0)
+			if len(body) > 0 {
+				rc = body[0]
+			}
+			return fmt.Errorf("broker sent DISCONNECT (reason code 0x%02x)", rc)
+		default:
+			return fmt.Errorf("unexpected packet type %d", h>>4)
+		}
+		if dirty && c.br.Buffered() == 0 {
+			c.mu.Lock()
+			err := c.flushLocked()
+			c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			dirty = false
+		}
+	}
 }

@@ -14,9 +14,16 @@ import (
 
 // caseKey identifies one cell of the benchmark matrix.
 type caseKey struct {
+	tag      string
 	scenario string
+	proto    string // protoLabel: "mqtt", "mqttsn→mqtt", ...
 	qos      int
 	n        int
+	rate     float64 // offered rate (latency)
+}
+
+func keyOf(r result) caseKey {
+	return caseKey{tag: r.Tag, scenario: r.Scenario, proto: protoLabel(r), qos: r.QoS, n: r.N, rate: r.OfferedRate}
 }
 
 // readResults parses -json lines. Lines that are not results (a broker's log
@@ -58,7 +65,9 @@ func headline(r result) float64 {
 	return r.Rate
 }
 
-// printReport writes the comparison table for labels a and b.
+// printReport writes the comparison tables for labels a and b: the
+// messaging matrix, latency at a fixed rate, the protocol rows (label a
+// only, tag "proto"), and memory per idle connection.
 func printReport(w io.Writer, path, a, b string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -72,44 +81,112 @@ func printReport(w io.Writer, path, a, b string) error {
 	var order []caseKey
 	runs := map[caseKey]map[string][]result{}
 	for _, r := range all {
-		k := caseKey{r.Scenario, r.QoS, r.N}
+		k := keyOf(r)
 		if runs[k] == nil {
 			runs[k] = map[string][]result{}
 			order = append(order, k)
 		}
 		runs[k][r.Label] = append(runs[k][r.Label], r)
 	}
-
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario\tqos\t%s msg/s\t%s msg/s\tratio %s/%s\tloss%% %s\tloss%% %s\tp99 %s\tp99 %s\t\n",
-		a, b, a, b, a, b, a, b)
-	var idle []caseKey
+	var matrix, latency, protos, idle []caseKey
 	for _, k := range order {
-		if k.scenario == "idle" {
+		switch {
+		case k.scenario == "idle":
 			idle = append(idle, k)
-			continue
+		case k.tag == "proto":
+			protos = append(protos, k)
+		case k.scenario == "latency":
+			latency = append(latency, k)
+		default:
+			matrix = append(matrix, k)
 		}
-		ra, okA := pick(runs[k][a])
-		rb, okB := pick(runs[k][b])
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			scenarioName(k), k.qos,
-			cell(okA, ra, fmtRate(ra.Rate)), cell(okB, rb, fmtRate(rb.Rate)),
-			ratio(okA && okB && ra.Error == "", ra.Rate, rb.Rate),
-			cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)),
-			cell(okA, ra, fmtUs(ra.P99us)), cell(okB, rb, fmtUs(rb.P99us)))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	sections := 0
+	section := func() {
+		if sections > 0 {
+			fmt.Fprintln(w)
+		}
+		sections++
 	}
+
+	if len(matrix) > 0 {
+		section()
+		tw := newTable(w)
+		fmt.Fprintf(tw, "scenario\tprotocol\tqos\t%s msg/s\t%s msg/s\tratio %s/%s\tloss%% %s\tloss%% %s\tp99 %s\tp99 %s\t\n",
+			a, b, a, b, a, b, a, b)
+		for _, k := range matrix {
+			ra, okA := pick(runs[k][a])
+			rb, okB := pick(runs[k][b])
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				scenarioName(k), k.proto, k.qos,
+				cell(okA, ra, fmtRate(ra.Rate)), cell(okB, rb, fmtRate(rb.Rate)),
+				ratio(okA && okB && ra.Error == "", ra.Rate, rb.Rate),
+				cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)),
+				cell(okA, ra, fmtUs(ra.P99us)), cell(okB, rb, fmtUs(rb.P99us)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(latency) > 0 {
+		section()
+		tw := newTable(w)
+		fmt.Fprintf(tw, "latency\tprotocol\tqos\toffered msg/s\t%s p50\tp90\tp99\tmax\t%s p50\tp90\tp99\tmax\tp99 %s/%s\tloss%% %s\tloss%% %s\t\n",
+			a, b, a, b, a, b)
+		for _, k := range latency {
+			ra, okA := pickLatency(runs[k][a])
+			rb, okB := pickLatency(runs[k][b])
+			fmt.Fprintf(tw, "pairs %d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				k.n, k.proto, k.qos, fmtRate(k.rate),
+				cell(okA, ra, fmtUs(ra.P50us)), cell(okA, ra, fmtUs(ra.P90us)),
+				cell(okA, ra, fmtUs(ra.P99us)), cell(okA, ra, fmtUs(ra.MaxUs)),
+				cell(okB, rb, fmtUs(rb.P50us)), cell(okB, rb, fmtUs(rb.P90us)),
+				cell(okB, rb, fmtUs(rb.P99us)), cell(okB, rb, fmtUs(rb.MaxUs)),
+				ratio(okA && okB && ra.Error == "" && rb.Error == "", ra.P99us, rb.P99us),
+				cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(protos) > 0 {
+		section()
+		tw := newTable(w)
+		fmt.Fprintf(tw, "%s protocol\tscenario\tqos\twindow\tmsg/s\tcost vs MQTT\tloss%%\tp50\tp99\tretransmits\t\n", a)
+		for _, k := range protos {
+			r, ok := pick(runs[k][a])
+			if !ok {
+				continue
+			}
+			cost := "-"
+			if base, ok := baseline(runs, k, a); ok && r.Rate > 0 && r.Error == "" {
+				cost = fmt.Sprintf("%.2f", base/r.Rate)
+			}
+			win := strconv.Itoa(r.Window)
+			if r.E2E {
+				win += " e2e"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				k.proto, scenarioName(k), k.qos, win, cell(ok, r, fmtRate(r.Rate)), cost,
+				cell(ok, r, fmt.Sprintf("%.2f", r.LossPct)), cell(ok, r, fmtUs(r.P50us)), cell(ok, r, fmtUs(r.P99us)),
+				cell(ok, r, strconv.FormatInt(r.Retransmits, 10)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
 	if len(idle) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "idle\tconns\t%s KiB/conn\t%s KiB/conn\tratio %s/%s\t%s conn/s\t%s conn/s\t\n",
+		section()
+		tw := newTable(w)
+		fmt.Fprintf(tw, "idle\tprotocol\tconns\t%s KiB/conn\t%s KiB/conn\tratio %s/%s\t%s conn/s\t%s conn/s\t\n",
 			a, b, a, b, a, b)
 		for _, k := range idle {
 			ra, okA := pick(runs[k][a])
 			rb, okB := pick(runs[k][b])
-			fmt.Fprintf(tw, "qos %d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", k.qos, k.n,
+			fmt.Fprintf(tw, "qos %d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", k.qos, k.proto, k.n,
 				cell(okA, ra, fmt.Sprintf("%.2f", ra.RSSPerConnKiB)),
 				cell(okB, rb, fmt.Sprintf("%.2f", rb.RSSPerConnKiB)),
 				ratio(okA && okB && ra.RSSAfterKiB > 0 && rb.RSSAfterKiB > 0, ra.RSSPerConnKiB, rb.RSSPerConnKiB),
@@ -119,18 +196,46 @@ func printReport(w io.Writer, path, a, b string) error {
 			return err
 		}
 	}
-	// Problems go under the table rather than into it, so columns stay
+	// Problems go under the tables rather than into them, so columns stay
 	// readable while nothing is silently dropped.
 	for _, k := range order {
 		for _, l := range []string{a, b} {
 			for _, r := range runs[k][l] {
 				if r.Error != "" || r.TimedOut || r.Dups > 0 || r.Conns != 0 && r.Conns < r.N {
-					fmt.Fprintf(w, "note: %s %s qos %d: %s\n", l, scenarioName(k), k.qos, problem(r))
+					fmt.Fprintf(w, "note: %s %s %s qos %d: %s\n", l, k.proto, scenarioName(k), k.qos, problem(r))
 				}
 			}
 		}
 	}
 	return nil
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+// pickLatency is pick by p99: the median run's tail, not its throughput.
+func pickLatency(runs []result) (result, bool) {
+	if len(runs) == 0 {
+		return result{}, false
+	}
+	s := append([]result(nil), runs...)
+	sort.Slice(s, func(i, j int) bool { return s[i].P99us < s[j].P99us })
+	return s[(len(s)-1)/2], true
+}
+
+// baseline is the MQTT rate a protocol row's cost is measured against: the
+// plain MQTT row of the same protocol table (same flags), else the MQTT row
+// of the messaging matrix with the same scenario, QoS and size.
+func baseline(runs map[caseKey]map[string][]result, k caseKey, label string) (float64, bool) {
+	for _, tag := range []string{k.tag, ""} {
+		bk := k
+		bk.tag, bk.proto = tag, protoMQTT
+		if r, ok := pick(runs[bk][label]); ok && r.Error == "" && r.Rate > 0 {
+			return r.Rate, true
+		}
+	}
+	return 0, false
 }
 
 func scenarioName(k caseKey) string {
@@ -141,6 +246,8 @@ func scenarioName(k caseKey) string {
 		return "fanin " + strconv.Itoa(k.n) + "→1"
 	case "fanout":
 		return "fanout 1→" + strconv.Itoa(k.n)
+	case "latency":
+		return "latency " + strconv.Itoa(k.n) + " @" + fmtRate(k.rate)
 	}
 	return k.scenario + " " + strconv.Itoa(k.n)
 }

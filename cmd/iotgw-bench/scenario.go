@@ -14,7 +14,12 @@ import (
 
 // config is one benchmark run's parameters, filled from flags.
 type config struct {
-	addr      string
+	addr      string // default broker address for both sides
+	pubAddr   string // publishers' broker address ("" = addr)
+	subAddr   string // subscribers' (and idle connections') broker address ("" = addr)
+	pubProto  string
+	subProto  string
+	wsPath    string
 	scenario  string
 	qos       int
 	n         int
@@ -31,6 +36,22 @@ type config struct {
 	brokerPID int
 	parallel  int
 	label     string
+	tag       string        // free-form group for -report (compare.sh: "proto")
+	rate      float64       // offered msg/s over all publishers; 0 = unpaced
+	retry     time.Duration // UDP retransmission timeout
+}
+
+// side returns the protocol and address of the publishing or subscribing side.
+func (c config) side(pub bool) (proto, addr string) {
+	if pub {
+		proto, addr = c.pubProto, c.pubAddr
+	} else {
+		proto, addr = c.subProto, c.subAddr
+	}
+	if addr == "" {
+		addr = c.addr
+	}
+	return proto, addr
 }
 
 // result is what a run reports; the JSON names are the stable interface that
@@ -38,11 +59,15 @@ type config struct {
 type result struct {
 	Label    string `json:"label,omitempty"`
 	Scenario string `json:"scenario"`
+	Proto    string `json:"proto,omitempty"`     // publishers' protocol (all connections' for idle)
+	SubProto string `json:"sub_proto,omitempty"` // subscribers' protocol when it differs
 	QoS      int    `json:"qos"`
 	N        int    `json:"n"`
 	Msgs     int    `json:"msgs"`
 	Size     int    `json:"size"`
 	Window   int    `json:"window"`
+	E2E      bool   `json:"e2e,omitempty"`
+	Tag      string `json:"tag,omitempty"`
 
 	Sent        int64   `json:"sent"`
 	Received    int64   `json:"received"`
@@ -53,8 +78,10 @@ type result struct {
 	Foreign     int64   `json:"foreign,omitempty"`
 	BadAcks     int64   `json:"bad_acks,omitempty"`
 	Stalls      int64   `json:"stalls,omitempty"`
+	Retransmits int64   `json:"retransmits,omitempty"`
 	Rate        float64 `json:"rate"`
 	PublishRate float64 `json:"publish_rate"`
+	OfferedRate float64 `json:"offered_rate,omitempty"`
 	WindowSec   float64 `json:"window_s"`
 	P50us       float64 `json:"p50_us"`
 	P90us       float64 `json:"p90_us"`
@@ -82,7 +109,7 @@ type session struct {
 	readers sync.WaitGroup
 
 	mu    sync.Mutex
-	conns []*conn
+	conns []wire
 }
 
 func newSession(ctx context.Context, cfg config) *session {
@@ -90,12 +117,15 @@ func newSession(ctx context.Context, cfg config) *session {
 	return &session{cfg: cfg, ctx: ctx, ioDL: dl.Add(2 * time.Second)}
 }
 
-// dial connects one client and registers it for teardown and keep-alive.
-func (s *session) dial(name string, sz bufSizes) (*conn, error) {
-	id := fmt.Sprintf("iotgw-bench-%d-%s", os.Getpid(), name)
-	c, err := dialMQTT(s.cfg.addr, id, s.cfg.keepAlive, s.ioDL, sz)
+// dial connects one client of the publishing (pub) or subscribing side
+// and registers it for teardown and keep-alive.
+func (s *session) dial(pub bool, name string, sz bufSizes) (wire, error) {
+	proto, addr := s.cfg.side(pub)
+	c, err := dialWire(dialOpts{proto: proto, addr: addr, wsPath: s.cfg.wsPath,
+		clientID: fmt.Sprintf("iotgw-bench-%d-%s", os.Getpid(), name), keepAlive: s.cfg.keepAlive,
+		deadline: s.ioDL, sz: sz, retry: s.cfg.retry})
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", name, err)
+		return nil, fmt.Errorf("connect %s (%s): %w", name, proto, err)
 	}
 	s.mu.Lock()
 	s.conns = append(s.conns, c)
@@ -104,11 +134,11 @@ func (s *session) dial(name string, sz bufSizes) (*conn, error) {
 }
 
 // startReader launches the connection's single reader goroutine.
-func (s *session) startReader(r *reader) {
+func (s *session) startReader(w wire, r *reader) {
 	s.readers.Add(1)
 	go func() {
 		defer s.readers.Done()
-		r.loop(&s.closing, &s.errs)
+		r.loop(w, &s.closing, &s.errs)
 	}()
 }
 
@@ -124,7 +154,7 @@ func (s *session) keepAliveLoop() {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		cs := append([]*conn(nil), s.conns...)
+		cs := append([]wire(nil), s.conns...)
 		s.mu.Unlock()
 		for _, c := range cs {
 			if err := c.ping(s.cfg.keepAlive / 2); err != nil && !s.closing.Load() {
@@ -194,7 +224,7 @@ type topology struct {
 func planTopology(scenario string, n int) (topology, error) {
 	var t topology
 	switch scenario {
-	case "pairs":
+	case "pairs", "latency":
 		for i := 0; i < n; i++ {
 			topic := "bench/pairs/" + strconv.Itoa(i)
 			t.pubTopics = append(t.pubTopics, topic)
@@ -222,10 +252,13 @@ func planTopology(scenario string, n int) (topology, error) {
 	return t, nil
 }
 
-// runMessaging executes pairs, fanin or fanout.
+// runMessaging executes pairs, fanin, fanout or latency (pairs at a fixed
+// offered rate).
 func runMessaging(ctx context.Context, cfg config) (result, error) {
 	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n,
-		Msgs: cfg.msgs, Size: cfg.size, Window: cfg.window}
+		Msgs: cfg.msgs, Size: cfg.size, Window: cfg.window, OfferedRate: cfg.rate,
+		E2E: cfg.e2e || cfg.qos == 0, Tag: cfg.tag}
+	res.Proto, res.SubProto = protoNames(cfg)
 	topo, err := planTopology(cfg.scenario, cfg.n)
 	if err != nil {
 		return res, err
@@ -235,20 +268,25 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	go s.keepAliveLoop()
 
 	qos := byte(cfg.qos)
-	pubConns := make([]*conn, len(topo.pubTopics))
-	subConns := make([]*conn, len(topo.subFilters))
+	pubConns := make([]wire, len(topo.pubTopics))
+	subConns := make([]wire, len(topo.subFilters))
+	pubs := make([]*publisher, len(pubConns))
 	par := max(cfg.parallel, 1)
-	_, err = parallel(len(pubConns), par, true, func(i int) (err error) {
-		pubConns[i], err = s.dial(cfg.scenario+"-p"+strconv.Itoa(i), bufSizes{read: 4 << 10, write: 64 << 10})
-		return err
+	_, err = parallel(len(pubConns), par, true, func(i int) error {
+		c, err := s.dial(true, cfg.scenario+"-p"+strconv.Itoa(i), bufSizes{read: 4 << 10, write: 64 << 10})
+		if err != nil {
+			return err
+		}
+		p := newPublisher(uint32(i), c, qos, cfg.msgs, cfg.size, cfg.window, cfg.e2e, cfg.stall)
+		p.refill = int64(cfg.refill)
+		if err := c.preparePublish(p, topo.pubTopics[i]); err != nil {
+			return fmt.Errorf("publisher %d: %w", i, err)
+		}
+		pubConns[i], pubs[i] = c, p
+		return nil
 	})
 	if err != nil {
 		return res, err
-	}
-	pubs := make([]*publisher, len(pubConns))
-	for i, c := range pubConns {
-		pubs[i] = newPublisher(uint32(i), c, topo.pubTopics[i], qos, cfg.msgs, cfg.size, cfg.window, cfg.e2e, cfg.stall)
-		pubs[i].refill = int64(cfg.refill)
 	}
 	// Subscribers are built sequentially because each one appends to its
 	// publishers' progress slices; only the network part runs in parallel.
@@ -258,7 +296,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 		subs[i] = newSubscriber(uint32(b), pubs[b:b+topo.subCount[i]], cfg.msgs)
 	}
 	_, err = parallel(len(subConns), par, true, func(i int) error {
-		c, err := s.dial(cfg.scenario+"-s"+strconv.Itoa(i), bufSizes{read: 64 << 10, write: 4 << 10})
+		c, err := s.dial(false, cfg.scenario+"-s"+strconv.Itoa(i), bufSizes{read: 64 << 10, write: 4 << 10})
 		if err != nil {
 			return err
 		}
@@ -276,10 +314,20 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 		return res, err
 	}
 	for i, c := range subConns {
-		s.startReader(&reader{c: c, sub: subs[i]})
+		s.startReader(c, &reader{sub: subs[i]})
 	}
 	for i, c := range pubConns {
-		s.startReader(&reader{c: c, pub: pubs[i]})
+		s.startReader(c, &reader{pub: pubs[i]})
+	}
+	if cfg.rate > 0 {
+		// Each publisher offers rate/n, their schedules staggered evenly
+		// so that the broker sees a steady stream rather than n bursts.
+		interval := int64(float64(len(pubs)) * 1e9 / cfg.rate)
+		start := benchNow() + int64(10*time.Millisecond)
+		for i, p := range pubs {
+			p.interval = max(interval, 1)
+			p.start = start + int64(i)*p.interval/int64(len(pubs))
+		}
 	}
 
 	var pubWG sync.WaitGroup
@@ -327,6 +375,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	firstSend, lastSend, lastRecv := int64(-1), int64(0), int64(0)
 	for _, p := range pubs {
 		res.Sent += p.sent
+		res.Retransmits += p.retransmits.Load()
 		res.BadAcks += p.badAcks.Load()
 		res.Stalls += p.stalls
 		if p.sent > 0 && (firstSend < 0 || p.firstSend < firstSend) {
@@ -367,7 +416,8 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 // runIdle opens n connections with one subscription each and reports how much
 // the broker's resident memory grew per connection.
 func runIdle(ctx context.Context, cfg config) (result, error) {
-	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n}
+	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n, Tag: cfg.tag}
+	res.Proto, _ = cfg.side(false)
 	s := newSession(ctx, cfg)
 	defer s.close()
 	go s.keepAliveLoop()
@@ -388,14 +438,14 @@ func runIdle(ctx context.Context, cfg config) (result, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c, err := s.dial("idle-"+strconv.Itoa(i), bufSizes{read: 512, write: 256})
+		c, err := s.dial(false, "idle-"+strconv.Itoa(i), bufSizes{read: 512, write: 512})
 		if err != nil {
 			return err
 		}
 		if _, err := c.subscribe("bench/idle/"+strconv.Itoa(i), byte(cfg.qos)); err != nil {
 			return err
 		}
-		s.startReader(&reader{c: c})
+		s.startReader(c, &reader{})
 		return nil
 	})
 	res.Conns = connected
@@ -456,24 +506,36 @@ func parseVmRSS(status string) (int64, error) {
 	return 0, errors.New("VmRSS not found in /proc status")
 }
 
-// probe retries a CONNECT until the broker answers or ctx expires; scripts use
-// it to wait for a freshly started broker.
+// probe retries a connection (with the publishers' protocol) until the
+// broker answers or ctx expires; scripts use it to wait for a freshly
+// started broker.
 func probe(ctx context.Context, cfg config) error {
+	proto, addr := cfg.side(true)
 	for {
 		dl, _ := ctx.Deadline()
 		if t := time.Now().Add(time.Second); t.Before(dl) {
 			dl = t
 		}
-		c, err := dialMQTT(cfg.addr, fmt.Sprintf("iotgw-bench-%d-probe", os.Getpid()), cfg.keepAlive,
-			dl, bufSizes{read: 512, write: 256})
+		c, err := dialWire(dialOpts{proto: proto, addr: addr, wsPath: cfg.wsPath,
+			clientID: fmt.Sprintf("iotgw-bench-%d-probe", os.Getpid()), keepAlive: cfg.keepAlive,
+			deadline: dl, sz: bufSizes{read: 512, write: 512}, retry: cfg.retry})
 		if err == nil {
 			c.disconnect()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("broker at %s not ready: %w", cfg.addr, err)
+			return fmt.Errorf("broker at %s (%s) not ready: %w", addr, proto, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// protoNames are the result's protocol fields: the publishers' protocol, and
+// the subscribers' when it differs.
+func protoNames(cfg config) (pub, sub string) {
+	if cfg.subProto != cfg.pubProto {
+		return cfg.pubProto, cfg.subProto
+	}
+	return cfg.pubProto, ""
 }
