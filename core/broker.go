@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core/retain"
+	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/core/topic"
 )
 
@@ -42,6 +43,10 @@ type Broker struct {
 	// sharedMu serialises creation and removal of shared-subscription
 	// groups (subscribe/unsubscribe only, never the publish path).
 	sharedMu sync.Mutex
+
+	// store, when set, receives every change that must survive a restart
+	// (persist.go); nil keeps everything in memory only.
+	store store.Store
 
 	stats   Stats
 	started time.Time
