@@ -328,3 +328,8 @@ func (c *conn) disconnect() {
 	c.mu.Unlock()
 	_ = c.nc.Close()
 }
+
+// persistentSessions (-persistent) connects every client with clean
+// session 0, so that a broker with a durable store writes its QoS 1/2
+// messages to disk; the default clean sessions never touch it.
+var persistentSessions bool
