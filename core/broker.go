@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core/retain"
+	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/core/topic"
 )
 
@@ -42,6 +43,12 @@ type Broker struct {
 	// sharedMu serialises creation and removal of shared-subscription
 	// groups (subscribe/unsubscribe only, never the publish path).
 	sharedMu sync.Mutex
+
+	// store, when set, receives every change that must survive a restart
+	// (persist.go); nil keeps everything in memory only.
+	store store.Store
+	// delayedSeq numbers $delayed messages in the store.
+	delayedSeq atomic.Uint64
 
 	stats   Stats
 	started time.Time
@@ -162,6 +169,9 @@ type Will struct {
 	// Expiry is the will message's expiry interval, which starts when the
 	// will is published, not when the client connected (0: none).
 	Expiry time.Duration
+	// stored: the will has a PendingWill record to remove once it is
+	// published or cancelled.
+	stored bool
 }
 
 // ConnectRequest is what an adapter knows about a connecting client.
@@ -248,6 +258,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		if req.CleanStart || old.ended {
 			old.ended = true
 			old.stopTimersLocked()
+			old.dropStoredLocked()
 			discarded = old
 		} else {
 			s = old
@@ -255,9 +266,24 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 			s.resumeLocked(info, req, expiry, window)
 		}
 		old.mu.Unlock()
+		if discarded != nil {
+			// Submitted under the shard lock, so that it precedes the
+			// records of the session that replaces it.
+			discarded.flushWrites(true)
+		}
 	}
 	if s == nil {
 		s = b.newSession(info, req, expiry, window)
+	}
+	if b.store != nil {
+		s.mu.Lock()
+		if expiry > 0 {
+			s.persisted = true
+			s.pwLocked(nil).PutSession(s.sessionRecordLocked(time.Time{}))
+		} else {
+			s.dropStoredLocked() // a resumed session that no longer outlives its connection
+		}
+		s.mu.Unlock()
 	}
 	sh.m[req.ClientID] = s
 	sh.mu.Unlock()
@@ -267,7 +293,12 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		b.dropSubscriptions(discarded)
 	}
 	for _, w := range wills {
-		b.publishWill(w)
+		b.publishWill(w, req.ClientID)
+	}
+	// The session is durable before the connection is acknowledged
+	// (CONNACK session present).
+	if err := s.flushWrites(true); err != nil {
+		b.log.Error("session not stored", zap.String("client_id", req.ClientID), zap.Error(err))
 	}
 	return s, present, nil
 }
@@ -303,6 +334,7 @@ func (b *Broker) endSession(s *Session) {
 	if sh.m[s.clientID] == s {
 		delete(sh.m, s.clientID)
 	}
+	b.unstoreLocked(s)
 	sh.mu.Unlock()
 	b.dropSubscriptions(s)
 }
@@ -322,11 +354,25 @@ func (b *Broker) expireSession(s *Session) {
 	s.stopTimersLocked()
 	s.mu.Unlock()
 	delete(sh.m, s.clientID)
+	b.unstoreLocked(s)
 	sh.mu.Unlock()
 	b.dropSubscriptions(s)
 	if will != nil {
-		b.publishWill(will) // the session ended before the will delay elapsed
+		b.publishWill(will, s.clientID) // the session ended before the will delay elapsed
 	}
+}
+
+// unstoreLocked removes an ending session from the store while its shard
+// is locked, so that the removal is submitted before the records of a
+// session that a Connect creates for the same client id right after.
+func (b *Broker) unstoreLocked(s *Session) {
+	if b.store == nil {
+		return
+	}
+	s.mu.Lock()
+	s.dropStoredLocked()
+	s.mu.Unlock()
+	s.flushWrites(true)
 }
 
 // SessionCount returns the number of sessions, online and offline.
@@ -347,6 +393,22 @@ func (b *Broker) Publish(msg *Message) error {
 	return b.publish(msg, nil, nil)
 }
 
+// publish routes msg and, with a store, waits until its writes are
+// durable.
+func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
+	return b.publishW(msg, info, from, b.newWrites())
+}
+
+// publishW routes msg, collecting its store writes in w (nil: none), and
+// commits them durably. A refused message writes nothing.
+func (b *Broker) publishW(msg *Message, info *ClientInfo, from *Session, w *writes) error {
+	if err := b.route1(msg, info, from, w); err != nil {
+		w.discard()
+		return err
+	}
+	return b.commit(w, true)
+}
+
 // PublishAs routes a message on behalf of a client that has no session
 // (a connectionless CoAP request, an MQTT-SN QoS -1 publish): it is
 // authorized as info and its Origin set from it.
@@ -355,15 +417,24 @@ func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
 	return b.publish(msg, info, nil)
 }
 
-func (b *Broker) publishWill(w *Will) {
+// publishWill publishes the will of clientID, removing its PendingWill
+// record (if stored) in the same batch.
+func (b *Broker) publishWill(w *Will, clientID string) {
 	b.stats.WillsPublished.Add(1)
 	m := *w.Msg
 	m.Created = time.Now()
 	if w.Expiry > 0 {
 		m.ExpiresAt = m.Created.Add(w.Expiry)
 	}
-	if err := b.publish(&m, nil, nil); err != nil {
+	wr := b.newWrites()
+	if wr != nil && w.stored {
+		wr.b.DeleteWill(clientID)
+	}
+	if err := b.route1(&m, nil, nil, wr); err != nil {
 		b.log.Debug("will not published", zap.String("topic", m.Topic), zap.Error(err))
+	}
+	if err := b.commit(wr, true); err != nil {
+		b.log.Debug("will not stored", zap.String("topic", m.Topic), zap.Error(err))
 	}
 }
 
@@ -390,7 +461,8 @@ func (b *Broker) checkLimits(s string) error {
 	return nil
 }
 
-func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
+// route1 checks, retains and routes one message (or delays it).
+func (b *Broker) route1(msg *Message, info *ClientInfo, from *Session, w *writes) error {
 	if err := b.CheckTopicName(msg.Topic); err != nil {
 		return err
 	}
@@ -409,7 +481,7 @@ func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
 		}
 	}
 	if b.cfg.MaxDelayed > 0 && strings.HasPrefix(msg.Topic, delayedPrefix) {
-		return b.delay(msg, info)
+		return b.delay(msg, info, w)
 	}
 	b.stats.MessagesReceived.Add(1)
 	b.stats.BytesReceived.Add(uint64(len(msg.Payload) + len(msg.Topic)))
@@ -417,8 +489,9 @@ func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
 		if err := b.retain(msg); err != nil {
 			return err
 		}
+		storeRetained(w, msg)
 	}
-	b.route(msg, from)
+	b.route(msg, from, w)
 	return nil
 }
 

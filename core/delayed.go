@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // delayedPrefix marks EMQX-style delayed publishing:
@@ -17,7 +19,7 @@ const maxDelay = 42949670 * time.Second
 // delay schedules msg, whose topic is "$delayed/{seconds}/{topic}", for
 // publication to {topic}. The real topic is validated and authorized now,
 // so the publisher learns of a refusal while it can still be told.
-func (b *Broker) delay(msg *Message, info *ClientInfo) error {
+func (b *Broker) delay(msg *Message, info *ClientInfo, w *writes) error {
 	secStr, real, ok := strings.Cut(msg.Topic[len(delayedPrefix):], "/")
 	secs, err := strconv.ParseUint(secStr, 10, 32)
 	if !ok || err != nil || time.Duration(secs)*time.Second > maxDelay {
@@ -38,14 +40,27 @@ func (b *Broker) delay(msg *Message, info *ClientInfo) error {
 	}
 	m := *msg
 	m.Topic = real
-	time.AfterFunc(time.Duration(secs)*time.Second, func() {
+	d := time.Duration(secs) * time.Second
+	id := b.storeDelayed(w, &m, time.Now().Add(d))
+	b.scheduleDelayed(&m, id, d)
+	return nil
+}
+
+// scheduleDelayed publishes m after d, removing its store record (id) in
+// the same batch.
+func (b *Broker) scheduleDelayed(m *Message, id uint64, d time.Duration) {
+	time.AfterFunc(d, func() {
 		b.stats.DelayedPending.Add(-1)
 		if b.closing.Load() {
-			return
+			return // still in the store: published after the restart
 		}
-		if err := b.publish(&m, nil, nil); err != nil {
-			b.log.Debug("delayed publish failed")
+		w := b.newWrites()
+		if w != nil {
+			w.b.DeleteDelayed(id)
 		}
+		if err := b.route1(m, nil, nil, w); err != nil {
+			b.log.Debug("delayed publish failed", zap.Error(err))
+		}
+		b.commit(w, false)
 	})
-	return nil
 }

@@ -9,6 +9,8 @@ type queued struct {
 	ids    []uint32
 	filter string
 	group  *sharedGroup // the shared group that chose this session, if any
+	seq    uint64       // the record's sequence number in a persistent session, 0 if not stored
+	tk     *ticket      // the publication that put the record
 }
 
 // deque is a growable ring buffer of queued messages; it avoids the
@@ -30,6 +32,9 @@ func (d *deque) pushBack(q queued) {
 }
 
 func (d *deque) front() *queued { return &d.buf[d.head] }
+
+// at returns the i-th queued message from the front.
+func (d *deque) at(i int) *queued { return &d.buf[(d.head+i)%len(d.buf)] }
 
 func (d *deque) popFront() queued {
 	q := d.buf[d.head]

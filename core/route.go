@@ -28,7 +28,7 @@ type subscriber struct {
 // route delivers msg to every matching subscription. Overlapping
 // subscriptions of one session get a single delivery at the highest QoS
 // carrying every subscription identifier [MQTT-3.3.5-1], [MQTT-3.3.4-3..5].
-func (b *Broker) route(msg *Message, from *Session) {
+func (b *Broker) route(msg *Message, from *Session, w *writes) {
 	matches := b.subs.Match(msg.Topic)
 	if len(matches) == 0 {
 		b.stats.DroppedNoSubscriber.Add(1)
@@ -41,11 +41,11 @@ func (b *Broker) route(msg *Message, from *Session) {
 					continue
 				}
 			}
-			b.deliverTo(sub, msg, sub.ids, from)
+			b.deliverTo(sub, msg, sub.ids, from, w)
 		}
 		return
 	}
-	b.routeOverlapping(msg, matches, from)
+	b.routeOverlapping(msg, matches, from, w)
 }
 
 func hasDuplicateSessions(matches []*subscriber) bool {
@@ -88,7 +88,7 @@ var seenPool = sync.Pool{New: func() any { return make(map[*Session]struct{}, 64
 
 // routeOverlapping is the slow path for sessions with several matching
 // subscriptions: merge them into one delivery each.
-func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber, from *Session) {
+func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber, from *Session, w *writes) {
 	type merged struct {
 		sub *subscriber
 		opt SubOptions
@@ -101,7 +101,7 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber, from *Ses
 			// Shared deliveries are independent of a session's other
 			// subscriptions, so they are not merged.
 			if m := sub.group.pick(msg, nil); m != nil {
-				b.deliverTo(m, msg, m.ids, from)
+				b.deliverTo(m, msg, m.ids, from, w)
 			}
 			continue
 		}
@@ -130,14 +130,14 @@ func (b *Broker) routeOverlapping(msg *Message, matches []*subscriber, from *Ses
 		slices.Sort(m.ids)
 		sub := *m.sub
 		sub.opts = m.opt
-		b.deliverTo(&sub, msg, m.ids, from)
+		b.deliverTo(&sub, msg, m.ids, from, w)
 	}
 }
 
 // deliverTo enqueues msg for one subscriber. When the subscriber is
 // congested, the publishing session from (nil for the broker itself) is
 // told to wait for room before it acknowledges (see Session.WaitForRoom).
-func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32, from *Session) {
+func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32, from *Session, w *writes) {
 	if sub.opts.NoLocal && msg.Origin.sessionKey == sub.sess.key {
 		return // [MQTT-3.8.3-3]
 	}
@@ -148,7 +148,7 @@ func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32, from *Se
 	// Retain is cleared on normal delivery unless Retain As Published
 	// [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
 	retainFlag := sub.opts.RetainAsPublished && msg.Retain
-	room := sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared})
+	room := sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared}, w)
 	if room != nil && from != nil && from != sub.sess {
 		from.addWait(room)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/core/topic"
 )
 
@@ -44,6 +45,18 @@ type Session struct {
 	// backpressure policy drains below it again.
 	room chan struct{}
 
+	// persisted: the session is kept in the store (one is set and the
+	// session's expiry is > 0). Its changes collect in pw, under mu, and
+	// flushWrites hands them to the store once mu is released; pwWait
+	// are the tickets of puts they must follow (see ticket).
+	persisted  bool
+	pw         *store.Batch
+	pwWait     []*ticket
+	pendingDue time.Time // when pending is due (recovered sessions)
+	// wmu keeps this session's flushes in order; taken before mu, never
+	// while holding it.
+	wmu sync.Mutex
+
 	// waits are congested subscribers' room channels collected while this
 	// session published; WaitForRoom consumes them.
 	waitMu sync.Mutex
@@ -56,6 +69,8 @@ type inflightEntry struct {
 	received bool         // QoS 2: PUBREC seen, PUBREL sent
 	unsent   bool         // to resend once the window has room (after a resume)
 	group    *sharedGroup // shared group that chose this session, if any
+	stored   bool         // has a record in the store (under seq)
+	tk       *ticket      // the publication that put that record
 }
 
 func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) *Session {
@@ -80,6 +95,11 @@ func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Du
 // resumeLocked binds a new connection to an existing session.
 func (s *Session) resumeLocked(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) {
 	s.stopTimersLocked()
+	if s.pending != nil && s.pending.stored {
+		if wb := s.pwLocked(nil); wb != nil {
+			wb.DeleteWill(s.clientID)
+		}
+	}
 	s.pending = nil // a new connection cancels a delayed will [MQTT-3.1.3-9]
 	s.info.Store(info)
 	s.sink = req.Sink
@@ -165,6 +185,7 @@ func (s *Session) SetWill(w *Will) {
 // QoS 2 deliveries already received) [MQTT-4.4.0-1], then queued messages
 // flow into the inflight window.
 func (s *Session) Start() {
+	defer s.flushWrites(false) // state changes of what drained
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sink == nil || !s.paused {
@@ -231,7 +252,11 @@ func (s *Session) redeliverLocked(id uint16) bool {
 
 // enqueue hands one message to this session: straight to the sink when
 // the window allows, otherwise into the bounded queue.
-func (s *Session) enqueue(q queued) <-chan struct{} {
+//
+// w collects the store writes of the publication (nil: none): a
+// persistent session's QoS 1/2 message gets its sequence number and
+// record here, under mu, so its queue order and its records agree.
+func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 	st := &s.b.stats
 	s.mu.Lock()
 	if s.ended {
@@ -257,14 +282,20 @@ func (s *Session) enqueue(q queued) <-chan struct{} {
 			return nil
 		}
 	}
+	var wb *store.Batch
+	if w != nil && s.persisted && q.qos > 0 {
+		wb = &w.b
+		s.seq++
+		q.seq, q.tk = s.seq, w.ticket()
+	}
 	var room <-chan struct{}
 	switch {
 	case live && s.queue.len() == 0 && len(s.inflight) < s.window:
-		s.sendLocked(q)
+		s.sendLocked(q, wb, true)
 	case live && q.qos > 0 && s.b.cfg.QueueFullPolicy == Backpressure:
-		room = s.pushBackpressureLocked(q)
+		room = s.pushBackpressureLocked(q, wb)
 	default:
-		s.pushLocked(q)
+		s.pushLocked(q, wb)
 	}
 	s.mu.Unlock()
 	return room
@@ -275,7 +306,8 @@ func (s *Session) enqueue(q queued) <-chan struct{} {
 // the publisher is asked to wait for room before acknowledging, which slows
 // it to the subscriber's pace. Only beyond twice the limit (many
 // publishers at once, or waits that timed out) is the oldest dropped.
-func (s *Session) pushBackpressureLocked(q queued) <-chan struct{} {
+func (s *Session) pushBackpressureLocked(q queued, wb *store.Batch) <-chan struct{} {
+	s.putQueuedLocked(wb, &q)
 	max := s.queueMax()
 	if max == 0 {
 		s.queue.pushBack(q)
@@ -283,7 +315,8 @@ func (s *Session) pushBackpressureLocked(q queued) <-chan struct{} {
 	}
 	if s.queue.len() >= 2*max {
 		s.b.stats.DroppedQueueFull.Add(1)
-		s.queue.popFront()
+		old := s.queue.popFront()
+		s.deleteQueuedLocked(wb, &old)
 	}
 	s.queue.pushBack(q)
 	if s.queue.len() < max {
@@ -359,27 +392,41 @@ func (s *Session) SetQueueLimit(n int) {
 	s.mu.Unlock()
 }
 
-func (s *Session) pushLocked(q queued) {
+// wb, when set, receives the message's record (if it has one, q.seq != 0)
+// and the deletion of a dropped one.
+func (s *Session) pushLocked(q queued, wb *store.Batch) {
 	max := s.queueMax()
 	if max > 0 && s.queue.len() >= max {
 		s.b.stats.DroppedQueueFull.Add(1)
 		if s.b.cfg.QueueFullPolicy == DropNew {
 			return
 		}
-		s.queue.popFront()
+		old := s.queue.popFront()
+		s.deleteQueuedLocked(wb, &old)
 	}
+	s.putQueuedLocked(wb, &q)
 	s.queue.pushBack(q)
 }
 
 // sendLocked assigns a packet id to a QoS 1/2 message, records it inflight
-// and hands it to the sink. A QoS 0 message is just handed over.
-func (s *Session) sendLocked(q queued) {
+// and hands it to the sink. A QoS 0 message is just handed over. A stored
+// message (q.seq != 0) gets its sent state and packet id written to wb
+// when it is new (fresh) and, for QoS 2, always: a QoS 2 message must be
+// resent under the same packet id after a restart.
+func (s *Session) sendLocked(q queued, wb *store.Batch, fresh bool) {
 	st := &s.b.stats
 	d := Delivery{Msg: q.msg, QoS: q.qos, Retain: q.retain, SubIDs: q.ids, Filter: q.filter}
 	if q.qos > 0 {
 		d.ID = s.allocIDLocked()
-		s.seq++
-		s.inflight[d.ID] = &inflightEntry{d: d, seq: s.seq, group: q.group}
+		seq := q.seq
+		if seq == 0 {
+			s.seq++
+			seq = s.seq
+		}
+		s.inflight[d.ID] = &inflightEntry{d: d, seq: seq, group: q.group, stored: q.seq != 0, tk: q.tk}
+		if wb != nil && q.seq != 0 && (fresh || q.qos == 2) {
+			wb.PutMessage(s.messageRecord(seq, store.StateSent, d.ID, q.qos, q.retain, q.ids, q.filter, q.group, q.msg))
+		}
 	}
 	if s.sink.Deliver(d) {
 		st.MessagesSent.Add(1)
@@ -428,9 +475,14 @@ func (s *Session) drainLocked() {
 		q := s.queue.popFront()
 		if q.msg.Expired(now) {
 			s.b.stats.DroppedExpired.Add(1)
+			s.deleteQueuedLocked(s.pwLocked(nil), &q)
 			continue
 		}
-		s.sendLocked(q)
+		var wb *store.Batch
+		if q.seq != 0 && q.qos == 2 {
+			wb = s.pwLocked(q.tk)
+		}
+		s.sendLocked(q, wb, false)
 	}
 }
 
@@ -457,8 +509,13 @@ func (s *Session) resendOldestUnsentLocked() {
 // for an unknown id.
 func (s *Session) Acked(id uint16) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ackLocked(id)
+	ok := s.ackLocked(id)
+	s.mu.Unlock()
+	// Deleting an acknowledged message need not be durable: losing it in
+	// a crash costs a redelivery, and a QoS 2 one is then already in the
+	// durable received state (see Received), so only PUBREL is resent.
+	s.flushWrites(false)
+	return ok
 }
 
 func (s *Session) ackLocked(id uint16) bool {
@@ -469,6 +526,11 @@ func (s *Session) ackLocked(id uint16) bool {
 	if e.unsent {
 		s.unsent--
 	}
+	if e.stored {
+		if wb := s.pwLocked(e.tk); wb != nil {
+			wb.DeleteMessage(s.clientID, e.seq)
+		}
+	}
 	delete(s.inflight, id)
 	s.drainLocked()
 	return true
@@ -476,15 +538,26 @@ func (s *Session) ackLocked(id uint16) bool {
 
 // Received records PUBREC for an outbound QoS 2 delivery; the adapter then
 // sends PUBREL. It returns false for an unknown id.
+//
+// For a persistent session the received state is durable before Received
+// returns (so before PUBREL goes out): after a crash the session resends
+// PUBREL, never the message, which the client would take as new.
 func (s *Session) Received(id uint16) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.inflight[id]
 	if !ok || e.d.QoS != 2 {
+		s.mu.Unlock()
 		return false
 	}
 	e.received = true
 	e.d.Msg = nil // the payload is no longer needed once received
+	if e.stored {
+		if wb := s.pwLocked(e.tk); wb != nil {
+			wb.PutMessage(s.messageRecord(e.seq, store.StateReceived, id, 2, e.d.Retain, e.d.SubIDs, e.d.Filter, e.group, nil))
+		}
+	}
+	s.mu.Unlock()
+	s.flushWrites(true)
 	return true
 }
 
@@ -504,11 +577,19 @@ func (s *Session) QueuedCount() int {
 
 // Publish routes a message from this session's client. Its Origin is set
 // here; the message must not be modified afterwards.
+//
+// With a store, Publish returns once every write that holds the message
+// (its copy for each persistent subscriber, the retained message) is
+// durable, so the caller may acknowledge it then; ErrStore if it cannot be.
 func (s *Session) Publish(msg *Message) error {
+	return s.publishWith(msg, s.b.newWrites())
+}
+
+func (s *Session) publishWith(msg *Message, w *writes) error {
 	info := s.info.Load()
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
 		Listener: info.Listener, sessionKey: s.key}
-	return s.b.publish(msg, info, s)
+	return s.b.publishW(msg, info, s, w)
 }
 
 // PublishExactlyOnce handles an inbound QoS 2 publication with packet id
@@ -522,8 +603,16 @@ func (s *Session) PublishExactlyOnce(id uint16, msg *Message) (dup bool, err err
 		return true, nil
 	}
 	s.inQoS2[id] = struct{}{}
+	persisted := s.persisted
 	s.mu.Unlock()
-	if err := s.Publish(msg); err != nil {
+	// The held id is written with the message's copies, in one batch:
+	// after a crash a resent PUBLISH is recognised as a duplicate exactly
+	// when its copies survived.
+	w := s.b.newWrites()
+	if w != nil && persisted {
+		w.b.PutInbound(s.clientID, id)
+	}
+	if err := s.publishWith(msg, w); err != nil {
 		// A refused message is not held: the publisher gets the error in
 		// PUBREC and will not send PUBREL.
 		s.mu.Lock()
@@ -536,11 +625,23 @@ func (s *Session) PublishExactlyOnce(id uint16, msg *Message) (dup bool, err err
 
 // Release handles PUBREL for an inbound QoS 2 id, reporting whether the id
 // was held.
+//
+// The release is durable before Release returns (so before PUBCOMP):
+// a client reuses the id at once, and a held id that came back after a
+// crash would make its next message look like a duplicate and be lost.
 func (s *Session) Release(id uint16) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, held := s.inQoS2[id]
 	delete(s.inQoS2, id)
+	if held {
+		if wb := s.pwLocked(nil); wb != nil {
+			wb.DeleteInbound(s.clientID, id)
+		}
+	}
+	s.mu.Unlock()
+	if held {
+		s.flushWrites(true)
+	}
 	return held
 }
 
@@ -593,12 +694,17 @@ func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
 		return res
 	}
 	s.subs[filter] = sub
+	if wb := s.pwLocked(nil); wb != nil {
+		wb.PutSubscription(&store.Subscription{ClientID: s.clientID, Filter: filter, QoS: opts.QoS, NoLocal: opts.NoLocal,
+			RetainAsPublished: opts.RetainAsPublished, RetainHandling: opts.RetainHandling, ID: opts.ID})
+	}
 	s.mu.Unlock()
 	if shared {
 		s.b.addShared(group, inner, sub)
 	} else {
 		s.b.subs.Add(inner, s.key, sub)
 	}
+	s.flushWrites(true) // before SUBACK: a restart keeps what was granted
 	res.QoS = opts.QoS
 	res.sub = sub
 	// Retained messages: not for shared subscriptions (4.8.2); per
@@ -621,13 +727,15 @@ func (s *Session) SendRetained(r SubResult) {
 	if r.Err != nil || r.sub == nil {
 		return
 	}
+	w := s.b.newWrites()
 	for _, m := range r.retain {
 		qos := m.QoS
 		if r.QoS < qos {
 			qos = r.QoS
 		}
-		s.enqueue(queued{msg: m, qos: qos, retain: true, ids: r.sub.ids, filter: r.sub.filter})
+		s.enqueue(queued{msg: m, qos: qos, retain: true, ids: r.sub.ids, filter: r.sub.filter}, w)
 	}
+	s.b.commit(w, false) // nothing to acknowledge: no need to wait
 }
 
 // Unsubscribe removes the subscription to filter, reporting whether it
@@ -636,10 +744,16 @@ func (s *Session) Unsubscribe(filter string) bool {
 	s.mu.Lock()
 	sub, ok := s.subs[filter]
 	delete(s.subs, filter)
+	if ok {
+		if wb := s.pwLocked(nil); wb != nil {
+			wb.DeleteSubscription(s.clientID, filter)
+		}
+	}
 	s.mu.Unlock()
 	if !ok {
 		return false
 	}
+	s.flushWrites(true)
 	s.b.removeSub(s, filter, sub)
 	return true
 }
@@ -701,6 +815,17 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 				s.willTmr = time.AfterFunc(will.Delay, s.fireDelayedWill)
 			}
 		}
+		if wb := s.pwLocked(nil); wb != nil {
+			// The expiry clock counts from now, also across a restart.
+			now := time.Now()
+			wb.PutSession(s.sessionRecordLocked(now))
+			if s.pending != nil && s.pending == will {
+				w := *will
+				w.stored = true
+				s.pending = &w
+				wb.PutWill(&store.PendingWill{ClientID: s.clientID, Due: now.Add(will.Delay), Msg: willRecord(will)})
+			}
+		}
 	}
 	var orphans []queued
 	if !end {
@@ -712,11 +837,16 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	s.mu.Unlock()
 	if end {
 		s.b.endSession(s)
-	} else if len(orphans) > 0 {
-		s.b.redistribute(s, orphans, true)
+	} else {
+		s.flushWrites(false)
+		if len(orphans) > 0 {
+			w := s.b.newWrites()
+			s.b.redistribute(s, orphans, true, w)
+			s.b.commit(w, false)
+		}
 	}
 	if publishNow != nil {
-		s.b.publishWill(publishNow)
+		s.b.publishWill(publishNow, s.clientID)
 	}
 }
 
@@ -725,7 +855,7 @@ func (s *Session) fireDelayedWill() {
 	m := s.takePendingWillLocked()
 	s.mu.Unlock()
 	if m != nil {
-		s.b.publishWill(m)
+		s.b.publishWill(m, s.clientID)
 	}
 }
 
@@ -746,6 +876,7 @@ func (s *Session) Kick(reason error) {
 // [MQTT-4.8.2-5].
 func (b *Broker) dropSubscriptions(s *Session) {
 	s.mu.Lock()
+	s.dropStoredLocked() // before the queue and inflight go: it waits for their puts
 	subs := s.subs
 	s.subs = make(map[string]*subscriber)
 	orphans := s.takeSharedLocked(true)
@@ -754,8 +885,11 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	s.queue.clear()
 	s.releaseRoomLocked()
 	s.mu.Unlock()
+	s.flushWrites(true)
 	for f, sub := range subs {
 		b.removeSub(s, f, sub)
 	}
-	b.redistribute(s, orphans, false)
+	w := b.newWrites()
+	b.redistribute(s, orphans, false, w)
+	b.commit(w, true)
 }

@@ -182,7 +182,11 @@ func (s *Session) takeSharedLocked(inflight bool) []queued {
 	if inflight {
 		for id, e := range s.inflight {
 			if e.group != nil && e.d.QoS == 1 && e.d.Msg != nil {
-				out = append(out, queued{msg: e.d.Msg, qos: e.d.QoS, retain: e.d.Retain, filter: e.d.Filter, group: e.group})
+				q := queued{msg: e.d.Msg, qos: e.d.QoS, retain: e.d.Retain, filter: e.d.Filter, group: e.group, tk: e.tk}
+				if e.stored {
+					q.seq = e.seq
+				}
+				out = append(out, q)
 				if e.unsent {
 					s.unsent--
 				}
@@ -195,8 +199,10 @@ func (s *Session) takeSharedLocked(inflight bool) []queued {
 
 // redistribute hands messages taken from session from to other members of
 // their groups. With keepIfNone, a message no other online member can take
-// goes back to from's queue; otherwise it is dropped and counted.
-func (b *Broker) redistribute(from *Session, msgs []queued, keepIfNone bool) {
+// goes back to from's queue; otherwise it is dropped and counted. w (nil
+// without a store) collects the new members' records and the removal of
+// from's, which must follow the puts of from's records.
+func (b *Broker) redistribute(from *Session, msgs []queued, keepIfNone bool, w *writes) {
 	for _, q := range msgs {
 		m := q.group.pick(q.msg, from)
 		if m == nil && !keepIfNone {
@@ -206,7 +212,7 @@ func (b *Broker) redistribute(from *Session, msgs []queued, keepIfNone bool) {
 			if keepIfNone {
 				from.mu.Lock()
 				if !from.ended {
-					from.pushLocked(q)
+					from.pushLocked(q, nil) // keeps its record and sequence number
 				}
 				from.mu.Unlock()
 			} else {
@@ -214,10 +220,16 @@ func (b *Broker) redistribute(from *Session, msgs []queued, keepIfNone bool) {
 			}
 			continue
 		}
+		if w != nil && q.seq != 0 {
+			w.b.DeleteMessage(from.clientID, q.seq)
+			if q.tk != nil {
+				w.waits = append(w.waits, q.tk)
+			}
+		}
 		qos := q.msg.QoS
 		if m.opts.QoS < qos {
 			qos = m.opts.QoS
 		}
-		m.sess.enqueue(queued{msg: q.msg, qos: qos, retain: q.retain, ids: m.ids, filter: m.filter, group: q.group})
+		m.sess.enqueue(queued{msg: q.msg, qos: qos, retain: q.retain, ids: m.ids, filter: m.filter, group: q.group}, w)
 	}
 }

@@ -81,6 +81,6 @@ func (b *Broker) publishSys() {
 		msg := &Message{Topic: t, Payload: []byte(v), Retain: true, Created: now,
 			Origin: Origin{Protocol: ProtoSys}}
 		b.retained.Set(t, msg) // $SYS is not counted against limits.max_retained
-		b.route(msg, nil)
+		b.route(msg, nil, nil)
 	}
 }

@@ -98,6 +98,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.keepAlive, "keepalive", 60*time.Second, "MQTT keep-alive; quiet connections send PINGREQ at half of it")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "idle: wait before each RSS reading so the broker is quiescent")
 	fs.BoolVar(&cfg.e2e, "e2e", false, "QoS 1/2: also bound messages not yet received by subscribers")
+	fs.BoolVar(&persistentSessions, "persistent", false, "connect with clean session 0, so the broker keeps (and with a durable store, persists) QoS 1/2 messages")
 	fs.IntVar(&cfg.refill, "refill", 1, "free window slots a blocked publisher waits for before sending again")
 	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "idle: broker process id whose /proc/<pid>/status VmRSS is sampled")
 	fs.IntVar(&cfg.parallel, "parallel", 64, "concurrent connection attempts while setting up")

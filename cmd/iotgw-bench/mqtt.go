@@ -582,3 +582,8 @@ func (c *mqttConn) readLoop(r *reader) error {
 		}
 	}
 }
+
+// persistentSessions (-persistent) connects every client with clean
+// session 0, so that a broker with a durable store writes its QoS 1/2
+// messages to disk; the default clean sessions never touch it.
+var persistentSessions bool

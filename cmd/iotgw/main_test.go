@@ -30,8 +30,10 @@ var listenRE = regexp.MustCompile(`"transport": "tcp", "addr": "([^"]+)"`)
 // listener, connects, and checks SIGTERM makes it exit 0 promptly.
 func TestRunAndSignal(t *testing.T) {
 	bin := buildBinary(t)
+	wd := t.TempDir() // the default store.dir "data" is created in it
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		cmd := exec.Command(bin)
+		cmd.Dir = wd
 		cmd.Env = append(os.Environ(), "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0")
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
@@ -83,6 +85,9 @@ func TestRunAndSignal(t *testing.T) {
 		}
 		nc.Close()
 	}
+	if fi, err := os.Stat(filepath.Join(wd, "data")); err != nil || !fi.IsDir() {
+		t.Fatalf("default store directory not created: %v", err)
+	}
 }
 
 func TestConfigErrorsExit2(t *testing.T) {
@@ -100,6 +105,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, nil, "missing.yaml"},
 	} {
 		cmd := exec.Command(bin, tc.args...)
+		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), append(tc.env, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=")...)
 		out, err := cmd.CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
@@ -111,4 +117,60 @@ func TestConfigErrorsExit2(t *testing.T) {
 			t.Errorf("output %q does not name %q", out, tc.want)
 		}
 	}
+}
+
+// TestStoreDirErrorsExit2 checks that a store directory in use by another
+// gateway, or a corrupt one, stops start-up with exit code 2 and an error
+// naming store.dir, rather than running without the data.
+func TestStoreDirErrorsExit2(t *testing.T) {
+	bin := buildBinary(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	env := append(os.Environ(), "IOTGW_STORE_DIR="+dir, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_STOMP_TCP=",
+		"IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0")
+	first := exec.Command(bin)
+	first.Env = env
+	stderr, _ := first.StderrPipe()
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "iotgw started") {
+				close(up)
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-time.After(20 * time.Second):
+		first.Process.Kill()
+		t.Fatal("first gateway did not start")
+	}
+	expectExit2 := func(what string) {
+		t.Helper()
+		second := exec.Command(bin)
+		second.Env = env
+		out, err := second.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("%s: exit %v, want 2; output %s", what, err, out)
+		}
+		if !strings.Contains(string(out), "store.dir") || !strings.Contains(string(out), dir) {
+			t.Fatalf("%s: output does not name store.dir %s: %s", what, dir, out)
+		}
+	}
+	expectExit2("locked")
+	first.Process.Signal(syscall.SIGTERM)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first gateway: %v", err)
+	}
+	// Corrupt every table and manifest: the store must refuse to open.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "MANIFEST") || strings.HasSuffix(n, ".sst") {
+			os.WriteFile(filepath.Join(dir, n), []byte("not a pebble file"), 0o644)
+		}
+	}
+	expectExit2("corrupt")
 }

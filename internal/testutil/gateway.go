@@ -30,6 +30,8 @@ coap:
   udp: 127.0.0.1:0
 sys:
   interval: 0
+store:
+  engine: memory
 `
 
 // Gateway is a running gateway for one test.

@@ -14,6 +14,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/core/store"
 )
 
 // Version is the gateway's version string, set at build time with
@@ -28,6 +29,8 @@ type Gateway struct {
 	MQTTSN *mqttsn.Server
 	CoAP   *coap.Server
 	log    *zap.Logger
+	// store holds the broker's durable state; closed after the broker.
+	store store.Store
 	// adapters in start order; stopped in reverse.
 	adapters []core.Adapter
 }
@@ -74,11 +77,24 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 		}
 	}
+	st, err := store.Open(cfg.Store, log.Named("store"))
+	if err != nil {
+		return nil, fmt.Errorf("store.dir %q: %w", cfg.Store.Dir, err)
+	}
+	opts = append(opts, core.WithStore(st))
 	b, err := core.New(cfg.Core, log.Named("core"), opts...)
 	if err != nil {
+		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log}
+	g := &Gateway{Broker: b, log: log, store: st}
+	// Recovery runs before any listener accepts, so no client can see a
+	// half-restored session.
+	if err := b.Recover(ctx); err != nil {
+		b.Close()
+		_ = st.Close()
+		return nil, fmt.Errorf("store.dir %q: recovery: %w", cfg.Store.Dir, err)
+	}
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
@@ -102,6 +118,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 				_ = g.adapters[j].Stop(ctx)
 			}
 			b.Close()
+			_ = st.Close()
 			return nil, fmt.Errorf("%s: %w", a.Name(), err)
 		}
 	}
@@ -118,6 +135,11 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 	}
 	g.Broker.Close()
+	// Closing the store last makes every write of the shutdown (sessions
+	// going offline, their disconnect times) durable.
+	if err := g.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqttsn"
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/core/store"
 )
 
 // Config is the whole gateway's typed configuration.
@@ -33,6 +34,9 @@ type Config struct {
 	MQTTSN    mqttsn.Config
 	CoAP      coap.Config
 	ACL       core.ACL
+	// Store is where sessions, queued messages and retained messages are
+	// kept across restarts.
+	Store store.Config
 	// Users and AllowAnonymous configure password authentication (and
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
 	Users          []core.User
@@ -99,6 +103,7 @@ func settings() []setting {
 	ds := stomp.DefaultConfig()
 	dn := mqttsn.DefaultConfig()
 	dc2 := coap.DefaultConfig()
+	dst := store.DefaultConfig()
 	return []setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -199,6 +204,11 @@ func settings() []setting {
 		{"acl.rules", []any{}, aclRules},
 
 		{"sys.interval", dc.SysInterval.String(), duration(func(c *Config) *time.Duration { return &c.Core.SysInterval })},
+
+		{"store.engine", dst.Engine, str(func(c *Config) *string { return &c.Store.Engine })},
+		{"store.dir", dst.Dir, str(func(c *Config) *string { return &c.Store.Dir })},
+		{"store.fsync", dst.Fsync, str(func(c *Config) *string { return &c.Store.Fsync })},
+		{"store.batch_window", dst.BatchWindow.String(), duration(func(c *Config) *time.Duration { return &c.Store.BatchWindow })},
 	}
 }
 
@@ -430,7 +440,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate(), c.Store.Validate())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,0 +1,328 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/core/store"
+)
+
+// Persistence in the core (see core/store for the log itself and
+// docs/design.md for the rules): memory stays authoritative; the broker
+// writes to the store only
+//
+//   - for persistent sessions (expiry > 0): the session record,
+//     subscriptions, QoS 1/2 messages (queued, sent, received) and inbound
+//     QoS 2 ids; clean sessions and QoS 0 never touch the disk;
+//   - retained messages (except the broker's own $SYS tree, rebuilt on
+//     every start), pending wills and $delayed messages.
+//
+// A publication collects its writes (one record per persistent
+// subscriber, the retained message, an inbound QoS 2 id) in one batch
+// while it routes; Publish returns only once that batch is durable, so an
+// adapter that acknowledges after Publish (PUBACK, PUBREC, RECEIPT, 2.04)
+// never acknowledges what a crash could lose. Later changes of a session
+// (acks, state changes, drops) collect in the session's pending batch
+// under Session.mu and are handed to the store after it is released
+// (flushWrites), never while holding it.
+
+// WithStore makes the broker keep its durable state in st. Without it (or
+// with nil) nothing survives the process. The broker does not close st;
+// call Recover before any client connects.
+func WithStore(st store.Store) Option { return func(b *Broker) { b.store = st } }
+
+// ErrStore wraps a store failure: the message was not acknowledged
+// because it could not be made durable.
+var ErrStore = errors.New("core: store")
+
+// ticket orders the later writes of a message (its ack's delete, its
+// state changes) after the batch that puts it. A subscriber may receive
+// and acknowledge a message before its publisher has handed that batch to
+// the store; the delete must not overtake the put, or the message would
+// come back after a restart (a duplicate, fatal for QoS 2). ch is closed
+// once the put is submitted; the store applies commits in submission
+// order.
+type ticket struct{ ch chan struct{} }
+
+func (t *ticket) submitted() bool {
+	select {
+	case <-t.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// writes are the store writes of one publication (or of a redistribution
+// of shared messages).
+type writes struct {
+	b  store.Batch
+	tk *ticket
+	// waits are tickets of puts this batch's deletes must follow.
+	waits []*ticket
+}
+
+// newWrites returns a batch for one publication, nil without a store.
+func (b *Broker) newWrites() *writes {
+	if b.store == nil {
+		return nil
+	}
+	return &writes{}
+}
+
+func (w *writes) ticket() *ticket {
+	if w.tk == nil {
+		w.tk = &ticket{ch: make(chan struct{})}
+	}
+	return w.tk
+}
+
+// commit hands w to the store and, with durable set, waits until it is
+// durable. w may be nil.
+func (b *Broker) commit(w *writes, durable bool) error {
+	if w == nil {
+		return nil
+	}
+	for _, t := range w.waits {
+		<-t.ch
+	}
+	if w.b.Len() == 0 {
+		if w.tk != nil {
+			close(w.tk.ch)
+		}
+		return nil
+	}
+	var errc chan error
+	if durable {
+		errc = make(chan error, 1)
+		b.store.CommitAsync(&w.b, true, func(err error) { errc <- err })
+	} else {
+		b.store.CommitAsync(&w.b, false, b.logStoreErr)
+	}
+	if w.tk != nil {
+		close(w.tk.ch)
+	}
+	if errc == nil {
+		return nil
+	}
+	if err := <-errc; err != nil {
+		b.logStoreErr(err)
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return nil
+}
+
+// discard gives up w without writing (the publication was refused before
+// anything was routed), releasing anyone waiting on its ticket.
+func (w *writes) discard() {
+	if w != nil && w.tk != nil {
+		close(w.tk.ch)
+	}
+}
+
+func (b *Broker) logStoreErr(err error) {
+	if err != nil && !errors.Is(err, store.ErrClosed) {
+		b.log.Error("store write failed", zap.Error(err))
+	}
+}
+
+// pwLocked returns the session's pending batch, nil when the session is
+// not persistent; tk, when set, is the ticket of the put the new write
+// must follow.
+func (s *Session) pwLocked(tk *ticket) *store.Batch {
+	if !s.persisted {
+		return nil
+	}
+	if s.pw == nil {
+		s.pw = new(store.Batch)
+	}
+	if tk != nil && !tk.submitted() {
+		s.pwWait = append(s.pwWait, tk)
+	}
+	return s.pw
+}
+
+// flushWrites hands the session's pending writes to the store, in the
+// order they were made; with durable set it returns once they are
+// durable. It must be called without s.mu: it may wait for a publisher to
+// submit its batch (see ticket) and for the store.
+func (s *Session) flushWrites(durable bool) error {
+	if s.b.store == nil {
+		return nil
+	}
+	s.wmu.Lock()
+	s.mu.Lock()
+	pw, waits := s.pw, s.pwWait
+	s.pw, s.pwWait = nil, nil
+	s.mu.Unlock()
+	if pw == nil {
+		s.wmu.Unlock()
+		return nil
+	}
+	// s.wmu keeps the submissions of concurrent flushes in swap order.
+	w := &writes{waits: waits}
+	w.b = *pw
+	if !durable {
+		err := s.b.commit(w, false)
+		s.wmu.Unlock()
+		return err
+	}
+	for _, t := range waits {
+		<-t.ch
+	}
+	errc := make(chan error, 1)
+	s.b.store.CommitAsync(&w.b, true, func(err error) { errc <- err })
+	s.wmu.Unlock()
+	if err := <-errc; err != nil {
+		s.b.logStoreErr(err)
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return nil
+}
+
+// sessionRecordLocked is the session's own record; disconnected is the
+// time its connection ended (zero while connected).
+func (s *Session) sessionRecordLocked(disconnected time.Time) *store.Session {
+	info := s.info.Load()
+	r := &store.Session{ClientID: s.clientID, Protocol: info.Protocol, Username: info.Username,
+		Expiry: s.expiry, DisconnectedAt: disconnected}
+	if s.will != nil {
+		r.Will = &store.Will{Msg: willRecord(s.will), Delay: s.will.Delay}
+	}
+	return r
+}
+
+// dropStoredLocked makes the session non-persistent and removes what the
+// store holds of it, after every put still on its way (see ticket).
+func (s *Session) dropStoredLocked() {
+	if !s.persisted {
+		return
+	}
+	pw := s.pwLocked(nil)
+	for i := 0; i < s.queue.len(); i++ {
+		if tk := s.queue.at(i).tk; tk != nil && !tk.submitted() {
+			s.pwWait = append(s.pwWait, tk)
+		}
+	}
+	for _, e := range s.inflight {
+		if e.tk != nil && !e.tk.submitted() {
+			s.pwWait = append(s.pwWait, e.tk)
+		}
+	}
+	pw.DeleteSession(s.clientID)
+	s.persisted = false
+}
+
+// messageRecord is a session message as stored.
+func (s *Session) messageRecord(seq uint64, state store.State, id uint16, qos byte, retain bool,
+	ids []uint32, filter string, group *sharedGroup, msg *Message) *store.SessionMessage {
+	r := &store.SessionMessage{ClientID: s.clientID, Seq: seq, State: state, PacketID: id, QoS: qos,
+		Retain: retain, SubIDs: ids, Filter: filter}
+	if group != nil {
+		r.Share = "$share/" + group.name + "/" + group.filter
+	}
+	if msg != nil && state != store.StateReceived {
+		m := toRecord(msg)
+		r.Msg = &m
+	}
+	return r
+}
+
+func (s *Session) putQueuedLocked(wb *store.Batch, q *queued) {
+	if wb != nil && q.seq != 0 {
+		wb.PutMessage(s.messageRecord(q.seq, store.StateQueued, 0, q.qos, q.retain, q.ids, q.filter, q.group, q.msg))
+	}
+}
+
+// deleteQueuedLocked removes a dropped queued message's record. It does
+// not wait for the message's put: a put that overtakes the delete only
+// brings back, after a crash, a message its publisher had acknowledged.
+func (s *Session) deleteQueuedLocked(wb *store.Batch, q *queued) {
+	if wb != nil && q.seq != 0 {
+		wb.DeleteMessage(s.clientID, q.seq)
+	}
+}
+
+// isSys reports the broker's own $SYS tree, which is never persisted.
+func isSys(topicName string) bool {
+	return topicName == "$SYS" || strings.HasPrefix(topicName, "$SYS/")
+}
+
+func toRecord(m *Message) store.Message {
+	r := store.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, ExpiresAt: m.ExpiresAt,
+		ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData, Created: m.Created,
+		Origin: store.Origin{Protocol: m.Origin.Protocol, ClientID: m.Origin.ClientID,
+			Username: m.Origin.Username, Listener: m.Origin.Listener}}
+	if len(m.UserProps) > 0 {
+		r.UserProps = make([]store.UserProperty, len(m.UserProps))
+		for i, p := range m.UserProps {
+			r.UserProps[i] = store.UserProperty(p)
+		}
+	}
+	return r
+}
+
+func fromRecord(r *store.Message) *Message {
+	m := &Message{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain,
+		ContentType: r.ContentType, PayloadFormat: r.PayloadFormat, ExpiresAt: r.ExpiresAt,
+		ResponseTopic: r.ResponseTopic, CorrelationData: r.CorrelationData, Created: r.Created,
+		Origin: Origin{Protocol: r.Origin.Protocol, ClientID: r.Origin.ClientID,
+			Username: r.Origin.Username, Listener: r.Origin.Listener}}
+	if len(r.UserProps) > 0 {
+		m.UserProps = make([]UserProperty, len(r.UserProps))
+		for i, p := range r.UserProps {
+			m.UserProps[i] = UserProperty(p)
+		}
+	}
+	return m
+}
+
+// willRecord stores a will's message. The will's own expiry interval
+// starts only when it is published, so it is kept as ExpiresAt - Created.
+func willRecord(w *Will) store.Message {
+	r := toRecord(w.Msg)
+	if r.Created.IsZero() {
+		r.Created = time.Now()
+	}
+	r.ExpiresAt = time.Time{}
+	if w.Expiry > 0 {
+		r.ExpiresAt = r.Created.Add(w.Expiry)
+	}
+	return r
+}
+
+func fromWillRecord(r *store.Message, delay time.Duration) *Will {
+	w := &Will{Msg: fromRecord(r), Delay: delay, stored: true}
+	if !r.ExpiresAt.IsZero() {
+		w.Expiry = r.ExpiresAt.Sub(r.Created)
+	}
+	w.Msg.ExpiresAt = time.Time{}
+	return w
+}
+
+// storeRetained records a retained message's change in w.
+func storeRetained(w *writes, msg *Message) {
+	if w == nil || isSys(msg.Topic) {
+		return
+	}
+	if len(msg.Payload) == 0 {
+		w.b.DeleteRetained(msg.Topic)
+		return
+	}
+	r := toRecord(msg)
+	w.b.PutRetained(&r)
+}
+
+// storeDelayed records a pending delayed message, returning its id.
+func (b *Broker) storeDelayed(w *writes, msg *Message, due time.Time) uint64 {
+	id := b.delayedSeq.Add(1)
+	if w != nil {
+		w.b.PutDelayed(&store.Delayed{ID: id, Due: due, Msg: toRecord(msg)})
+	}
+	return id
+}
