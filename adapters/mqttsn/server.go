@@ -82,6 +82,9 @@ func packetNames() []string {
 	return names
 }
 
+// udpReadBuffer is the socket receive buffer asked of the kernel.
+const udpReadBuffer = 4 << 20
+
 // Start binds the UDP socket and serves it in the background.
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
@@ -98,6 +101,12 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		return fmt.Errorf("mqttsn.udp: %w", err)
 	}
 	s.uc = pc.(*net.UDPConn)
+	// One socket serves every client: a kernel buffer bigger than the
+	// default (~208 KiB) absorbs bursts from many senders instead of
+	// dropping datagrams. The kernel caps it at net.core.rmem_max.
+	if err := s.uc.SetReadBuffer(udpReadBuffer); err != nil {
+		s.log.Debug("socket read buffer not raised", zap.Error(err))
+	}
 	s.log.Info("listening", zap.String("transport", "udp"), zap.Stringer("addr", s.uc.LocalAddr()),
 		zap.Int("predefined_topics", len(s.cfg.Predefined)))
 	s.loops.Add(2)
