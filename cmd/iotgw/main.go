@@ -11,6 +11,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +34,7 @@ func run() int {
 	configPath := fs.String("config", "", "YAML configuration file (optional)")
 	printKeys := fs.Bool("print-keys", false, "print every configuration key and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -56,6 +59,15 @@ func run() int {
 		return 2
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	if *pprofAddr != "" {
+		// Profiling is opt-in and meant for loopback: it exposes internals.
+		go func() {
+			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
+				log.Warn("pprof listener failed", zap.Error(err))
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
