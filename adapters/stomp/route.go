@@ -410,6 +410,19 @@ func (r *routes) emit(d *core.Delivery, s *subscription, redelivered bool) *fram
 	return f
 }
 
+// removeFrame removes element i without allocating: the oldest frame (the
+// usual case, acknowledgements arriving in order) by reslicing, others by
+// shifting the tail down.
+func removeFrame(fs []*sentFrame, i int) []*sentFrame {
+	if i == 0 {
+		fs[0] = nil // do not keep the frame reachable from the array
+		return fs[1:]
+	}
+	copy(fs[i:], fs[i+1:])
+	fs[len(fs)-1] = nil
+	return fs[:len(fs)-1]
+}
+
 // forgetOldestQoS0 bounds the QoS 0 frames remembered for a client that
 // never acknowledges them; they are only kept so that a cumulative ACK
 // naming one of them finds its place. An ACK naming a forgotten one is
@@ -419,7 +432,7 @@ func (r *routes) forgetOldestQoS0(s *subscription) {
 		if sf.did == 0 {
 			delete(r.frames, sf.n)
 			r.stale = max(r.stale, sf.n)
-			s.outstanding = append(s.outstanding[:i:i], s.outstanding[i+1:]...)
+			s.outstanding = removeFrame(s.outstanding, i)
 			s.qos0--
 			return
 		}
@@ -468,12 +481,14 @@ func (r *routes) settle(id string, nack bool) settleResult {
 		for i < len(s.outstanding) && s.outstanding[i].n <= sf.n {
 			i++
 		}
+		// Reslicing leaves sel's elements untouched: appends to the
+		// remainder only write past them.
 		sel = s.outstanding[:i:i]
-		s.outstanding = append([]*sentFrame(nil), s.outstanding[i:]...)
+		s.outstanding = s.outstanding[i:]
 	} else {
 		for i, o := range s.outstanding {
 			if o == sf {
-				s.outstanding = append(s.outstanding[:i:i], s.outstanding[i+1:]...)
+				s.outstanding = removeFrame(s.outstanding, i)
 				break
 			}
 		}
