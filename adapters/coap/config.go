@@ -53,6 +53,11 @@ type Config struct {
 	// MaxPendingQoS0 bounds QoS 0 notifications waiting for one client;
 	// beyond it they are dropped and counted.
 	MaxPendingQoS0 int
+	// ReadBuffer is the UDP socket receive buffer asked of the kernel
+	// (SO_RCVBUF; Linux caps it at net.core.rmem_max), so that bursts from
+	// many senders are not dropped before the gateway reads them; 0 keeps
+	// the kernel default.
+	ReadBuffer int
 	// ExchangeLifetime bounds how long an idle client's message-id
 	// deduplication state and unfinished block-wise transfers are kept.
 	ExchangeLifetime time.Duration
@@ -71,6 +76,7 @@ func DefaultConfig() Config {
 		AckTimeout:       2 * time.Second,
 		MaxRetransmit:    4,
 		MaxPendingQoS0:   1000,
+		ReadBuffer:       4 << 20,
 		ExchangeLifetime: 247 * time.Second, // EXCHANGE_LIFETIME, RFC 7252 §4.8.2
 	}
 }
@@ -113,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPendingQoS0 < 1 {
 		errs = append(errs, errors.New("coap.max_pending_qos0: must be at least 1"))
+	}
+	if c.ReadBuffer < 0 {
+		errs = append(errs, fmt.Errorf("coap.read_buffer: %d must not be negative", c.ReadBuffer))
 	}
 	if c.ExchangeLifetime < time.Second {
 		errs = append(errs, fmt.Errorf("coap.exchange_lifetime: %v is below 1s", c.ExchangeLifetime))

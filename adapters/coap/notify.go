@@ -216,6 +216,12 @@ func (ep *endpoint) sendOnce(o *observation, msg *core.Message, con bool) sendRe
 	switch {
 	case err == nil && con && (w.rst || (!w.ack && w.otherRST && !w.otherACK)):
 		return sentReset
+	case err == nil && con && !w.ack && !w.otherACK:
+		// go-coap completes a CON exchange on any message carrying its
+		// id, a request of the client's included (the two directions
+		// have separate id spaces, RFC 7252 §4.4): unacknowledged, so
+		// sent again.
+		return sentConnClosed
 	case err == nil:
 		return sentOK
 	case errors.Is(err, context.DeadlineExceeded):

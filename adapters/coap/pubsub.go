@@ -69,12 +69,17 @@ func (s *Server) identify(req *request, peer *net.UDPAddr) (caller, *reqError) {
 		ep.touch(peer, req.local)
 		return caller{ep: ep}, nil
 	}
-	id := q.clientID
+	id, remote := q.clientID, req.peerAddr
+	if remote == "" {
+		remote = peer.String()
+	}
 	if id == "" {
-		id = s.generatedClientID(peer)
+		if id = req.genID; id == "" {
+			id = s.generatedClientID(peer)
+		}
 	}
 	return caller{info: &core.ClientInfo{Protocol: core.ProtoCoAP, ClientID: id, Username: q.username,
-		Password: q.password, Listener: "udp", Remote: peer.String()}}, nil
+		Password: q.password, Listener: "udp", Remote: remote}}, nil
 }
 
 // authenticate runs the Authenticator for a connectionless request (a
@@ -188,7 +193,7 @@ func (s *Server) subscribe(w respWriter, r *pool.Message, req *request, peer *ne
 	m := w.Message()
 	m.SetCode(codes.Content)
 	m.SetObserve(seq)
-	afterResponse(r, func() {
+	afterResponse(w, func() {
 		ep.markReady(o)
 		ep.sess.SendRetained(res)
 	})

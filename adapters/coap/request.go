@@ -31,6 +31,9 @@ type request struct {
 	// local is the gateway address the request arrived at; go-coap keys
 	// a peer's connection by it, so notifications must name it too.
 	local *net.UDPAddr
+	// peerAddr and genID are the sender's address and generated client
+	// id, computed once per peer (empty when unknown).
+	peerAddr, genID string
 }
 
 // query holds the recognised Uri-Query parameters. The short names are

@@ -117,6 +117,11 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		pc.Close()
 		return fmt.Errorf("coap.udp: %T is not a UDP socket", pc)
 	}
+	if s.cfg.ReadBuffer > 0 {
+		if err := uc.SetReadBuffer(s.cfg.ReadBuffer); err != nil {
+			s.log.Warn("cannot set the UDP receive buffer", zap.Int("bytes", s.cfg.ReadBuffer), zap.Error(err))
+		}
+	}
 	s.ln = coapNet.NewUDPConn("udp", uc)
 	s.addr = uc.LocalAddr()
 	szx, _ := szxOf(s.cfg.BlockSize)
@@ -129,6 +134,7 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		c.BlockwiseTransferTimeout = s.cfg.ExchangeLifetime
 		c.Handler = s.handle
 		c.ProcessReceivedMessage = s.processReceived
+		c.OnNewConn = s.onNewConn
 		c.RequestMonitor = s.monitor
 		c.CreateInactivityMonitor = func() udpClient.InactivityMonitor { return newIdleMonitor(s) }
 		c.TransmissionNStart = 1
@@ -293,48 +299,143 @@ func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
 	return false, nil
 }
 
-// hooksKey carries a request's afterHooks in its context.
-type hooksKey struct{}
+// exchangeKey carries a request's *exchange in the context of the
+// response being built (the same response writer reaches the handler
+// through go-coap's block-wise layer, the request message may not).
+type exchangeKey struct{}
 
-// afterHooks are actions to run once a request's response is on the wire
-// (an observation's retained messages and notifications must follow its
-// registration response).
-type afterHooks struct{ fns []func() }
+// exchange is what processReceived tells the handlers about a request.
+type exchange struct {
+	typ   message.Type // the type it arrived with (go-coap sees ACK)
+	peer  *peerState   // nil only if go-coap made no connection state
+	hooks []func()     // to run once the response is on the wire
+}
 
-// afterResponse runs f after the response to r has been sent.
-func afterResponse(r *pool.Message, f func()) {
-	if h, ok := r.Context().Value(hooksKey{}).(*afterHooks); ok {
-		h.fns = append(h.fns, f)
+func exchangeOf(w respWriter) *exchange {
+	ex, _ := w.Message().Context().Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// afterResponse runs f after the response written through w has been
+// sent (an observation's retained messages and notifications must follow
+// its registration response).
+func afterResponse(w respWriter, f func()) {
+	if ex := exchangeOf(w); ex != nil {
+		ex.hooks = append(ex.hooks, f)
 		return
 	}
 	f() // not reached through processReceived; nothing to wait for
 }
 
-// processReceived wraps go-coap's request processing: it refuses bodies
-// beyond coap.max_body_size before block-wise reassembly buffers them, and
-// runs the request's after-response hooks once go-coap has written the
-// response (it does so synchronously in ProcessReceivedMessageWithHandler).
+// peerKey carries a go-coap connection's *peerState in its context.
+type peerKey struct{}
+
+// peerState is the adapter's state of one go-coap connection (one UDP
+// peer): its deduplication state and what would otherwise be computed
+// for every request.
+type peerState struct {
+	dd       *dedup
+	addr     string // the peer's address, as a string
+	clientID string // the client id of a connectionless client without one
+}
+
+// onNewConn gives each go-coap connection its peerState.
+func (s *Server) onNewConn(cc *udpClient.Conn) {
+	ps := &peerState{dd: newDedup(s.cfg.ExchangeLifetime), addr: cc.RemoteAddr().String()}
+	ps.clientID = s.generatedClientIDOf(ps.addr)
+	cc.SetContextValue(peerKey{}, ps)
+}
+
+// processReceived wraps go-coap's request processing: it deduplicates
+// requests, refuses bodies beyond coap.max_body_size before block-wise
+// reassembly buffers them, and runs the request's after-response hooks
+// once go-coap has written the response (it does so synchronously in
+// ProcessReceivedMessageWithHandler).
+//
+// Deduplication is by the sender's message id and endpoint
+// [RFC 7252 §4.5], done here rather than by go-coap v3.5: its response
+// cache is keyed by the id of the answer, which for a NON request is drawn
+// from the gateway's own per-peer counter, so a later request that happens
+// to carry that id (a client counting its ids up meets the counter) was
+// taken for a duplicate and never processed, and a CON one even got
+// another request's answer; and go-coap scans that whole cache on every
+// datagram, so each request cost O(requests of the last
+// EXCHANGE_LIFETIME). go-coap looks up and fills its cache only for CON
+// and NON messages, so requests are handed to it typed as ACK (its
+// request processing does not otherwise depend on the type), and the
+// answer gets its real type and id back here: a piggybacked ACK with the
+// request's id for CON, a NON message with a fresh id of the gateway's
+// for NON [RFC 7252 §5.2.3: a NON request's response SHOULD be NON].
 func (s *Server) processReceived(req *pool.Message, cc *udpClient.Conn, handler config.HandlerFunc[*udpClient.Conn]) {
-	if s.exceedsBodyLimit(req) {
-		handler = func(w *responsewriter.ResponseWriter[*udpClient.Conn], r *pool.Message) { s.tooLarge(w, r, cc) }
+	typ := req.Type()
+	if req.Code() < codes.GET || req.Code() > 31 || (typ != message.Confirmable && typ != message.NonConfirmable) {
+		cc.ProcessReceivedMessageWithHandler(req, handler) // ACK, RST, ping, responses: go-coap's
+		return
 	}
-	hooks := &afterHooks{}
-	req.SetContext(context.WithValue(req.Context(), hooksKey{}, hooks))
+	mid := req.MessageID()
+	ps, _ := cc.Context().Value(peerKey{}).(*peerState)
+	if ps != nil {
+		switch v, ack := ps.dd.check(uint16(mid), time.Now()); v {
+		case dedupPending, dedupDrop:
+			// A NON duplicate is silently ignored; a CON duplicate with
+			// no stored answer is one still being processed, whose
+			// answer is still to come [RFC 7252 §4.5].
+			cc.ReleaseMessage(req)
+			return
+		case dedupAnswer:
+			handler = func(w *responsewriter.ResponseWriter[*udpClient.Conn], _ *pool.Message) {
+				_, err := w.Message().UnmarshalWithDecoder(coder.DefaultCoder, ack)
+				w.Message().SetModified(err == nil)
+			}
+		}
+	}
+	if s.exceedsBodyLimit(req) {
+		handler = func(w *responsewriter.ResponseWriter[*udpClient.Conn], _ *pool.Message) { s.tooLarge(w) }
+	}
+	req.SetType(message.Acknowledgement)
+	ex := &exchange{typ: typ, peer: ps}
 	var own []byte // the request's token, when go-coap sees another
-	if canon := s.bt.canonical(cc.RemoteAddr().String(), req, s.cfg.ExchangeLifetime); canon != nil {
-		own = append([]byte(nil), req.Token()...)
-		req.SetToken(canon)
+	if ps != nil {
+		if canon := s.bt.canonical(ps.addr, req, s.cfg.ExchangeLifetime); canon != nil {
+			own = append([]byte(nil), req.Token()...)
+			req.SetToken(canon)
+		}
 	}
 	cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpClient.Conn], r *pool.Message) {
+		w.Message().SetContext(context.WithValue(w.Message().Context(), exchangeKey{}, ex))
 		handler(w, r)
-		if own != nil {
-			w.Message().SetToken(own)
+		resp := w.Message() // block-wise transfer may have swapped it
+		var ack []byte
+		if typ == message.Confirmable {
+			if !resp.IsModified() {
+				// Nothing to answer: an empty ACK [RFC 7252 §4.2].
+				resp.SetCode(codes.Empty)
+				resp.SetToken(nil)
+			} else if own != nil {
+				resp.SetToken(own)
+			}
+			resp.SetType(message.Acknowledgement)
+			resp.SetMessageID(mid)
+			if ps != nil {
+				ack, _ = resp.MarshalWithEncoder(coder.DefaultCoder)
+			}
+		} else if resp.IsModified() {
+			if own != nil {
+				resp.SetToken(own)
+			}
+			resp.SetType(message.NonConfirmable)
+			if m := resp.MessageID(); !message.ValidateMID(m) || m == mid {
+				resp.SetMessageID(cc.GetMessageID())
+			}
 		}
-		if w.Message().IsModified() {
-			s.b.Stats().WireBytesSent.Add(wireSize(w.Message(), 0))
+		if ps != nil {
+			ps.dd.done(uint16(mid), ack)
+		}
+		if resp.IsModified() {
+			s.b.Stats().WireBytesSent.Add(wireSize(resp, 0))
 		}
 	})
-	for _, f := range hooks.fns {
+	for _, f := range ex.hooks {
 		f()
 	}
 }
@@ -378,18 +479,11 @@ func wireSize(m *pool.Message, maxBody int64) uint64 {
 	return uint64(n)
 }
 
-// tooLarge answers 4.13 with Size1 telling the limit [RFC 7959 §2.9.3]. It
-// runs outside go-coap's handler chain, so it pairs the response itself.
-func (s *Server) tooLarge(w *responsewriter.ResponseWriter[*udpClient.Conn], r *pool.Message, cc *udpClient.Conn) {
+// tooLarge answers 4.13 with Size1 telling the limit [RFC 7959 §2.9.3]
+// (processReceived gives the answer its type and message id).
+func (s *Server) tooLarge(w *responsewriter.ResponseWriter[*udpClient.Conn]) {
 	replyError(w, &reqError{code: codes.RequestEntityTooLarge, msg: fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodySize)})
 	w.Message().SetOptionUint32(message.Size1, uint32(s.cfg.MaxBodySize))
-	if r.Type() == message.Confirmable {
-		w.Message().SetType(message.Acknowledgement)
-		w.Message().SetMessageID(r.MessageID())
-	} else {
-		w.Message().SetType(message.NonConfirmable)
-		w.Message().SetMessageID(cc.GetMessageID())
-	}
 }
 
 // handle is go-coap's request handler: it routes by the first Uri-Path
@@ -400,6 +494,12 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*udpClient.Conn], r *po
 		return // ACK, RST, ping and responses are go-coap's business
 	}
 	req, rerr := parseRequest(r)
+	if ex := exchangeOf(w); req != nil && ex != nil {
+		req.con = ex.typ == message.Confirmable
+		if ex.peer != nil {
+			req.peerAddr, req.genID = ex.peer.addr, ex.peer.clientID
+		}
+	}
 	if rerr != nil {
 		replyError(w, rerr)
 		return
@@ -554,7 +654,11 @@ func (s *Server) nextSubID() uint32 {
 // generatedClientID names a connectionless client that sent no clientid:
 // stable per UDP peer, so logs and ACL rules see one client.
 func (s *Server) generatedClientID(peer *net.UDPAddr) string {
-	h := maphash.String(s.seed, peer.String())
+	return s.generatedClientIDOf(peer.String())
+}
+
+func (s *Server) generatedClientIDOf(addr string) string {
+	h := maphash.String(s.seed, addr)
 	var b [8]byte
 	for i := range b {
 		b[i] = byte(h >> (8 * i))

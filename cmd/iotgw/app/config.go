@@ -177,6 +177,7 @@ func settings() []setting {
 		{"coap.ack_timeout", dc2.AckTimeout.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.AckTimeout })},
 		{"coap.max_retransmit", dc2.MaxRetransmit, integer(func(c *Config) *int { return &c.CoAP.MaxRetransmit })},
 		{"coap.max_pending_qos0", dc2.MaxPendingQoS0, integer(func(c *Config) *int { return &c.CoAP.MaxPendingQoS0 })},
+		{"coap.read_buffer", dc2.ReadBuffer, integer(func(c *Config) *int { return &c.CoAP.ReadBuffer })},
 		{"coap.exchange_lifetime", dc2.ExchangeLifetime.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.ExchangeLifetime })},
 
 		{"session.max_inflight", dc.MaxInflight, integer(func(c *Config) *int { return &c.Core.MaxInflight })},
