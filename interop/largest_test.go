@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -169,17 +168,12 @@ func TestLargest(t *testing.T) {
 	})
 }
 
-// TestMQTTSNOversizeDelivery is a known gateway bug, skipped unless
-// IOTGW_INTEROP_KNOWN_BUGS is set: a delivery whose MQTT-SN encoding fits
-// the 16-bit length (payload up to 65526 bytes) but not one IPv4 UDP
-// datagram (65498) fails at sendto with EMSGSIZE; at QoS 1/2 the gateway
-// retransmits it until it declares the subscriber lost (its will is
-// published, its session ends). It should drop that one delivery (as it
-// does above 65526 bytes) and keep the client.
+// TestMQTTSNOversizeDelivery: a delivery whose MQTT-SN encoding fits the
+// 16-bit length (payload up to 65526 bytes) but not one IPv4 UDP datagram
+// (65498) is dropped as undeliverable, like one above 65526 bytes, and
+// the client is kept (it used to be retransmitted until the subscriber
+// was declared lost).
 func TestMQTTSNOversizeDelivery(t *testing.T) {
-	if os.Getenv("IOTGW_INTEROP_KNOWN_BUGS") == "" {
-		t.Skip("known bug (adapters/mqttsn/conn.go sendPublish); set IOTGW_INTEROP_KNOWN_BUGS=1 to run")
-	}
 	e := startEnv(t, "mqttsn:\n  retry_interval: 1s\n")
 	sub := dialSN(t, e.gw.MQTTSNAddr(), uniqueID("sn"), nil, 300)
 	sub.Subscribe(t, "big/sn", 1)

@@ -1,6 +1,7 @@
 package mqttsn
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -399,9 +400,13 @@ func (vc *vconn) sendPublish(d core.Delivery, idType byte, id uint16) {
 	p := &codec.Publish{Flags: codec.Flags{DUP: d.Dup, QoS: qos, Retain: d.Retain, TopicIDType: idType},
 		TopicID: id, MsgID: msgID, Data: d.Msg.Payload}
 	raw, err := codec.Encode(p)
+	if err == nil && len(raw) > vc.peer().maxDatagram() {
+		err = fmt.Errorf("%w: %d bytes exceed one UDP datagram", codec.ErrTooLong, len(raw))
+	}
 	if err != nil {
-		// Larger than MQTT-SN can carry: counted as delivered so the
-		// session does not hold it forever.
+		// Larger than MQTT-SN (or one UDP datagram) can carry: counted as
+		// delivered so the session does not hold it forever, rather than
+		// retransmitted until the client is declared lost.
 		vc.log.Debug("message too large for MQTT-SN", zap.String("topic", d.Msg.Topic), zap.Error(err))
 		if qos > 0 {
 			vc.sess.Acked(d.ID)

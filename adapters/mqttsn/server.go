@@ -483,6 +483,20 @@ func (s *Server) reply(p *peer, m codec.Message) {
 	s.write(p, raw, m.Type())
 }
 
+// maxDatagram is the largest MQTT-SN message one UDP datagram can carry
+// to this peer: the IPv4 or IPv6 payload limit, less a forwarder's
+// encapsulation.
+func (p *peer) maxDatagram() int {
+	n := 65527 // IPv6: 65535 - 8-byte UDP header
+	if p != nil && p.addr != nil && p.addr.IP.To4() != nil {
+		n = 65507 // IPv4: 65535 - 20-byte IP header - 8-byte UDP header
+	}
+	if p != nil && p.fwd {
+		n -= 3 + len(p.node)
+	}
+	return n
+}
+
 // write sends one encoded message, wrapping it for a forwarder.
 func (s *Server) write(p *peer, raw []byte, t codec.Type) {
 	if p == nil || p.addr == nil {
