@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -55,8 +56,10 @@ func startGateway(t *testing.T, bin, dir string, env ...string) *gateway {
 		t.Fatal(err)
 	}
 	g := &gateway{cmd: cmd}
-	ready := make(chan struct{})
+	ready, exited := make(chan struct{}), make(chan struct{})
+	var tail []string // the last lines before start-up, for a failure
 	go func() {
+		defer close(exited)
 		// Keeps reading after start-up so the gateway never blocks on a
 		// full pipe.
 		sc := bufio.NewScanner(stderr)
@@ -65,6 +68,9 @@ func startGateway(t *testing.T, bin, dir string, env ...string) *gateway {
 			line := sc.Text()
 			if started {
 				continue
+			}
+			if tail = append(tail, line); len(tail) > 10 {
+				tail = tail[1:]
 			}
 			if m := listenerRE.FindStringSubmatch(line); m != nil {
 				switch m[1] {
@@ -89,9 +95,13 @@ func startGateway(t *testing.T, bin, dir string, env ...string) *gateway {
 	select {
 	case <-ready:
 		return g
+	case <-exited:
+		cmd.Wait()
+		t.Fatalf("gateway exited at start-up (%v):\n%s", cmd.ProcessState, strings.Join(tail, "\n"))
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("gateway did not start")
+		<-exited
+		t.Fatalf("gateway did not start:\n%s", strings.Join(tail, "\n"))
 	}
 	return nil
 }
