@@ -1,14 +1,12 @@
 package core
 
 import (
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/iotgw/iotgw/core/store"
-	"github.com/iotgw/iotgw/core/topic"
 )
 
 // Session is one client's state in the core: subscriptions, QoS 1/2
@@ -650,130 +648,6 @@ func (s *Session) Release(id uint16) bool {
 		s.flushWrites(true)
 	}
 	return held
-}
-
-// SubResult is the outcome of one Subscribe.
-type SubResult struct {
-	Filter  string
-	QoS     byte  // granted QoS
-	Err     error // nil on success
-	Existed bool  // replaced an existing subscription
-	sub     *subscriber
-	retain  []*Message
-}
-
-// Subscribe adds or replaces the subscription to filter (which may be a
-// "$share/{group}/..." or "$queue/..." filter). It does not send retained
-// messages; call SendRetained after acknowledging the subscription, so the
-// acknowledgement precedes them on the wire.
-func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
-	res := SubResult{Filter: filter}
-	group, inner, shared, err := topic.ParseShared(filter)
-	if err == nil {
-		err = topic.ValidateFilter(inner)
-	}
-	if err != nil {
-		res.Err = fmt.Errorf("%w: %v", ErrInvalidFilter, err)
-		return res
-	}
-	if err := s.b.checkLimits(inner); err != nil {
-		res.Err = fmt.Errorf("%w: %v", ErrInvalidFilter, err)
-		return res
-	}
-	if !s.b.authz.Authorize(s.info.Load(), ActionSubscribe, filter) {
-		res.Err = ErrNotAuthorized
-		return res
-	}
-	sub := &subscriber{sess: s, opts: opts, filter: inner}
-	if opts.ID != 0 {
-		sub.ids = []uint32{opts.ID}
-	}
-	s.mu.Lock()
-	if s.ended {
-		s.mu.Unlock()
-		res.Err = ErrSessionClosed
-		return res
-	}
-	_, res.Existed = s.subs[filter]
-	if max := s.b.cfg.MaxSubscriptions; max > 0 && !res.Existed && len(s.subs) >= max {
-		s.mu.Unlock()
-		res.Err = ErrQuotaExceeded
-		return res
-	}
-	s.subs[filter] = sub
-	if wb := s.pwLocked(nil); wb != nil {
-		wb.PutSubscription(&store.Subscription{ClientID: s.clientID, Filter: filter, QoS: opts.QoS, NoLocal: opts.NoLocal,
-			RetainAsPublished: opts.RetainAsPublished, RetainHandling: opts.RetainHandling, ID: opts.ID})
-	}
-	s.mu.Unlock()
-	if shared {
-		s.b.addShared(group, inner, sub)
-	} else {
-		s.b.subs.Add(inner, s.key, sub)
-	}
-	s.flushWrites(true) // before SUBACK: a restart keeps what was granted
-	res.QoS = opts.QoS
-	res.sub = sub
-	// Retained messages: not for shared subscriptions (4.8.2); per
-	// Retain Handling otherwise [MQTT-3.3.1-9..11].
-	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !res.Existed)) {
-		now := time.Now()
-		s.b.retained.Match(inner, func(_ string, m *Message) bool {
-			if !m.Expired(now) {
-				res.retain = append(res.retain, m)
-			}
-			return true
-		})
-	}
-	return res
-}
-
-// SendRetained delivers the retained messages a successful Subscribe
-// found, with the retain flag set [MQTT-3.3.1-8].
-func (s *Session) SendRetained(r SubResult) {
-	if r.Err != nil || r.sub == nil {
-		return
-	}
-	w := s.b.newWrites()
-	for _, m := range r.retain {
-		qos := m.QoS
-		if r.QoS < qos {
-			qos = r.QoS
-		}
-		s.enqueue(queued{msg: m, qos: qos, retain: true, ids: r.sub.ids, filter: r.sub.filter}, w)
-	}
-	s.b.commit(w, false) // nothing to acknowledge: no need to wait
-}
-
-// Unsubscribe removes the subscription to filter, reporting whether it
-// existed.
-func (s *Session) Unsubscribe(filter string) bool {
-	s.mu.Lock()
-	sub, ok := s.subs[filter]
-	delete(s.subs, filter)
-	if ok {
-		if wb := s.pwLocked(nil); wb != nil {
-			wb.DeleteSubscription(s.clientID, filter)
-		}
-	}
-	s.mu.Unlock()
-	if !ok {
-		return false
-	}
-	s.flushWrites(true)
-	s.b.removeSub(s, filter, sub)
-	return true
-}
-
-// Subscriptions returns the session's filters as subscribed.
-func (s *Session) Subscriptions() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.subs))
-	for f := range s.subs {
-		out = append(out, f)
-	}
-	return out
 }
 
 // DisconnectOptions describe how a connection ended.
