@@ -246,3 +246,29 @@ func TestStoreSessionExpiryCountsAcrossRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreSetWillRewritesSessionRecord: a will replaced while connected
+// (MQTT-SN WILLTOPICUPD/WILLMSGUPD) is the one a crash publishes at the
+// restart, not the one given at connect.
+func TestStoreSetWillRewritesSessionRecord(t *testing.T) {
+	forEngines(t, func(t *testing.T, e *storeEnv) {
+		watcher, wsink, _ := connect(t, e.b, "watch", false, time.Hour, nil)
+		watcher.Subscribe("will/#", SubOptions{QoS: 1})
+		watcher.Disconnect(wsink, DisconnectOptions{})
+		s, _, _ := connect(t, e.b, "sn", false, time.Hour,
+			&Will{Msg: &Message{Topic: "will/old", Payload: []byte("o"), QoS: 1}})
+		s.SetWill(&Will{Msg: &Message{Topic: "will/new", Payload: []byte("n"), QoS: 1}})
+		// "sn" is still connected when the broker stops: for it a crash,
+		// so recovery publishes its will.
+		e.restart()
+		watcher, wsink, _ = connect(t, e.b, "watch", false, time.Hour, nil)
+		var got []string
+		for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			got = append(got, topics(wsink.take())...)
+		}
+		if !slices.Equal(got, []string{"will/new"}) {
+			t.Fatalf("will deliveries %v, want [will/new]", got)
+		}
+	})
+}

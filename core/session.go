@@ -172,10 +172,17 @@ func (s *Session) SetExpiry(d time.Duration) {
 }
 
 // SetWill replaces the connection's will (MQTT-SN WILLTOPICUPD/WILLMSGUPD).
+// A persistent session's record carries the will (a crash publishes it
+// at the restart), so the record is rewritten, durably before SetWill
+// returns and the adapter confirms the update.
 func (s *Session) SetWill(w *Will) {
 	s.mu.Lock()
 	s.will = w
+	if s.persisted && s.sink != nil {
+		s.pwLocked(nil).PutSession(s.sessionRecordLocked(time.Time{}))
+	}
 	s.mu.Unlock()
+	s.flushWrites(true)
 }
 
 // Start ends the pause that Connect begins: unacknowledged deliveries are

@@ -41,3 +41,17 @@ func (s *Session) RedeliverBy(sink Sink, id uint16) bool {
 	}
 	return s.redeliverLocked(id)
 }
+
+// SubscriptionIDs returns the session's filters as subscribed with their
+// subscription identifiers. An adapter that keeps its own state keyed by
+// identifier (STOMP) rebuilds it from these for a session recovered from
+// the store after a restart.
+func (s *Session) SubscriptionIDs() map[string]uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint32, len(s.subs))
+	for f, sub := range s.subs {
+		out[f] = sub.opts.ID
+	}
+	return out
+}

@@ -1,5 +1,8 @@
 package core
 
+// Subscriptions of a session: subscribe (with its retained messages),
+// unsubscribe and listing. Moved out of session.go to keep it readable.
+
 import (
 	"fmt"
 	"time"

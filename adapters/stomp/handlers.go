@@ -176,6 +176,9 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	c.sess = sess
 	st := c.srv.stateFor(clientID, sess, persistent)
 	st.subMu.Lock()
+	if present && persistent {
+		st.restoreIfNew()
+	}
 	bound := st.bind(c, ver == "1.2")
 	st.subMu.Unlock()
 	if !bound {

@@ -53,12 +53,15 @@ type group struct {
 	holding bool
 	held    []core.Delivery
 	held0   int // QoS 0 deliveries in held
+	// restored: rebuilt from the core session after a restart (see
+	// routes.restore).
+	restored bool
 }
 
 // subNum is what a core subscription identifier stands for.
 type subNum struct {
 	g      *group
-	joiner *subscription // the subscription whose join took this identifier
+	joiner *subscription // the subscription whose join took this identifier; nil when restored
 }
 
 func (g *group) maxQoS() byte {
@@ -146,6 +149,37 @@ func (r *routes) rebind(v12 bool, maxQoS0, maxRedel int) bool {
 		g.held0 = 0
 	}
 	return len(r.groups) > 0
+}
+
+// restore rebuilds the groups of a persistent session that the gateway
+// recovered from its store after a restart: the adapter's state did not
+// survive, the core's subscriptions (filter and identifier) did. Each
+// becomes a group holding from the start, so the messages the session
+// resends wait for the client to subscribe to the destination again,
+// exactly as after a reconnect without restart.
+func (r *routes) restore(subs map[string]uint32) {
+	for filter, num := range subs {
+		g := &group{filter: filter, num: num, nums: []uint32{num}, holding: true, restored: true}
+		r.groups[filter] = g
+		r.byNum[num] = subNum{g: g}
+		r.nextNum = max(r.nextNum, num)
+	}
+}
+
+// routeNums returns the identifiers to route d by: its own, or, when it
+// knows none of them and its filter names a restored group, that group's.
+// A message queued before the restart may carry an identifier of an
+// earlier join of the group, which only the adapter's lost state knew.
+func (r *routes) routeNums(d *core.Delivery) []uint32 {
+	for _, num := range d.SubIDs {
+		if _, ok := r.byNum[num]; ok {
+			return d.SubIDs
+		}
+	}
+	if g := r.groups[d.Filter]; g != nil && g.restored {
+		return []uint32{g.num}
+	}
+	return d.SubIDs
 }
 
 // add registers a subscription and returns its group, with the identifier
@@ -282,7 +316,7 @@ func (r *routes) route(d *core.Delivery) routeResult {
 		}
 		return p
 	}
-	for _, num := range d.SubIDs {
+	for _, num := range r.routeNums(d) {
 		sn, ok := r.byNum[num]
 		if !ok {
 			continue // unsubscribed meanwhile
@@ -291,8 +325,9 @@ func (r *routes) route(d *core.Delivery) routeResult {
 		members := g.members
 		if d.Retain {
 			// Retained messages are sent on subscribe: to the member whose
-			// join sent them, not again to the others.
-			if !sn.joiner.active {
+			// join sent them, not again to the others. A restored group
+			// has no joiner: the client's SUBSCRIBE sends them again.
+			if sn.joiner == nil || !sn.joiner.active {
 				continue
 			}
 			members = []*subscription{sn.joiner}

@@ -83,6 +83,20 @@ func (s *Server) PersistentSessions() int {
 	return len(s.states)
 }
 
+// restoreIfNew rebuilds the routing state of a session the core resumed
+// but this adapter has never seen: the gateway restarted and recovered
+// the session from its store. Without it the session's messages would
+// carry subscription identifiers nobody knows and be completed unsent.
+// The caller holds subMu, before bind and before the session starts.
+func (st *sessState) restoreIfNew() {
+	subs := st.sess.SubscriptionIDs()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.rt.nextNum == 0 && len(st.rt.groups) == 0 && len(subs) > 0 {
+		st.rt.restore(subs)
+	}
+}
+
 func (st *sessState) stopTimerLocked() {
 	if st.timer != nil {
 		st.timer.Stop()

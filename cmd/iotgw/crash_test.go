@@ -1,122 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 )
-
-// gateway is one run of the real binary on a store directory.
-type gateway struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-func startGateway(t *testing.T, bin, dir string) *gateway {
-	t.Helper()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "IOTGW_STORE_DIR="+dir, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=",
-		"IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrCh <- m[1]
-			}
-		}
-	}()
-	select {
-	case addr := <-addrCh:
-		return &gateway{cmd: cmd, addr: addr}
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("gateway did not start")
-	}
-	return nil
-}
-
-func (g *gateway) kill(t *testing.T) {
-	g.cmd.Process.Signal(syscall.SIGKILL)
-	g.cmd.Wait()
-}
-
-func (g *gateway) term(t *testing.T) {
-	t.Helper()
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	if err := g.cmd.Wait(); err != nil {
-		t.Fatalf("graceful stop: %v", err)
-	}
-}
-
-// receiver is a persistent paho subscriber counting what it receives.
-type receiver struct {
-	mu  sync.Mutex
-	got map[string]int
-	cl  paho.Client
-}
-
-func (r *receiver) count(topic string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.got[topic]
-}
-
-func (r *receiver) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.got {
-		n += c
-	}
-	return n
-}
-
-func dialPaho(t *testing.T, addr, id string, clean bool, r *receiver) paho.Client {
-	t.Helper()
-	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
-		SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(false)
-	if r != nil {
-		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-			r.mu.Lock()
-			r.got[m.Topic()]++
-			r.mu.Unlock()
-		})
-	}
-	c := paho.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", id, tok.Error())
-	}
-	return c
-}
-
-// waitQuiet waits until r has seen at least want messages and nothing new
-// arrived for a while.
-func waitQuiet(r *receiver, want int) {
-	last, since := -1, time.Now()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		n := r.total()
-		if n != last {
-			last, since = n, time.Now()
-		}
-		if n >= want && time.Since(since) > 500*time.Millisecond {
-			return
-		}
-	}
-}
 
 // TestCrashKeepsAcknowledgedMessages runs the real binary on a pebble
 // store, kills it with SIGKILL while a publisher is sending QoS 1 and 2
