@@ -35,6 +35,12 @@ func (f *fakeSink) Close(reason error) {
 	f.mu.Unlock()
 }
 
+func (f *fakeSink) peek() []Delivery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Delivery(nil), f.got...)
+}
+
 func (f *fakeSink) take() []Delivery {
 	f.mu.Lock()
 	defer f.mu.Unlock()
