@@ -279,3 +279,64 @@ func TestStoreSetWillRewritesSessionRecord(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreAdapterState: an adapter's state of a persistent session (the
+// MQTT-SN topic registry) survives a restart, the last one set wins, an
+// empty one removes it, a clean session stores nothing, and the session's
+// end removes it from the store.
+func TestStoreAdapterState(t *testing.T) {
+	forEngines(t, func(t *testing.T, e *storeEnv) {
+		p, psink, _ := connect(t, e.b, "p", false, time.Hour, nil)
+		for _, d := range []string{"one", "two"} {
+			if err := p.SetAdapterState("mqttsn", []byte(d)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.SetAdapterState("other", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetAdapterState("other", nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(p.AdapterState("mqttsn")); got != "two" {
+			t.Fatalf("in memory: %q", got)
+		}
+		p.Disconnect(psink, DisconnectOptions{})
+		c, _, _ := connect(t, e.b, "c", true, 0, nil)
+		if err := c.SetAdapterState("mqttsn", []byte("clean")); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.AdapterState("mqttsn"); got != nil {
+			t.Fatalf("clean session kept %q", got)
+		}
+		// "k" is ended by a clean start before the restart.
+		k, _, _ := connect(t, e.b, "k", false, time.Hour, nil)
+		if err := k.SetAdapterState("mqttsn", []byte("k")); err != nil {
+			t.Fatal(err)
+		}
+		connect(t, e.b, "k", true, 0, nil)
+		e.restart()
+
+		p, _, present := connect(t, e.b, "p", false, time.Hour, nil)
+		if !present {
+			t.Fatal("session not present")
+		}
+		if got := string(p.AdapterState("mqttsn")); got != "two" {
+			t.Fatalf("after restart: %q, want two", got)
+		}
+		if got := p.AdapterState("other"); got != nil {
+			t.Fatalf("removed state came back: %q", got)
+		}
+		k, _, present = connect(t, e.b, "k", false, time.Hour, nil)
+		if present || k.AdapterState("mqttsn") != nil {
+			t.Fatalf("ended session's state came back (present %v)", present)
+		}
+		// A clean start of "p" drops its state from the store too.
+		connect(t, e.b, "p", true, 0, nil)
+		e.restart()
+		p, _, _ = connect(t, e.b, "p", false, time.Hour, nil)
+		if got := p.AdapterState("mqttsn"); got != nil {
+			t.Fatalf("state of a cleaned session came back: %q", got)
+		}
+	})
+}

@@ -31,6 +31,7 @@ func (b *Broker) Recover(ctx context.Context) error {
 		Session:      r.session,
 		Subscription: r.subscription,
 		Inbound:      r.inbound,
+		Registration: r.registration,
 		Message:      r.message,
 		Retained:     r.retained,
 		Will:         r.will,
@@ -152,6 +153,16 @@ func (r *recovery) subscription(rec *store.Subscription) error {
 func (r *recovery) inbound(rec *store.Inbound) error {
 	if s := r.owner(rec.ClientID); s != nil {
 		s.inQoS2[rec.PacketID] = struct{}{}
+	}
+	return nil
+}
+
+func (r *recovery) registration(rec *store.Registration) error {
+	if s := r.owner(rec.ClientID); s != nil {
+		if s.adapterState == nil {
+			s.adapterState = make(map[string][]byte)
+		}
+		s.adapterState[rec.Adapter] = rec.Data
 	}
 	return nil
 }

@@ -51,6 +51,9 @@ type Session struct {
 	pw         *store.Batch
 	pwWait     []*ticket
 	pendingDue time.Time // when pending is due (recovered sessions)
+	// adapterState is adapters' opaque state of a persistent session
+	// (SetAdapterState), by adapter name; recovered from the store.
+	adapterState map[string][]byte
 	// wmu keeps this session's flushes in order; taken before mu, never
 	// while holding it.
 	wmu sync.Mutex

@@ -239,9 +239,10 @@ func (vc *vconn) finishConnect() {
 	case parked != nil:
 		vc.reg = parked
 	default:
-		// The session survived but its ids did not (a gateway restart):
-		// the client learns new ones through PUBACK "invalid topic ID".
-		vc.reg = newRegistry(cfg.MaxTopics, vc.srv.pre)
+		// The session survived but not in this process (a gateway
+		// restart): its ids come back from the store. Without them the
+		// client learns new ones through PUBACK "invalid topic ID".
+		vc.reg = vc.srv.restoreRegistry(vc.clientID, sess)
 	}
 	vc.link, vc.sess = l, sess
 	// A constrained client's backlog (asleep, or behind its one-message
@@ -336,6 +337,7 @@ func (vc *vconn) onPuback(m *codec.Puback) {
 	if m.Code == codec.InvalidTopicID && f.d.Msg != nil {
 		if idType, _, _ := vc.outTopic(f.d.Msg.Topic); idType == codec.TopicNormal {
 			vc.reg.forget(m.TopicID)
+			vc.saveRegistry()
 			d := f.d
 			d.Dup = true
 			vc.fifo = append([]core.Delivery{d}, vc.fifo...)
@@ -389,6 +391,7 @@ func (vc *vconn) onRegister(m *codec.Register) {
 		}
 		vc.reg.markKnown(id)
 		ack.TopicID = id
+		vc.saveRegistry()
 	}
 	vc.send(ack)
 }
@@ -404,6 +407,7 @@ func (vc *vconn) onRegack(m *codec.Regack) {
 		// The id is ours whatever the client echoes in TopicId.
 		vc.reg.markKnown(vc.reg.byName[vc.regName])
 		vc.regf = nil
+		vc.saveRegistry()
 	case codec.Congestion:
 		f.due = time.Now().Add(vc.srv.cfg.RetryInterval) // try again later (§6.10)
 	default:
@@ -457,6 +461,7 @@ func (vc *vconn) onSubscribe(m *codec.Subscribe) {
 			}
 		}
 	}
+	vc.saveRegistry()
 	vc.send(&codec.Suback{Flags: codec.Flags{QoS: res.QoS}, TopicID: id, MsgID: m.MsgID, Code: codec.Accepted})
 	vc.sess.SendRetained(res)
 }

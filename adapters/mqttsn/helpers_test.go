@@ -42,6 +42,15 @@ func testConfig() mqttsn.Config {
 
 func startGateway(t *testing.T, cfg mqttsn.Config, opts ...core.Option) *gateway {
 	t.Helper()
+	g, stop := launchGateway(t, cfg, opts...)
+	t.Cleanup(stop)
+	return g
+}
+
+// launchGateway starts a gateway (recovering the broker's store, if one
+// is given) and returns the function that stops it.
+func launchGateway(t *testing.T, cfg mqttsn.Config, opts ...core.Option) (*gateway, func()) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +59,9 @@ func startGateway(t *testing.T, cfg mqttsn.Config, opts ...core.Option) *gateway
 	ccfg.SysInterval = 0
 	b, err := core.New(ccfg, log, opts...)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	b.Start()
@@ -64,7 +76,7 @@ func startGateway(t *testing.T, cfg mqttsn.Config, opts ...core.Option) *gateway
 	if err := sn.Start(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := sn.Stop(ctx); err != nil {
@@ -74,8 +86,8 @@ func startGateway(t *testing.T, cfg mqttsn.Config, opts ...core.Option) *gateway
 			t.Errorf("mqtt stop: %v", err)
 		}
 		b.Close()
-	})
-	return &gateway{b: b, sn: sn, mqtt: ms, snAddr: sn.UDPAddr(), url: "tcp://" + ms.TCPAddr().String()}
+	}
+	return &gateway{b: b, sn: sn, mqtt: ms, snAddr: sn.UDPAddr(), url: "tcp://" + ms.TCPAddr().String()}, stop
 }
 
 var seq atomic.Uint64

@@ -1,5 +1,11 @@
 package mqttsn
 
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+)
+
 // predefined is the gateway-wide table of predefined topic ids; it is
 // built once at Start and read concurrently without locks.
 type predefined struct {
@@ -29,6 +35,9 @@ type registry struct {
 	next   uint16
 	max    int
 	pre    *predefined
+	// dirty: changed since the last save (persistent sessions keep it in
+	// the store, see vconn.saveRegistry).
+	dirty bool
 }
 
 func newRegistry(max int, pre *predefined) *registry {
@@ -61,6 +70,7 @@ func (r *registry) assign(name string) (uint16, bool) {
 	}
 	r.byID[r.next] = name
 	r.byName[name] = r.next
+	r.dirty = true
 	return r.next, true
 }
 
@@ -80,11 +90,87 @@ func (r *registry) knownID(name string) (uint16, bool) {
 }
 
 func (r *registry) markKnown(id uint16) {
-	if _, ok := r.byID[id]; ok {
+	if _, ok := r.byID[id]; ok && !r.known[id] {
 		r.known[id] = true
+		r.dirty = true
 	}
 }
 
 // forget marks an id as unknown to the client (it answered PUBACK with
 // "invalid topic ID"), so the next PUBLISH on it is preceded by REGISTER.
-func (r *registry) forget(id uint16) { delete(r.known, id) }
+func (r *registry) forget(id uint16) {
+	if r.known[id] {
+		delete(r.known, id)
+		r.dirty = true
+	}
+}
+
+// registryVersion is the first byte of an encoded registry.
+const registryVersion = 1
+
+// encode returns the registry as stored for a persistent session:
+// version, uvarint next, then per id (ascending) uint16 id, a flags byte
+// (1 = known to the client), uvarint length and the topic name.
+// Predefined ids are gateway configuration and not part of it.
+func (r *registry) encode() []byte {
+	ids := make([]uint16, 0, len(r.byID))
+	size := 4
+	for id, n := range r.byID {
+		ids = append(ids, id)
+		size += 5 + len(n)
+	}
+	slices.Sort(ids)
+	b := make([]byte, 0, size)
+	b = append(b, registryVersion)
+	b = binary.AppendUvarint(b, uint64(r.next))
+	for _, id := range ids {
+		var flags byte
+		if r.known[id] {
+			flags = 1
+		}
+		n := r.byID[id]
+		b = binary.BigEndian.AppendUint16(b, id)
+		b = append(b, flags)
+		b = binary.AppendUvarint(b, uint64(len(n)))
+		b = append(b, n...)
+	}
+	return b
+}
+
+// decodeRegistry rebuilds a registry saved by encode; ids beyond max or
+// now predefined (the configuration changed) are left out.
+func decodeRegistry(b []byte, max int, pre *predefined) (*registry, error) {
+	r := newRegistry(max, pre)
+	if len(b) == 0 || b[0] != registryVersion {
+		return nil, errors.New("mqttsn: unknown registry encoding")
+	}
+	b = b[1:]
+	next, n := binary.Uvarint(b)
+	if n <= 0 || next > 0xFFFF {
+		return nil, errors.New("mqttsn: corrupt registry")
+	}
+	r.next, b = uint16(next), b[n:]
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, errors.New("mqttsn: corrupt registry")
+		}
+		id, flags := binary.BigEndian.Uint16(b), b[2]
+		l, n := binary.Uvarint(b[3:])
+		if n <= 0 || uint64(len(b)-3-n) < l {
+			return nil, errors.New("mqttsn: corrupt registry")
+		}
+		name := string(b[3+n : 3+n+int(l)])
+		b = b[3+n+int(l):]
+		if _, isPre := pre.byID[id]; isPre || len(r.byID) >= max {
+			continue
+		}
+		if _, dup := r.byName[name]; dup || id == 0 || id == 0xFFFF {
+			continue
+		}
+		r.byID[id], r.byName[name] = name, id
+		if flags&1 != 0 {
+			r.known[id] = true
+		}
+	}
+	return r, nil
+}

@@ -577,3 +577,35 @@ func returnCodeFor(err error) codec.ReturnCode {
 	}
 	return codec.NotSupported
 }
+
+// stateKey names the MQTT-SN topic registry among a session's adapter
+// states (core.Session.SetAdapterState).
+const stateKey = "mqttsn"
+
+// restoreRegistry returns the registry a persistent session saved before
+// a gateway restart, or an empty one.
+func (s *Server) restoreRegistry(clientID string, sess *core.Session) *registry {
+	if data := sess.AdapterState(stateKey); data != nil {
+		reg, err := decodeRegistry(data, s.cfg.MaxTopics, s.pre)
+		if err == nil {
+			return reg
+		}
+		s.log.Warn("stored topic registry unreadable; starting empty", zap.String("client_id", clientID), zap.Error(err))
+	}
+	return newRegistry(s.cfg.MaxTopics, s.pre)
+}
+
+// saveRegistry makes a changed registry of a persistent session durable,
+// before the reply that tells the client about the change.
+func (vc *vconn) saveRegistry() {
+	if vc.reg == nil || !vc.reg.dirty {
+		return
+	}
+	vc.reg.dirty = false
+	if vc.sess == nil || vc.connect == nil || vc.connect.Flags.CleanSession {
+		return
+	}
+	if err := vc.sess.SetAdapterState(stateKey, vc.reg.encode()); err != nil {
+		vc.log.Warn("topic registry not stored", zap.Error(err))
+	}
+}

@@ -288,7 +288,9 @@ func newMQTT(nc net.Conn, o dialOpts, v5 bool) (*mqttConn, error) {
 	c := &mqttConn{stream: newStream(nc, o.sz), v5: v5}
 	c.pr = packetReader{br: c.br, buf: make([]byte, 0, 256)}
 	ka := uint16(o.keepAlive / time.Second)
-	connect := appendConnect(nil, o.clientID, ka, true)
+	// -persistent: MQTT 3.1.1 only (an MQTT 5 CONNECT without a Session
+	// Expiry Interval ends its session with the connection anyway).
+	connect := appendConnect(nil, o.clientID, ka, !persistentSessions)
 	if v5 {
 		connect = appendConnect5(nil, o.clientID, ka, true)
 	}
@@ -585,5 +587,6 @@ func (c *mqttConn) readLoop(r *reader) error {
 
 // persistentSessions (-persistent) connects every client with clean
 // session 0, so that a broker with a durable store writes its QoS 1/2
-// messages to disk; the default clean sessions never touch it.
+// messages to disk; the default clean sessions never touch it. MQTT 3.1.1
+// only: the broker's session.default_expiry makes those sessions persist.
 var persistentSessions bool
