@@ -24,11 +24,9 @@ type Server struct {
 	b   *core.Broker
 	pc  *core.PacketCounters
 
-	ls      *listen.Listeners
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	stopped bool
-	wg      sync.WaitGroup
+	ls    *listen.Listeners
+	conns listen.Conns[*conn]
+	wg    sync.WaitGroup
 }
 
 var _ core.Adapter = (*Server)(nil)
@@ -38,7 +36,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{cfg: cfg, log: log.Named("mqtt"), conns: make(map[*conn]struct{})}
+	return &Server{cfg: cfg, log: log.Named("mqtt")}
 }
 
 // Name returns "mqtt".
@@ -91,49 +89,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.serve(wsconn.New(wc, wsconn.Options{}), "ws")
 }
 
-// serve registers a connection and starts its goroutines.
+// serve registers a connection and starts its reader; the writer starts
+// with the first outbound packet.
 func (s *Server) serve(nc net.Conn, listener string) {
 	c := newConn(s, nc, listener)
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
+	if !s.conns.Add(c, func() { s.wg.Add(1) }) {
 		nc.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go c.readLoop() // the writer starts with the first outbound packet
+	go c.readLoop()
 }
 
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
+func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 
 // Stop closes the listeners and every connection, then waits for their
 // goroutines (or ctx).
 func (s *Server) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	s.stopped = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
 	s.ls.Close()
-	for _, c := range conns {
-		c.Close(core.ErrServerShuttingDown)
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	s.conns.CloseAll(core.ErrServerShuttingDown)
+	return listen.Wait(ctx, &s.wg)
 }
 
 // reasonFor maps a core sentinel error onto an MQTT 5 reason code; the one

@@ -28,11 +28,9 @@ type Server struct {
 	pc      *core.PacketCounters
 	dropped atomic.Uint64
 
-	mu      sync.Mutex
-	ls      *listen.Listeners
-	conns   map[*conn]struct{}
-	stopped bool
-	wg      sync.WaitGroup
+	ls    *listen.Listeners
+	conns listen.Conns[*conn]
+	wg    sync.WaitGroup
 
 	// smu guards states, the persistent sessions by client id. It is
 	// never held while taking another lock but a sessState's mu.
@@ -47,7 +45,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{cfg: cfg, log: log.Named("stomp"), conns: make(map[*conn]struct{}),
+	return &Server{cfg: cfg, log: log.Named("stomp"),
 		states: make(map[string]*sessState)}
 }
 
@@ -139,48 +137,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // serve registers a connection and starts its goroutines.
 func (s *Server) serve(nc net.Conn, listener string, perFrame bool) {
 	c := newConn(s, nc, listener, perFrame)
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
+	if !s.conns.Add(c, func() { s.wg.Add(2) }) {
 		nc.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(2)
-	s.mu.Unlock()
 	go c.writeLoop()
 	go c.readLoop()
 }
 
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
+func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 
 // Stop closes the listeners and every connection (each gets an ERROR
 // frame), then waits for their goroutines (or ctx).
 func (s *Server) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	s.stopped = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
 	s.ls.Close()
-	for _, c := range conns {
-		c.Close(core.ErrServerShuttingDown)
+	s.conns.CloseAll(core.ErrServerShuttingDown)
+	if err := listen.Wait(ctx, &s.wg); err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.stopStateTimers()
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	s.stopStateTimers()
+	return nil
 }
 
 // stopStateTimers stops the resubscribe and expiry timers of the
