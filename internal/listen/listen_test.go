@@ -2,6 +2,7 @@ package listen
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -47,5 +48,27 @@ func TestStartServeClose(t *testing.T) {
 	defer busy.Close()
 	if _, err := Start(context.Background(), Config{Section: "x", WS: busy.Addr().String(), Log: zap.NewNop()}); err == nil || !strings.HasPrefix(err.Error(), "x.ws:") {
 		t.Fatalf("busy address: %v", err)
+	}
+}
+
+type fakeConn struct{ closed *error }
+
+func (f fakeConn) Close(reason error) { *f.closed = reason }
+
+func TestConnsCloseAllRefusesNew(t *testing.T) {
+	var r Conns[fakeConn]
+	var e1, e2, e3 error
+	a, b := fakeConn{&e1}, fakeConn{&e2}
+	started := 0
+	r.Add(a, func() { started++ })
+	r.Add(b, func() { started++ })
+	r.Remove(b)
+	stop := errors.New("stop")
+	r.CloseAll(stop)
+	if e1 != stop || e2 != nil || started != 2 {
+		t.Fatalf("closed %v %v, started %d", e1, e2, started)
+	}
+	if r.Add(fakeConn{&e3}, func() { started++ }) || started != 2 {
+		t.Fatal("a connection was accepted after CloseAll")
 	}
 }
