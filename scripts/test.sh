@@ -43,7 +43,16 @@ if [ "$fuzztime" != "0" ]; then
     pkg="./$(dirname "${file#./}")"
     for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
       echo "fuzz $pkg $target ($fuzztime)"
-      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/iotgw-fuzz.log 2>&1 || { cat /tmp/iotgw-fuzz.log; exit 1; }
+      if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/iotgw-fuzz.log 2>&1; then
+        # Go's fuzzer sometimes ends a clean run with "context deadline
+        # exceeded" when fuzztime expires under load; only a failing input
+        # (written to testdata/fuzz) is a real failure.
+        if grep -q 'context deadline exceeded' /tmp/iotgw-fuzz.log && ! grep -q 'Failing input written' /tmp/iotgw-fuzz.log; then
+          echo "  (fuzzer stopped at its deadline without a failing input; not a failure)"
+        else
+          cat /tmp/iotgw-fuzz.log; exit 1
+        fi
+      fi
     done
   done
 fi
