@@ -84,36 +84,56 @@ func (w *writes) ticket() *ticket {
 // commit hands w to the store and, with durable set, waits until it is
 // durable. w may be nil.
 func (b *Broker) commit(w *writes, durable bool) error {
-	if w == nil {
+	if !durable {
+		b.submit(w, nil)
 		return nil
+	}
+	errc := make(chan error, 1)
+	b.submit(w, func(err error) { errc <- err })
+	return <-errc
+}
+
+// submit hands w (nil: nothing) to the store, after the puts its deletes
+// must follow. With done set the writes are durable ones and done gets
+// their outcome exactly once: ErrStore-wrapped on failure, at once when
+// there is nothing to write, otherwise later on the store's commit
+// goroutine, so done must not block. Without done they are written
+// without waiting for the disk.
+func (b *Broker) submit(w *writes, done func(error)) {
+	if w == nil {
+		if done != nil {
+			done(nil)
+		}
+		return
 	}
 	for _, t := range w.waits {
 		<-t.ch
 	}
-	if w.b.Len() == 0 {
-		if w.tk != nil {
-			close(w.tk.ch)
+	switch {
+	case w.b.Len() == 0:
+		if done != nil {
+			done(nil)
 		}
-		return nil
-	}
-	var errc chan error
-	if durable {
-		errc = make(chan error, 1)
-		b.store.CommitAsync(&w.b, true, func(err error) { errc <- err })
-	} else {
+	case done == nil:
 		b.store.CommitAsync(&w.b, false, b.logStoreErr)
+	default:
+		b.store.CommitAsync(&w.b, true, b.storeOutcome(done))
 	}
 	if w.tk != nil {
 		close(w.tk.ch)
 	}
-	if errc == nil {
-		return nil
+}
+
+// storeOutcome wraps done for a durable commit: a failure is logged and
+// reported as ErrStore.
+func (b *Broker) storeOutcome(done func(error)) func(error) {
+	return func(err error) {
+		if err != nil {
+			b.logStoreErr(err)
+			err = fmt.Errorf("%w: %v", ErrStore, err)
+		}
+		done(err)
 	}
-	if err := <-errc; err != nil {
-		b.logStoreErr(err)
-		return fmt.Errorf("%w: %v", ErrStore, err)
-	}
-	return nil
 }
 
 // discard gives up w without writing (the publication was refused before
@@ -154,34 +174,56 @@ func (s *Session) flushWrites(durable bool) error {
 	if s.b.store == nil {
 		return nil
 	}
+	if !durable {
+		s.wmu.Lock()
+		s.mu.Lock()
+		pw, waits := s.pw, s.pwWait
+		s.pw, s.pwWait = nil, nil
+		s.mu.Unlock()
+		if pw != nil {
+			w := &writes{waits: waits, b: *pw}
+			s.b.submit(w, nil)
+		}
+		s.wmu.Unlock()
+		return nil
+	}
+	errc := make(chan error, 1)
+	s.flushWritesAsync(func(err error) { errc <- err })
+	return <-errc
+}
+
+// flushWritesAsync is a durable flushWrites that does not wait: done gets
+// the outcome exactly once, possibly on the store's commit goroutine (it
+// must not block). It must be called without s.mu.
+//
+// A persistent session with nothing pending still commits an empty
+// durable batch: a concurrent non-durable flush may have taken the
+// caller's writes, and the barrier makes done wait for them too.
+func (s *Session) flushWritesAsync(done func(error)) {
+	if s.b.store == nil {
+		done(nil)
+		return
+	}
 	s.wmu.Lock()
 	s.mu.Lock()
 	pw, waits := s.pw, s.pwWait
 	s.pw, s.pwWait = nil, nil
+	persisted := s.persisted
 	s.mu.Unlock()
-	if pw == nil {
+	if pw == nil && !persisted {
 		s.wmu.Unlock()
-		return nil
+		done(nil)
+		return
 	}
-	// s.wmu keeps the submissions of concurrent flushes in swap order.
-	w := &writes{waits: waits}
-	w.b = *pw
-	if !durable {
-		err := s.b.commit(w, false)
-		s.wmu.Unlock()
-		return err
+	if pw == nil {
+		pw = new(store.Batch)
 	}
 	for _, t := range waits {
 		<-t.ch
 	}
-	errc := make(chan error, 1)
-	s.b.store.CommitAsync(&w.b, true, func(err error) { errc <- err })
+	// s.wmu keeps the submissions of concurrent flushes in swap order.
+	s.b.store.CommitAsync(pw, true, s.b.storeOutcome(done))
 	s.wmu.Unlock()
-	if err := <-errc; err != nil {
-		s.b.logStoreErr(err)
-		return fmt.Errorf("%w: %v", ErrStore, err)
-	}
-	return nil
 }
 
 // sessionRecordLocked is the session's own record; disconnected is the

@@ -544,31 +544,6 @@ func (s *Session) ackLocked(id uint16) bool {
 	return true
 }
 
-// Received records PUBREC for an outbound QoS 2 delivery; the adapter then
-// sends PUBREL. It returns false for an unknown id.
-//
-// For a persistent session the received state is durable before Received
-// returns (so before PUBREL goes out): after a crash the session resends
-// PUBREL, never the message, which the client would take as new.
-func (s *Session) Received(id uint16) bool {
-	s.mu.Lock()
-	e, ok := s.inflight[id]
-	if !ok || e.d.QoS != 2 {
-		s.mu.Unlock()
-		return false
-	}
-	e.received = true
-	e.d.Msg = nil // the payload is no longer needed once received
-	if e.stored {
-		if wb := s.pwLocked(e.tk); wb != nil {
-			wb.PutMessage(s.messageRecord(e.seq, store.StateReceived, id, 2, e.d.Retain, e.d.SubIDs, e.d.Filter, e.group, nil))
-		}
-	}
-	s.mu.Unlock()
-	s.flushWrites(true)
-	return true
-}
-
 // InflightCount returns the number of unacknowledged outbound deliveries.
 func (s *Session) InflightCount() int {
 	s.mu.Lock()
@@ -581,76 +556,6 @@ func (s *Session) QueuedCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.queue.len()
-}
-
-// Publish routes a message from this session's client. Its Origin is set
-// here; the message must not be modified afterwards.
-//
-// With a store, Publish returns once every write that holds the message
-// (its copy for each persistent subscriber, the retained message) is
-// durable, so the caller may acknowledge it then; ErrStore if it cannot be.
-func (s *Session) Publish(msg *Message) error {
-	return s.publishWith(msg, s.b.newWrites())
-}
-
-func (s *Session) publishWith(msg *Message, w *writes) error {
-	info := s.info.Load()
-	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
-		Listener: info.Listener, sessionKey: s.key}
-	return s.b.publishW(msg, info, s, w)
-}
-
-// PublishExactlyOnce handles an inbound QoS 2 publication with packet id
-// id: it is routed only the first time the id is seen, until Release
-// [MQTT-4.3.3-2] (the "store the packet identifier" method). dup reports a
-// repeat that was not routed again.
-func (s *Session) PublishExactlyOnce(id uint16, msg *Message) (dup bool, err error) {
-	s.mu.Lock()
-	if _, held := s.inQoS2[id]; held {
-		s.mu.Unlock()
-		return true, nil
-	}
-	s.inQoS2[id] = struct{}{}
-	persisted := s.persisted
-	s.mu.Unlock()
-	// The held id is written with the message's copies, in one batch:
-	// after a crash a resent PUBLISH is recognised as a duplicate exactly
-	// when its copies survived.
-	w := s.b.newWrites()
-	if w != nil && persisted {
-		w.b.PutInbound(s.clientID, id)
-	}
-	if err := s.publishWith(msg, w); err != nil {
-		// A refused message is not held: the publisher gets the error in
-		// PUBREC and will not send PUBREL.
-		s.mu.Lock()
-		delete(s.inQoS2, id)
-		s.mu.Unlock()
-		return false, err
-	}
-	return false, nil
-}
-
-// Release handles PUBREL for an inbound QoS 2 id, reporting whether the id
-// was held.
-//
-// The release is durable before Release returns (so before PUBCOMP):
-// a client reuses the id at once, and a held id that came back after a
-// crash would make its next message look like a duplicate and be lost.
-func (s *Session) Release(id uint16) bool {
-	s.mu.Lock()
-	_, held := s.inQoS2[id]
-	delete(s.inQoS2, id)
-	if held {
-		if wb := s.pwLocked(nil); wb != nil {
-			wb.DeleteInbound(s.clientID, id)
-		}
-	}
-	s.mu.Unlock()
-	if held {
-		s.flushWrites(true)
-	}
-	return held
 }
 
 // DisconnectOptions describe how a connection ended.

@@ -43,6 +43,7 @@ type conn struct {
 	aliasOutMax  int                   // the client's Topic Alias Maximum (0: none)
 	expiry0      bool                  // v5: CONNECT asked for session expiry 0
 	qos2Held     int                   // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
+	acks         *ackPipe              // ordered, durable acknowledgements; nil until needed
 	pending      *pendingConnect       // CONNECT awaiting enhanced authentication
 	authConv     core.AuthConversation // authentication exchange in progress
 	authMethod   string                // method the connection authenticated with

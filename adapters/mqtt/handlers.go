@@ -107,27 +107,48 @@ func (c *conn) onPublish(p *codec.Publish) error {
 			rc = codec.PayloadFormatInvalid // [MQTT-3.3.2-4] allows refusing it
 		}
 	}
+	// A QoS 1/2 publication's acknowledgement waits in the ack pipe for
+	// its write to be durable while this goroutine goes on reading.
+	var slot *ackSlot
+	done := ignoreOutcome
+	switch p.QoS {
+	case 1:
+		slot = c.pipe().reserve(codec.TypePuback, p.PacketID)
+		done = slot.done
+	case 2:
+		slot = c.pipe().reserve(codec.TypePubrec, p.PacketID)
+		done = slot.done
+	}
 	var err error
-	dup := false
 	if rc == codec.Success {
 		if p.QoS == 2 {
 			if v5 && c.qos2Held >= cfg.ReceiveMaximum {
 				c.fail(codec.ReceiveMaximumExceeded, errProtocol)
+				slot.done(nil)
+				slot.release(codec.Success) // never sent: the connection is closing
 				return fmt.Errorf("%w: receive maximum %d exceeded [MQTT-3.3.4-9]", errProtocol, cfg.ReceiveMaximum)
 			}
-			dup, err = c.sess.PublishExactlyOnce(p.PacketID, msg)
+			var dup bool
+			dup, err = c.sess.PublishExactlyOnceAsync(p.PacketID, msg, done)
 			if err == nil && !dup {
 				c.qos2Held++
 			}
 		} else {
-			err = c.sess.Publish(msg)
+			err = c.sess.PublishAsync(msg, done)
 		}
+	}
+	if err != nil || rc != codec.Success {
+		// Refused before anything was routed: the core will not call done.
+		done(nil)
 	}
 	if err != nil {
 		if errors.Is(err, core.ErrInvalidTopic) {
 			// A wildcard or malformed topic name is a protocol violation
 			// [MQTT-3.3.2-2].
 			c.fail(codec.TopicNameInvalid, err)
+			if slot != nil {
+				slot.release(codec.Success) // never sent: the connection is closing
+			}
 			return fmt.Errorf("%w: %q: %v", errBadTopic, topicName, err)
 		}
 		// Refusals by policy (access rules, configured topic limits, quotas)
@@ -136,26 +157,19 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		c.logAt(zap.DebugLevel, "publish refused", zap.String("topic", topicName), zap.Error(err))
 		rc = reasonFor(err)
 	}
-	if p.QoS > 0 && err == nil {
+	if slot == nil {
+		return nil
+	}
+	if err == nil {
 		// A congested subscriber holds this publisher's acknowledgement
 		// (and, since this goroutine reads its socket, its next packets)
 		// rather than having the message dropped later.
 		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
 	}
-	switch p.QoS {
-	case 1:
-		ack := &codec.Ack{Kind: codec.TypePuback, PacketID: p.PacketID}
-		if v5 {
-			ack.ReasonCode = rc
-		}
-		c.send(ack)
-	case 2:
-		ack := &codec.Ack{Kind: codec.TypePubrec, PacketID: p.PacketID}
-		if v5 {
-			ack.ReasonCode = rc
-		}
-		c.send(ack)
+	if !v5 {
+		rc = codec.Success
 	}
+	slot.release(rc)
 	return nil
 }
 
@@ -170,19 +184,23 @@ func (c *conn) onAck(a *codec.Ack) error {
 			c.sess.AckedBy(c, a.PacketID)
 			return nil
 		}
-		rel := &codec.Ack{Kind: codec.TypePubrel, PacketID: a.PacketID}
-		if !c.sess.Received(a.PacketID) && v5 {
-			rel.ReasonCode = codec.PacketIDNotFound
+		// PUBREL goes once the received state is durable.
+		slot := c.pipe().reserve(codec.TypePubrel, a.PacketID)
+		rc := codec.Success
+		if !c.sess.ReceivedAsync(a.PacketID, slot.done) && v5 {
+			rc = codec.PacketIDNotFound
 		}
-		c.send(rel)
+		slot.release(rc)
 	case codec.TypePubrel:
-		comp := &codec.Ack{Kind: codec.TypePubcomp, PacketID: a.PacketID}
-		if c.sess.Release(a.PacketID) {
+		// PUBCOMP goes once the release is durable.
+		slot := c.pipe().reserve(codec.TypePubcomp, a.PacketID)
+		rc := codec.Success
+		if c.sess.ReleaseAsync(a.PacketID, slot.done) {
 			c.qos2Held--
 		} else if v5 {
-			comp.ReasonCode = codec.PacketIDNotFound
+			rc = codec.PacketIDNotFound
 		}
-		c.send(comp)
+		slot.release(rc)
 	}
 	return nil
 }
