@@ -47,6 +47,9 @@ type Broker struct {
 	// store, when set, receives every change that must survive a restart
 	// (persist.go); nil keeps everything in memory only.
 	store store.Store
+	// storeFailed is told, once, of the first failed store write.
+	storeFailed     func(error)
+	storeFailedOnce sync.Once
 	// delayedSeq numbers $delayed messages in the store.
 	delayedSeq atomic.Uint64
 

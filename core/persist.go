@@ -35,6 +35,13 @@ import (
 // call Recover before any client connects.
 func WithStore(st store.Store) Option { return func(b *Broker) { b.store = st } }
 
+// WithStoreFailure has fn told of the first store write that fails. After
+// one, the store refuses every later write (its state on disk is
+// unknown), so the broker acknowledges no QoS 1/2 message any more; the
+// gateway stops on it (restarting recovers what is durable). fn is called
+// once, possibly on the store's commit goroutine: it must not block.
+func WithStoreFailure(fn func(error)) Option { return func(b *Broker) { b.storeFailed = fn } }
+
 // ErrStore wraps a store failure: the message was not acknowledged
 // because it could not be made durable.
 var ErrStore = errors.New("core: store")
@@ -145,8 +152,12 @@ func (w *writes) discard() {
 }
 
 func (b *Broker) logStoreErr(err error) {
-	if err != nil && !errors.Is(err, store.ErrClosed) {
-		b.log.Error("store write failed", zap.Error(err))
+	if err == nil || errors.Is(err, store.ErrClosed) {
+		return
+	}
+	b.log.Error("store write failed", zap.Error(err))
+	if b.storeFailed != nil {
+		b.storeFailedOnce.Do(func() { b.storeFailed(err) })
 	}
 }
 

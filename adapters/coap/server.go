@@ -632,7 +632,7 @@ func codeFor(err error, auth bool) codes.Code {
 	case errors.Is(err, core.ErrQuotaExceeded):
 		return codes.TooManyRequests
 	case errors.Is(err, core.ErrServerShuttingDown), errors.Is(err, core.ErrServerUnavailable),
-		errors.Is(err, core.ErrSessionClosed):
+		errors.Is(err, core.ErrSessionClosed), errors.Is(err, core.ErrStore):
 		return codes.ServiceUnavailable
 	}
 	return codes.InternalServerError

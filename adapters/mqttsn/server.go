@@ -570,7 +570,7 @@ func returnCodeFor(err error) codec.ReturnCode {
 	case err == nil:
 		return codec.Accepted
 	case errors.Is(err, core.ErrQuotaExceeded), errors.Is(err, core.ErrServerUnavailable),
-		errors.Is(err, core.ErrServerShuttingDown):
+		errors.Is(err, core.ErrServerShuttingDown), errors.Is(err, core.ErrStore):
 		return codec.Congestion
 	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
 		return codec.InvalidTopicID

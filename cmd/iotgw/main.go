@@ -28,7 +28,8 @@ func main() {
 }
 
 // run returns the process exit code: 0 after a signal, 2 for a
-// configuration problem or a listener that cannot start.
+// configuration problem or a listener that cannot start, 1 after a failed
+// store write.
 func run() int {
 	fs := flag.NewFlagSet("iotgw", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration file (optional)")
@@ -77,12 +78,23 @@ func run() int {
 		return 2 // the error names the key (mostly a listen address)
 	}
 	log.Info("iotgw started", zap.String("version", app.Version))
-	<-ctx.Done()
-	log.Info("shutting down")
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-gw.StoreFailed():
+		// The store refuses every write after a failure, so the gateway
+		// could no longer acknowledge a QoS 1/2 message honestly; running
+		// on would only hide the problem. A restart recovers everything
+		// that was acknowledged.
+		log.Error("store write failed: stopping; fix the disk and restart to recover",
+			zap.String("store.dir", cfg.Store.Dir))
+		code = 1
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := gw.Stop(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("shutdown incomplete", zap.Error(err))
 	}
-	return 0
+	return code
 }

@@ -33,7 +33,15 @@ type Gateway struct {
 	store store.Store
 	// adapters in start order; stopped in reverse.
 	adapters []core.Adapter
+	// storeFailed is closed when a store write fails (see StoreFailed).
+	storeFailed chan struct{}
 }
+
+// StoreFailed is closed once a store write has failed. The store then
+// refuses every later write, so nothing more can be acknowledged at QoS
+// 1/2; the caller should stop the gateway (cmd/iotgw exits with status 1)
+// and let a restart recover what is durable in store.dir.
+func (g *Gateway) StoreFailed() <-chan struct{} { return g.storeFailed }
 
 // NewLogger builds the zap logger the configuration asks for.
 func NewLogger(cfg Config) (*zap.Logger, error) {
@@ -54,6 +62,10 @@ func NewLogger(cfg Config) (*zap.Logger, error) {
 	zc.Sampling = nil
 	return zc.Build()
 }
+
+// openStore opens the configured store; tests replace it to inject
+// failures.
+var openStore = store.Open
 
 // Start builds the broker and starts every enabled adapter; on error
 // whatever started is stopped again.
@@ -77,17 +89,18 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 		}
 	}
-	st, err := store.Open(cfg.Store, log.Named("store"))
+	st, err := openStore(cfg.Store, log.Named("store"))
 	if err != nil {
 		return nil, fmt.Errorf("store.dir %q: %w", cfg.Store.Dir, err)
 	}
-	opts = append(opts, core.WithStore(st))
+	failed := make(chan struct{})
+	opts = append(opts, core.WithStore(st), core.WithStoreFailure(func(error) { close(failed) }))
 	b, err := core.New(cfg.Core, log.Named("core"), opts...)
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log, store: st}
+	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed}
 	// Recovery runs before any listener accepts, so no client can see a
 	// half-restored session.
 	if err := b.Recover(ctx); err != nil {
