@@ -24,11 +24,18 @@ func (s *Session) Ended() bool {
 // messages while the successor still expects an acknowledgement).
 func (s *Session) AckedBy(sink Sink, id uint16) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if sink == nil || s.sink != sink {
+		s.mu.Unlock()
 		return false
 	}
-	return s.ackLocked(id)
+	ok := s.ackLocked(id)
+	s.mu.Unlock()
+	// As in Acked: the delete (and the state changes of what drained into
+	// the window) go to the store now, not durably. Left pending, they
+	// would pile up in the session's batch until some durable write, and
+	// a crash would bring every acknowledged message back.
+	s.flushWrites(false)
+	return ok
 }
 
 // RedeliverBy is Redeliver on behalf of the connection sink: nothing

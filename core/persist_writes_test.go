@@ -75,3 +75,51 @@ func TestStoreFailureRefusesAndReports(t *testing.T) {
 		t.Fatalf("failure handler called %d times, want 1", n)
 	}
 }
+
+// TestStoreAckedByDeletesNow: an acknowledgement through AckedBy (the
+// path every adapter takes) hands its delete to the store at once. It once
+// stayed in the session's pending batch until the next durable write, so
+// acknowledged messages piled up in the store and came back after a crash.
+func TestStoreAckedByDeletesNow(t *testing.T) {
+	forEngines(t, func(t *testing.T, e *storeEnv) {
+		sub, sink, _ := connect(t, e.b, "sub", false, time.Hour, nil)
+		if r := sub.Subscribe("t", SubOptions{QoS: 1}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		pub, _, _ := connect(t, e.b, "pub", true, 0, nil)
+		for i := 0; i < 50; i++ {
+			if err := pub.Publish(&Message{Topic: "t", Payload: []byte("x"), QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range sink.take() {
+				if !sub.AckedBy(sink, d.ID) {
+					t.Fatalf("AckedBy(%d) refused", d.ID)
+				}
+			}
+		}
+		// Nothing else of this session's will come: what the store holds
+		// now is what a crash would leave.
+		if n := storedMessages(t, e.st); n != 0 {
+			t.Fatalf("%d acknowledged messages still in the store", n)
+		}
+	})
+}
+
+func storedMessages(t *testing.T, st store.Store) int {
+	t.Helper()
+	// An empty durable commit waits for every earlier one to be applied.
+	if err := st.Commit(context.Background(), new(store.Batch), true); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := st.Load(context.Background(), func(r store.Record) error {
+		if r.Kind() == store.KindMessage {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
