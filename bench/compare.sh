@@ -14,7 +14,10 @@
 #                       PAIRS pairs, both brokers
 #   protocols           iotgw only: pairs over every protocol at PROTO_QOS,
 #                       plus cross rows (MQTT-SN -> MQTT, CoAP -> MQTT), with
-#                       "cost vs MQTT" = the MQTT row's msg/s / this row's
+#                       "rate cost vs MQTT" = the MQTT row's msg/s / this row's
+#                       and "CPU cost vs MQTT" = this row's broker CPU time per
+#                       message / the MQTT row's (from /proc/<pid>/stat; the
+#                       cost per message whatever the window and round trips)
 #   idle                broker memory per idle connection (one subscription
 #                       each): MQTT TCP on both, MQTT WebSocket on iotgw
 #
@@ -436,7 +439,7 @@ if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 ]
 					run_case iotgw "${IOTGW_ADDR[$pp]}" -tag proto -scenario pairs -qos "$q" -n "$PAIRS" \
 						-pub-proto "$pp" -sub-proto "$sp" -pub-addr "${IOTGW_ADDR[$pp]}" \
 						-sub-addr "${IOTGW_ADDR[$sp]}" -msgs "$msgs" -size "$SIZE" -window "$win" \
-						"${proto_e2e[@]+"${proto_e2e[@]}"}"
+						-broker-pid "${PID[iotgw]}" "${proto_e2e[@]+"${proto_e2e[@]}"}"
 				done
 			done
 		done

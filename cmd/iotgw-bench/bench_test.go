@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand"
 	"net"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -159,6 +160,21 @@ func TestParseVmRSS(t *testing.T) {
 	}
 	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
 		t.Fatal("missing VmRSS accepted")
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses: fields count from the last ')'.
+	stat := "4242 (iot gw (x)) S 1 4242 4242 0 -1 4194560 2000 0 0 0 250 75 0 0 20 0 12 0 100 0 0"
+	d, err := parseStatCPU(stat)
+	if err != nil || d != 325*clockTick {
+		t.Fatalf("parseStatCPU = %v, %v; want %v", d, err, 325*clockTick)
+	}
+	if _, err := parseStatCPU("4242 (x) S 1 2"); err == nil {
+		t.Fatal("short stat line accepted")
+	}
+	if got := brokerCPU(os.Getpid()); got < 0 {
+		t.Fatalf("brokerCPU(self) = %v", got)
 	}
 }
 

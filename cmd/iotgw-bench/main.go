@@ -100,7 +100,7 @@ func run(args []string) int {
 	fs.BoolVar(&cfg.e2e, "e2e", false, "QoS 1/2: also bound messages not yet received by subscribers")
 	fs.BoolVar(&persistentSessions, "persistent", false, "connect with clean session 0, so the broker keeps (and with a durable store, persists) QoS 1/2 messages")
 	fs.IntVar(&cfg.refill, "refill", 1, "free window slots a blocked publisher waits for before sending again")
-	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "idle: broker process id whose /proc/<pid>/status VmRSS is sampled")
+	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "broker process id: idle samples its VmRSS (/proc/<pid>/status); messaging runs report its CPU time per message (/proc/<pid>/stat)")
 	fs.IntVar(&cfg.parallel, "parallel", 64, "concurrent connection attempts while setting up")
 	fs.StringVar(&cfg.label, "label", "", "broker name recorded in -json output (used by -report)")
 	fs.StringVar(&cfg.tag, "tag", "", "group recorded in -json output; -report shows tag \"proto\" rows in the protocol table")

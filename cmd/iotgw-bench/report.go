@@ -154,22 +154,28 @@ func printReport(w io.Writer, path, a, b string) error {
 	if len(protos) > 0 {
 		section()
 		tw := newTable(w)
-		fmt.Fprintf(tw, "%s protocol\tscenario\tqos\twindow\tmsg/s\tcost vs MQTT\tloss%%\tp50\tp99\tretransmits\t\n", a)
+		fmt.Fprintf(tw, "%s protocol\tscenario\tqos\twindow\tmsg/s\trate cost vs MQTT\tCPU µs/msg\tCPU cost vs MQTT\tloss%%\tp50\tp99\tretransmits\t\n", a)
 		for _, k := range protos {
 			r, ok := pick(runs[k][a])
 			if !ok {
 				continue
 			}
-			cost := "-"
+			cost, cpu, cpuCost := "-", "-", "-"
 			if base, ok := baseline(runs, k, a); ok && r.Rate > 0 && r.Error == "" {
-				cost = fmt.Sprintf("%.2f", base/r.Rate)
+				cost = fmt.Sprintf("%.2f", base.Rate/r.Rate)
+				if base.CPUusPerMsg > 0 && r.CPUusPerMsg > 0 {
+					cpuCost = fmt.Sprintf("%.2f", r.CPUusPerMsg/base.CPUusPerMsg)
+				}
+			}
+			if r.CPUusPerMsg > 0 {
+				cpu = fmt.Sprintf("%.2f", r.CPUusPerMsg)
 			}
 			win := strconv.Itoa(r.Window)
 			if r.E2E {
 				win += " e2e"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				k.proto, scenarioName(k), k.qos, win, cell(ok, r, fmtRate(r.Rate)), cost,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				k.proto, scenarioName(k), k.qos, win, cell(ok, r, fmtRate(r.Rate)), cost, cpu, cpuCost,
 				cell(ok, r, fmt.Sprintf("%.2f", r.LossPct)), cell(ok, r, fmtUs(r.P50us)), cell(ok, r, fmtUs(r.P99us)),
 				cell(ok, r, strconv.FormatInt(r.Retransmits, 10)))
 		}
@@ -224,18 +230,18 @@ func pickLatency(runs []result) (result, bool) {
 	return s[(len(s)-1)/2], true
 }
 
-// baseline is the MQTT rate a protocol row's cost is measured against: the
+// baseline is the MQTT run a protocol row's cost is measured against: the
 // plain MQTT row of the same protocol table (same flags), else the MQTT row
 // of the messaging matrix with the same scenario, QoS and size.
-func baseline(runs map[caseKey]map[string][]result, k caseKey, label string) (float64, bool) {
+func baseline(runs map[caseKey]map[string][]result, k caseKey, label string) (result, bool) {
 	for _, tag := range []string{k.tag, ""} {
 		bk := k
 		bk.tag, bk.proto = tag, protoMQTT
 		if r, ok := pick(runs[bk][label]); ok && r.Error == "" && r.Rate > 0 {
-			return r.Rate, true
+			return r, true
 		}
 	}
-	return 0, false
+	return result{}, false
 }
 
 func scenarioName(k caseKey) string {

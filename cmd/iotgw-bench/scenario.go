@@ -93,6 +93,10 @@ type result struct {
 	RSSBeforeKiB  int64   `json:"rss_before_kib,omitempty"`
 	RSSAfterKiB   int64   `json:"rss_after_kib,omitempty"`
 	RSSPerConnKiB float64 `json:"rss_per_conn_kib,omitempty"`
+	// CPUusPerMsg is the broker's CPU time (user + system, from
+	// /proc/<pid>/stat; -broker-pid) per delivered message over the run:
+	// the protocol's cost independent of windows and round trips.
+	CPUusPerMsg float64 `json:"cpu_us_per_msg,omitempty"`
 
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Errors   int64  `json:"errors,omitempty"`
@@ -330,6 +334,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 		}
 	}
 
+	cpuBefore := brokerCPU(cfg.brokerPID)
 	var pubWG sync.WaitGroup
 	for _, p := range pubs {
 		pubWG.Add(1)
@@ -367,6 +372,11 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 		}
 	}
 	tick.Stop()
+	if cpuAfter := brokerCPU(cfg.brokerPID); cpuBefore >= 0 && cpuAfter >= 0 {
+		if n := unique(); n > 0 {
+			res.CPUusPerMsg = float64(cpuAfter-cpuBefore) / float64(time.Microsecond) / float64(n)
+		}
+	}
 	res.TimedOut = ctx.Err() != nil
 	s.close()
 	<-pubsDone
@@ -482,6 +492,48 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// Linux for every architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// brokerCPU returns the CPU time (user + system) pid has used so far, or
+// -1 without a pid or /proc.
+func brokerCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	d, err := parseStatCPU(string(b))
+	if err != nil {
+		return -1
+	}
+	return d
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) from a
+// /proc/<pid>/stat line. The command name (field 2) may hold spaces, so
+// fields are counted after its closing parenthesis.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state): utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed /proc stat times")
+	}
+	return time.Duration(u+st) * clockTick, nil
 }
 
 // readRSS returns VmRSS of pid in KiB from /proc/<pid>/status.
