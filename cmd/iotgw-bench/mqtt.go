@@ -290,7 +290,7 @@ func newMQTT(nc net.Conn, o dialOpts, v5 bool) (*mqttConn, error) {
 	ka := uint16(o.keepAlive / time.Second)
 	// -persistent: MQTT 3.1.1 only (an MQTT 5 CONNECT without a Session
 	// Expiry Interval ends its session with the connection anyway).
-	connect := appendConnect(nil, o.clientID, ka, !persistentSessions)
+	connect := appendConnect(nil, o.clientID, ka, !persistentSessions || o.forget)
 	if v5 {
 		connect = appendConnect5(nil, o.clientID, ka, true)
 	}

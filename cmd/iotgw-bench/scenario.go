@@ -114,6 +114,7 @@ type session struct {
 
 	mu    sync.Mutex
 	conns []wire
+	ids   [][2]string // client id and address of MQTT connections, for forgetSessions
 }
 
 func newSession(ctx context.Context, cfg config) *session {
@@ -125,16 +126,41 @@ func newSession(ctx context.Context, cfg config) *session {
 // and registers it for teardown and keep-alive.
 func (s *session) dial(pub bool, name string, sz bufSizes) (wire, error) {
 	proto, addr := s.cfg.side(pub)
+	id := fmt.Sprintf("iotgw-bench-%d-%s", os.Getpid(), name)
 	c, err := dialWire(dialOpts{proto: proto, addr: addr, wsPath: s.cfg.wsPath,
-		clientID: fmt.Sprintf("iotgw-bench-%d-%s", os.Getpid(), name), keepAlive: s.cfg.keepAlive,
-		deadline: s.ioDL, sz: sz, retry: s.cfg.retry})
+		clientID: id, keepAlive: s.cfg.keepAlive, deadline: s.ioDL, sz: sz, retry: s.cfg.retry})
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (%s): %w", name, proto, err)
 	}
 	s.mu.Lock()
 	s.conns = append(s.conns, c)
+	if proto == protoMQTT {
+		s.ids = append(s.ids, [2]string{id, addr})
+	}
 	s.mu.Unlock()
 	return c, nil
+}
+
+// forgetSessions ends the persistent sessions a -persistent run left on
+// the broker (a clean-session connect and disconnect per client id), so
+// that later runs do not queue messages for subscribers that are gone and
+// the broker's memory and store reflect only the run being measured.
+func (s *session) forgetSessions() {
+	if !persistentSessions {
+		return
+	}
+	s.mu.Lock()
+	ids := s.ids
+	s.ids = nil
+	s.mu.Unlock()
+	_, _ = parallel(len(ids), max(s.cfg.parallel, 1), false, func(i int) error {
+		c, err := dialWire(dialOpts{proto: protoMQTT, addr: ids[i][1], clientID: ids[i][0], keepAlive: s.cfg.keepAlive,
+			deadline: time.Now().Add(5 * time.Second), sz: bufSizes{read: 512, write: 512}, forget: true})
+		if err == nil {
+			c.disconnect()
+		}
+		return err
+	})
 }
 
 // startReader launches the connection's single reader goroutine.
@@ -380,6 +406,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	res.TimedOut = ctx.Err() != nil
 	s.close()
 	<-pubsDone
+	s.forgetSessions()
 
 	var hist histogram
 	firstSend, lastSend, lastRecv := int64(-1), int64(0), int64(0)

@@ -84,6 +84,9 @@ type dialOpts struct {
 	deadline  time.Time     // hard bound for the connection's whole life
 	sz        bufSizes      // buffer sizes by role
 	retry     time.Duration // UDP: retransmission timeout
+	// forget connects with a clean session even under -persistent: the
+	// teardown's way of removing the sessions a run created.
+	forget bool
 }
 
 // dialWire connects one client and completes the protocol's handshake.
