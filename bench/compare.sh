@@ -54,6 +54,9 @@
 #   CROSS         protocols section: publisher:subscriber rows [mqttsn:mqtt coap:mqtt]
 #   PROTO_QOS     protocols section: QoS levels             [0 1]
 #   PROTO_E2E     protocols section: end-to-end credit at QoS 1/2 too [1]
+#   PROTO_RATE    protocols section: also run every row at this steady offered
+#                 msg/s for PROTO_RATE_SECS s (0: skip): CPU per message
+#                 at equal load                             [10000 / 3]
 #   WINDOW_SN     MQTT-SN window / MSGS_SN messages per publisher [10 / 5000]
 #   WINDOW_COAP   CoAP window / MSGS_COAP messages per publisher  [5 / 2000]
 #   IDLE_N        idle connections for the memory test      [15000]
@@ -122,6 +125,8 @@ PROTOS=${PROTOS:-mqtt mqtt5 mqtt-ws mqtt5-ws mqttsn coap stomp stomp-ws}
 CROSS=${CROSS:-mqttsn:mqtt coap:mqtt}
 PROTO_QOS=${PROTO_QOS:-0 1}
 PROTO_E2E=${PROTO_E2E:-1}
+PROTO_RATE=${PROTO_RATE:-10000}
+PROTO_RATE_SECS=${PROTO_RATE_SECS:-3}
 WINDOW_SN=${WINDOW_SN:-10}
 MSGS_SN=${MSGS_SN:-5000}
 WINDOW_COAP=${WINDOW_COAP:-5}
@@ -440,6 +445,16 @@ if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 ]
 						-pub-proto "$pp" -sub-proto "$sp" -pub-addr "${IOTGW_ADDR[$pp]}" \
 						-sub-addr "${IOTGW_ADDR[$sp]}" -msgs "$msgs" -size "$SIZE" -window "$win" \
 						-broker-pid "${PID[iotgw]}" "${proto_e2e[@]+"${proto_e2e[@]}"}"
+					if ((PROTO_RATE > 0)); then
+						# The same load for every protocol: CPU per message
+						# compares like with like (at full speed TCP
+						# coalesces many messages per syscall, UDP cannot).
+						log "protocols $pp -> $sp n=$PAIRS qos=$q at $PROTO_RATE msg/s run $r/$REPEAT"
+						run_case iotgw "${IOTGW_ADDR[$pp]}" -tag proto -scenario latency -rate "$PROTO_RATE" \
+							-qos "$q" -n "$PAIRS" -pub-proto "$pp" -sub-proto "$sp" -pub-addr "${IOTGW_ADDR[$pp]}" \
+							-sub-addr "${IOTGW_ADDR[$sp]}" -msgs "$((PROTO_RATE * PROTO_RATE_SECS / PAIRS))" \
+							-size "$SIZE" -window "$win" -broker-pid "${PID[iotgw]}"
+					fi
 				done
 			done
 		done
