@@ -123,3 +123,49 @@ func storedMessages(t *testing.T, st store.Store) int {
 	}
 	return n
 }
+
+// TestStoreRecoveredInflightAckDeletes: a message recovered into the
+// inflight window (resent with DUP after a restart) and then acknowledged
+// is deleted from the store, so a second restart does not bring it back.
+// Recovered inflight entries were once not marked as stored, so their
+// acknowledgement deleted nothing and every crash resurrected them.
+func TestStoreRecoveredInflightAckDeletes(t *testing.T) {
+	forEngines(t, func(t *testing.T, e *storeEnv) {
+		sub, sink, _ := connect(t, e.b, "sub", false, time.Hour, nil)
+		if r := sub.Subscribe("t", SubOptions{QoS: 1}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		sub.Start()
+		pub, _, _ := connect(t, e.b, "pub", true, 0, nil)
+		for i := 0; i < 3; i++ {
+			if err := pub.Publish(&Message{Topic: "t", Payload: []byte("x"), QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := sink.take(); len(got) != 3 {
+			t.Fatalf("got %d deliveries before the restart", len(got))
+		}
+		e.restart()
+
+		sub, sink, _ = connect(t, e.b, "sub", false, time.Hour, nil)
+		sub.Start()
+		resent := sink.take()
+		if len(resent) != 3 {
+			t.Fatalf("resent %d after the restart, want 3", len(resent))
+		}
+		for _, d := range resent {
+			if !sub.AckedBy(sink, d.ID) {
+				t.Fatalf("AckedBy(%d) refused", d.ID)
+			}
+		}
+		if n := storedMessages(t, e.st); n != 0 {
+			t.Fatalf("%d acknowledged recovered messages still in the store", n)
+		}
+		e.restart()
+		sub, sink, _ = connect(t, e.b, "sub", false, time.Hour, nil)
+		sub.Start()
+		if got := sink.take(); len(got) != 0 {
+			t.Fatalf("%d acknowledged messages came back after a second restart", len(got))
+		}
+	})
+}

@@ -201,7 +201,10 @@ func (r *recovery) message(rec *store.SessionMessage) error {
 	case store.StateReceived:
 		d := Delivery{Msg: msg, ID: rec.PacketID, QoS: rec.QoS, Retain: rec.Retain, SubIDs: rec.SubIDs, Filter: rec.Filter}
 		// Start resends these (DUP, or PUBREL once received) in Seq order.
-		s.inflight[rec.PacketID] = &inflightEntry{d: d, seq: rec.Seq, received: rec.State == store.StateReceived, group: group}
+		// stored: the record is on disk, so the acknowledgement must delete
+		// it, or the message comes back after the next restart.
+		s.inflight[rec.PacketID] = &inflightEntry{d: d, seq: rec.Seq, received: rec.State == store.StateReceived,
+			group: group, stored: true}
 		if rec.PacketID > s.nextID {
 			s.nextID = rec.PacketID
 		}
