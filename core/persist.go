@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -73,12 +74,26 @@ type writes struct {
 	waits []*ticket
 }
 
+// writesPool recycles the writes of publications that wrote nothing (QoS 0,
+// clean sessions: most traffic), so that a store costs the publish path no
+// allocation when it is not used.
+var writesPool = sync.Pool{New: func() any { return new(writes) }}
+
 // newWrites returns a batch for one publication, nil without a store.
 func (b *Broker) newWrites() *writes {
 	if b.store == nil {
 		return nil
 	}
-	return &writes{}
+	return writesPool.Get().(*writes)
+}
+
+// recycle returns w to the pool once nothing refers to it: only a batch
+// that was never handed to the store qualifies (the store keeps &w.b
+// until its commit completes).
+func (w *writes) recycle() {
+	clear(w.waits)
+	*w = writes{waits: w.waits[:0]}
+	writesPool.Put(w)
 }
 
 func (w *writes) ticket() *ticket {
@@ -91,7 +106,9 @@ func (w *writes) ticket() *ticket {
 // commit hands w to the store and, with durable set, waits until it is
 // durable. w may be nil.
 func (b *Broker) commit(w *writes, durable bool) error {
-	if !durable {
+	if !durable || w == nil || (w.b.Len() == 0 && w.b.Err() == nil) {
+		// Nothing to wait for (an empty batch has no durable outcome
+		// either): no channel, no callback, no allocation.
 		b.submit(w, nil)
 		return nil
 	}
@@ -116,8 +133,9 @@ func (b *Broker) submit(w *writes, done func(error)) {
 	for _, t := range w.waits {
 		<-t.ch
 	}
+	empty := w.b.Len() == 0
 	switch {
-	case w.b.Len() == 0:
+	case empty:
 		if done != nil {
 			done(nil)
 		}
@@ -128,6 +146,9 @@ func (b *Broker) submit(w *writes, done func(error)) {
 	}
 	if w.tk != nil {
 		close(w.tk.ch)
+	}
+	if empty && w.b.Err() == nil {
+		w.recycle()
 	}
 }
 
