@@ -155,7 +155,7 @@ func (ep *endpoint) notify(o *observation, msg *core.Message) {
 func (ep *endpoint) sendOnce(o *observation, msg *core.Message, con bool) sendResult {
 	s := ep.srv
 	addr, laddr := ep.currentAddr()
-	cc, err := s.udp.NewConn(addr, laddr)
+	cc, err := s.tr.conn(addr, laddr)
 	if err != nil {
 		return sentFailed
 	}
@@ -308,7 +308,7 @@ func (ep *endpoint) teardown() {
 	if why == nil || ep.srv.ctx.Err() != nil || len(remaining) == 0 {
 		return
 	}
-	cc, err := ep.srv.udp.NewConn(addr, laddr)
+	cc, err := ep.srv.tr.conn(addr, laddr)
 	if err != nil {
 		return
 	}
