@@ -327,14 +327,11 @@ func (t *transport) replyOOB(cm *coapNet.ControlMessage) []byte {
 // handled (read goroutine only); b is copied.
 func (t *transport) queue(b []byte, raddr *net.UDPAddr, cm *coapNet.ControlMessage) {
 	i := len(t.out)
-	if i == cap(t.out) {
-		t.out = append(t.out, ipv4.Message{})
+	if i == len(t.outBuf) {
 		t.outBuf = append(t.outBuf, make([]byte, 0, 64))
-	} else {
-		t.out = t.out[:i+1]
 	}
 	t.outBuf[i] = append(t.outBuf[i][:0], b...)
-	t.out[i] = ipv4.Message{Buffers: [][]byte{t.outBuf[i]}, Addr: raddr, OOB: t.replyOOB(cm)}
+	t.out = append(t.out, ipv4.Message{Buffers: [][]byte{t.outBuf[i]}, Addr: raddr, OOB: t.replyOOB(cm)})
 }
 
 // flush sends the queued replies, in as few system calls as the kernel
