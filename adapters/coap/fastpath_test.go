@@ -2,11 +2,14 @@ package coap_test
 
 import (
 	"bytes"
+	"net"
 	"strconv"
 	"testing"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"github.com/iotgw/iotgw/adapters/coap"
 )
 
 // viaGoCoap marks a request so that the fast path leaves it to go-coap's
@@ -149,5 +152,35 @@ func TestFastPathBurst(t *testing.T) {
 			t.Fatalf("unexpected %v %v mid %d (%d unanswered)", r.Type, r.Code, r.MessageID, len(mids))
 		}
 		delete(mids, r.MessageID)
+	}
+}
+
+// TestWildcardListenerFastPath: on a listener bound to every address (the default
+// ":5683", here dual-stack on port 0) the destination of each datagram
+// comes with it, and publishes, their answers and QoS 0 notifications
+// work on both paths.
+func TestWildcardListenerFastPath(t *testing.T) {
+	g := startGateway(t, func(c *coap.Config) { c.UDP = ":0" })
+	_, port, err := net.SplitHostPort(g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.addr = net.JoinHostPort("127.0.0.1", port)
+	obs := g.raw(t)
+	obs.observe([]byte{4, 4}, 0, "/ps/wild/t", "qos=0")
+	rc := g.raw(t)
+	for path := 0; path < 2; path++ {
+		m := request(codes.POST, message.Confirmable, rc.nextMID(), []byte{byte(path)}, "/ps/wild/t", "qos=0")
+		m.Payload = []byte("w" + strconv.Itoa(path))
+		if path == 1 {
+			m = viaGoCoap(m)
+		}
+		rc.send(m)
+		if r := rc.mustRecv(); r.Code != codes.Changed || r.MessageID != m.MessageID {
+			t.Fatalf("path %d: %v mid %d", path, r.Code, r.MessageID)
+		}
+		if n := obs.mustRecv(); string(n.Payload) != string(m.Payload) || n.Type != message.NonConfirmable {
+			t.Fatalf("path %d: notification %v %q", path, n.Type, n.Payload)
+		}
 	}
 }

@@ -306,10 +306,10 @@ func (t *transport) parseOOB(oob []byte) *coapNet.ControlMessage {
 	return &coapNet.ControlMessage{Dst: c.Dst, Src: c.Src, IfIndex: c.IfIndex}
 }
 
-// replyOOB is the control message that makes a reply leave from the
+// replyOOB is the control message that makes a reply to raddr leave from the
 // address the request was sent to, as go-coap does (nil when bound to
 // one address).
-func (t *transport) replyOOB(cm *coapNet.ControlMessage) []byte {
+func replyOOB(raddr *net.UDPAddr, cm *coapNet.ControlMessage) []byte {
 	if cm == nil || (len(cm.Dst) == 0 && cm.IfIndex == 0) {
 		return nil
 	}
@@ -317,7 +317,9 @@ func (t *transport) replyOOB(cm *coapNet.ControlMessage) []byte {
 	if !cm.Dst.IsMulticast() {
 		src = cm.Dst
 	}
-	if t.v6 {
+	// By the peer's family, as go-coap does: an IPv4 peer of a dual-stack
+	// socket takes IP_PKTINFO.
+	if coapNet.IsIPv6(raddr.IP) {
 		return (&ipv6.ControlMessage{Src: src, IfIndex: cm.IfIndex}).Marshal()
 	}
 	return (&ipv4.ControlMessage{Src: src, IfIndex: cm.IfIndex}).Marshal()
@@ -331,12 +333,27 @@ func (t *transport) queue(b []byte, raddr *net.UDPAddr, cm *coapNet.ControlMessa
 		t.outBuf = append(t.outBuf, make([]byte, 0, 64))
 	}
 	t.outBuf[i] = append(t.outBuf[i][:0], b...)
-	t.out = append(t.out, ipv4.Message{Buffers: [][]byte{t.outBuf[i]}, Addr: raddr, OOB: t.replyOOB(cm)})
+	t.out = append(t.out, ipv4.Message{Buffers: [][]byte{t.outBuf[i]}, Addr: raddr, OOB: replyOOB(raddr, cm)})
 }
 
 // flush sends the queued replies, in as few system calls as the kernel
 // takes them.
 func (t *transport) flush() {
+	if t.v6 {
+		// x/net encodes an IPv4 peer's address as AF_INET, which a
+		// dual-stack IPv6 socket refuses (EINVAL): one write each, by
+		// the net package, which maps it.
+		for i := range t.out {
+			m := &t.out[i]
+			if _, _, err := t.uc.WriteMsgUDP(m.Buffers[0], m.OOB, m.Addr.(*net.UDPAddr)); err != nil {
+				if ce := t.s.log.Check(zap.DebugLevel, "udp write"); ce != nil {
+					ce.Write(zap.Error(err))
+				}
+			}
+		}
+		t.out = t.out[:0]
+		return
+	}
 	for sent := 0; sent < len(t.out); {
 		n, err := t.bc.WriteBatch(t.out[sent:], 0)
 		if err != nil || n == 0 {
@@ -356,6 +373,6 @@ func (t *transport) flush() {
 
 // send writes one datagram now (from any goroutine).
 func (t *transport) send(b []byte, raddr *net.UDPAddr, cm *coapNet.ControlMessage) error {
-	_, _, err := t.uc.WriteMsgUDP(b, t.replyOOB(cm), raddr)
+	_, _, err := t.uc.WriteMsgUDP(b, replyOOB(raddr, cm), raddr)
 	return err
 }
