@@ -420,6 +420,24 @@ func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
 	return b.publish(msg, info, nil)
 }
 
+// PublishAsAsync is PublishAs without the wait: it routes msg and returns
+// its refusal, if any (done is then not called); otherwise done reports,
+// exactly once, when the message's writes are durable — at once when there
+// are none, else on the store's commit goroutine, so done must not block.
+// An adapter that reads one socket for many clients (CoAP) uses it so that
+// one client's durable publish does not hold up the others' datagrams,
+// while its acknowledgement still waits for the store.
+func (b *Broker) PublishAsAsync(info *ClientInfo, msg *Message, done func(error)) error {
+	msg.Origin = Origin{Protocol: info.Protocol, ClientID: info.ClientID, Username: info.Username, Listener: info.Listener}
+	w := b.newWrites()
+	if err := b.route1(msg, info, nil, w); err != nil {
+		w.discard()
+		return err
+	}
+	b.submit(w, done)
+	return nil
+}
+
 // publishWill publishes the will of clientID, removing its PendingWill
 // record (if stored) in the same batch.
 func (b *Broker) publishWill(w *Will, clientID string) {

@@ -127,9 +127,11 @@ func TestCONAfterNONReplyID(t *testing.T) {
 }
 
 // TestRequestWithNotificationID: a request of the client's that carries
-// the message id of the CON notification in flight does not acknowledge
-// it (the two directions have separate id spaces, RFC 7252 §4.4): the
-// notification is sent again, and the request is served.
+// the message id of the CON notification in flight is served, and does
+// not acknowledge the notification: only an Acknowledgement or Reset
+// with that id does [RFC 7252 §4.4]; the two directions have separate id
+// spaces. So the notification is retransmitted, with its own message id
+// [RFC 7252 §4.2], until the client acknowledges it.
 func TestRequestWithNotificationID(t *testing.T) {
 	g := startGateway(t, nil) // ACK_TIMEOUT 2 s: no retransmission in between
 	sub := g.mqttClient(t)
@@ -154,13 +156,17 @@ func TestRequestWithNotificationID(t *testing.T) {
 	if got := sub.next(); got.Payload != "req" {
 		t.Fatalf("request not served: %+v", got)
 	}
-	// The notification comes again under a new message id (before any
-	// retransmission of the first, at ACK_TIMEOUT).
+	// Still unacknowledged: the notification is retransmitted as it was.
 	n := rc.mustRecv()
-	if string(n.Payload) != "n1" || n.Type != message.Confirmable || n.MessageID == first.MessageID {
-		t.Fatalf("resent notification: %v %q mid %d (first %d)", n.Type, n.Payload, n.MessageID, first.MessageID)
+	if string(n.Payload) != "n1" || n.Type != message.Confirmable || n.MessageID != first.MessageID {
+		t.Fatalf("retransmitted notification: %v %q mid %d (first %d)", n.Type, n.Payload, n.MessageID, first.MessageID)
 	}
 	rc.reply(message.Acknowledgement, n.MessageID)
+	// Acknowledged now: the next message is a new notification.
+	pub.publish("nid/obs", 1, false, "n2")
+	if n2 := rc.mustRecv(); string(n2.Payload) != "n2" || n2.MessageID == first.MessageID {
+		t.Fatalf("next notification: %v %q mid %d", n2.Type, n2.Payload, n2.MessageID)
+	}
 }
 
 // TestBlock1PiggybackedAcks: every block of a CON block-wise publish is

@@ -1,7 +1,9 @@
 // Package coap is iotgw's CoAP publish/subscribe front end (RFC 7252,
-// Observe RFC 7641, block-wise RFC 7959) on go-coap v3, which provides the
-// UDP transport, message codec, deduplication, retransmission and
-// block-wise transfer. The URI scheme follows EMQX's CoAP gateway.
+// Observe RFC 7641, block-wise RFC 7959). The adapter reads its UDP socket
+// itself and answers simple publishes and sends QoS 0 notifications on a
+// fast path; everything else is handled by go-coap v3 (message codec,
+// retransmission, block-wise transfer). The URI scheme follows EMQX's
+// CoAP gateway.
 //
 // Resources:
 //

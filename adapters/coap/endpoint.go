@@ -46,12 +46,15 @@ type endpoint struct {
 	pendingQoS0 int
 	closed      bool
 	closeWhy    error
-	seq         uint32   // last Observe sequence number used
-	wait        *conWait // the CON notification awaiting its ACK
-	nonMIDs     map[uint16]*observation
-	nonOrder    []uint16
-	wake        chan struct{}
-	done        chan struct{}
+	// busy: a notification is being sent, by the writer or inline by
+	// Deliver; the other waits, so notifications keep their order.
+	busy     bool
+	seq      uint32   // last Observe sequence number used
+	wait     *conWait // the CON notification awaiting its ACK
+	nonMIDs  map[uint16]*observation
+	nonOrder []uint16
+	wake     chan struct{}
+	done     chan struct{}
 }
 
 // observation is one Observe registration: a core subscription with its
@@ -124,9 +127,13 @@ func newEndpoint(s *Server, clientID string, connMode bool, addr, laddr *net.UDP
 	}
 }
 
-// Deliver queues a delivery for the writer; it never blocks. QoS 0 beyond
+// Deliver sends a QoS 0 delivery at once when nothing is ahead of it
+// (deliverInline) and otherwise queues it for the writer; it never blocks. QoS 0 beyond
 // coap.max_pending_qos0 is refused (the core counts the drop).
 func (ep *endpoint) Deliver(d core.Delivery) bool {
+	if ep.deliverInline(d) {
+		return true
+	}
 	ep.mu.Lock()
 	if ep.closed {
 		ep.mu.Unlock()

@@ -320,18 +320,27 @@ func request(code codes.Code, typ message.Type, mid int32, token []byte, path st
 // recv waits for one datagram and decodes it; ok is false on timeout.
 func (rc *rawClient) recv(timeout time.Duration) (message.Message, bool) {
 	rc.t.Helper()
-	buf := make([]byte, 65536)
-	_ = rc.conn.SetReadDeadline(time.Now().Add(timeout))
-	n, err := rc.conn.Read(buf)
-	if err != nil {
+	b, ok := rc.recvBytes(timeout)
+	if !ok {
 		return message.Message{}, false
 	}
 	m := message.Message{Options: make(message.Options, 0, 32)}
-	if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err != nil {
+	if _, err := coder.DefaultCoder.Decode(b, &m); err != nil {
 		rc.t.Fatalf("decode: %v", err)
 	}
 	m.Payload = append([]byte(nil), m.Payload...)
 	return m, true
+}
+
+// recvBytes waits for one datagram and returns it undecoded.
+func (rc *rawClient) recvBytes(timeout time.Duration) ([]byte, bool) {
+	buf := make([]byte, 65536)
+	_ = rc.conn.SetReadDeadline(time.Now().Add(timeout))
+	n, err := rc.conn.Read(buf)
+	if err != nil {
+		return nil, false
+	}
+	return buf[:n], true
 }
 
 func (rc *rawClient) mustRecv() message.Message {

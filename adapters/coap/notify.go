@@ -27,14 +27,19 @@ func (ep *endpoint) run() {
 		}
 		if it.remove != nil {
 			ep.removeObservation(it.remove, "notification reset by client")
-			continue
+		} else {
+			ep.deliver(it.d)
 		}
-		ep.deliver(it.d)
+		ep.mu.Lock()
+		ep.busy = false
+		ep.mu.Unlock()
 	}
 }
 
-// next takes the head of the queue, waiting while it is empty or while it
-// is for an observation whose registration response has not been sent.
+// next takes the head of the queue, waiting while it is empty, while an
+// inline delivery is being sent (deliverInline), or while it is for an
+// observation whose registration response has not been sent. The endpoint
+// is busy until run has handled the item.
 func (ep *endpoint) next() (outItem, bool) {
 	for {
 		ep.mu.Lock()
@@ -42,7 +47,8 @@ func (ep *endpoint) next() (outItem, bool) {
 			ep.mu.Unlock()
 			return outItem{}, false
 		}
-		if len(ep.queue) > 0 && ep.headReadyLocked() {
+		if len(ep.queue) > 0 && !ep.busy && ep.headReadyLocked() {
+			ep.busy = true
 			it := ep.queue[0]
 			ep.queue[0] = outItem{}
 			ep.queue = ep.queue[1:]
@@ -155,7 +161,7 @@ func (ep *endpoint) notify(o *observation, msg *core.Message) {
 func (ep *endpoint) sendOnce(o *observation, msg *core.Message, con bool) sendResult {
 	s := ep.srv
 	addr, laddr := ep.currentAddr()
-	cc, err := s.udp.NewConn(addr, laddr)
+	cc, err := s.tr.conn(addr, laddr)
 	if err != nil {
 		return sentFailed
 	}
@@ -261,15 +267,8 @@ func setRepresentation(m *pool.Message, msg *core.Message, etag []byte, withTopi
 // and then one option per topic level. Levels longer than an option may
 // be (255 bytes) leave the topic out rather than send a wrong one.
 func addTopicOption(m *pool.Message, topic string) {
-	run := 0
-	for i := 0; i < len(topic); i++ {
-		if topic[i] == '/' {
-			run = 0
-			continue
-		}
-		if run++; run > 255 {
-			return
-		}
+	if !topicFitsOptions(topic) {
+		return
 	}
 	m.AddOptionString(message.LocationPath, "ps")
 	start := 0
@@ -308,7 +307,7 @@ func (ep *endpoint) teardown() {
 	if why == nil || ep.srv.ctx.Err() != nil || len(remaining) == 0 {
 		return
 	}
-	cc, err := ep.srv.udp.NewConn(addr, laddr)
+	cc, err := ep.srv.tr.conn(addr, laddr)
 	if err != nil {
 		return
 	}

@@ -132,16 +132,7 @@ func (s *Server) publish(w respWriter, r *pool.Message, req *request, peer *net.
 		replyError(w, badRequest("cannot read body: %v", err))
 		return
 	}
-	msg := &core.Message{Topic: topic, Payload: body, QoS: byte(s.defaultQoS(req)), Retain: req.q.retain}
-	if req.hasCF {
-		applyContentFormat(msg, req.cf)
-		if req.cf == uint32(message.TextPlain) && utf8.Valid(body) {
-			msg.PayloadFormat = 1
-		}
-	}
-	if req.q.hasExpiry {
-		msg.ExpiresAt = time.Now().Add(req.q.expiry)
-	}
+	msg := s.publishMessage(req, topic, body)
 	if c.ep != nil {
 		err = c.ep.sess.Publish(msg)
 	} else if rerr = s.authenticate(c); rerr != nil {
@@ -155,6 +146,23 @@ func (s *Server) publish(w respWriter, r *pool.Message, req *request, peer *net.
 		return
 	}
 	_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+}
+
+// publishMessage is the core message of a publish request: its QoS,
+// retain flag, Content-Format and expiry from the request (shared by the
+// fast path, so both paths publish the same message).
+func (s *Server) publishMessage(req *request, topic string, body []byte) *core.Message {
+	msg := &core.Message{Topic: topic, Payload: body, QoS: byte(s.defaultQoS(req)), Retain: req.q.retain}
+	if req.hasCF {
+		applyContentFormat(msg, req.cf)
+		if req.cf == uint32(message.TextPlain) && utf8.Valid(body) {
+			msg.PayloadFormat = 1
+		}
+	}
+	if req.q.hasExpiry {
+		msg.ExpiresAt = time.Now().Add(req.q.expiry)
+	}
+	return msg
 }
 
 // subscribe registers an observation [RFC 7641 §3.1]: a core subscription

@@ -16,28 +16,27 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
-	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
-	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
 )
 
-// Server is the CoAP adapter: one UDP socket served by go-coap (message
-// codec, deduplication, retransmission, block-wise transfer), requests
-// mapped onto the core, and one endpoint per observing or connected client.
+// Server is the CoAP adapter: one UDP socket read by the adapter's own
+// transport, simple publishes answered by its fast path and other
+// requests served through go-coap (message codec, retransmission,
+// block-wise transfer), requests mapped onto the core, and one endpoint
+// per observing or connected client.
 type Server struct {
 	cfg   Config
 	log   *zap.Logger
 	b     *core.Broker
 	pc    *core.PacketCounters
-	udp   *udpServer.Server
-	ln    *coapNet.UDPConn
+	tr    *transport // nil when the adapter has no listener
 	addr  net.Addr
 	seed  maphash.Seed
 	subID atomic.Uint32
@@ -94,13 +93,6 @@ func New(cfg Config, log *zap.Logger) *Server {
 // Name returns "coap".
 func (s *Server) Name() string { return "coap" }
 
-// configure adapts a function to go-coap's udp server option interface, so
-// the adapter sets the server configuration fields directly.
-type configure func(*udpServer.Config)
-
-// UDPServerApply implements go-coap's udp server Option.
-func (f configure) UDPServerApply(c *udpServer.Config) { f(c) }
-
 // Start binds the UDP listener and serves it in the background.
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
@@ -122,32 +114,14 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 			s.log.Warn("cannot set the UDP receive buffer", zap.Int("bytes", s.cfg.ReadBuffer), zap.Error(err))
 		}
 	}
-	s.ln = coapNet.NewUDPConn("udp", uc)
 	s.addr = uc.LocalAddr()
-	szx, _ := szxOf(s.cfg.BlockSize)
-	s.udp = udpServer.New(configure(func(c *udpServer.Config) {
-		c.Ctx = s.ctx
-		c.Errors = s.onError // go-coap's default prints to stdout
-		c.PeriodicRunner = s.periodic
-		c.BlockwiseEnable = true
-		c.BlockwiseSZX = szx
-		c.BlockwiseTransferTimeout = s.cfg.ExchangeLifetime
-		c.Handler = s.handle
-		c.ProcessReceivedMessage = s.processReceived
-		c.OnNewConn = s.onNewConn
-		c.RequestMonitor = s.monitor
-		c.CreateInactivityMonitor = func() udpClient.InactivityMonitor { return newIdleMonitor(s) }
-		c.TransmissionNStart = 1
-		c.TransmissionAcknowledgeTimeout = s.cfg.AckTimeout
-		c.TransmissionMaxRetransmit = uint32(s.cfg.MaxRetransmit)
-	}))
+	s.tr = newTransport(s, uc, s.handle)
+	s.periodic(s.tr.expire)
 	s.log.Info("listening", zap.String("transport", "udp"), zap.Stringer("addr", s.addr))
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.udp.Serve(s.ln); err != nil {
-			s.log.Error("udp listener failed", zap.Error(err))
-		}
+		s.tr.serve()
 	}()
 	return nil
 }
@@ -181,8 +155,8 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	flush.Stop()
 	s.cancel()
-	if s.udp != nil {
-		s.udp.Stop()
+	if s.tr != nil {
+		s.tr.close()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -203,7 +177,8 @@ func (s *Server) conDeadline() time.Duration {
 	return s.cfg.AckTimeout * time.Duration(s.cfg.MaxRetransmit+2)
 }
 
-// periodic drives go-coap's retransmissions and cache expiry. Its default
+// periodic drives the transport's expiry work (go-coap's retransmissions,
+// block-wise and inactivity timers). Its default
 // ticks every 4 s, too coarse for ACK_TIMEOUT 2 s; half of ACK_TIMEOUT
 // also leaves the last retransmission that long to be acknowledged.
 func (s *Server) periodic(f func(now time.Time) bool) {
@@ -337,13 +312,11 @@ type peerState struct {
 	dd       *dedup
 	addr     string // the peer's address, as a string
 	clientID string // the client id of a connectionless client without one
-}
 
-// onNewConn gives each go-coap connection its peerState.
-func (s *Server) onNewConn(cc *udpClient.Conn) {
-	ps := &peerState{dd: newDedup(s.cfg.ExchangeLifetime), addr: cc.RemoteAddr().String()}
-	ps.clientID = s.generatedClientIDOf(ps.addr)
-	cc.SetContextValue(peerKey{}, ps)
+	cc           *udpClient.Conn // the peer's go-coap connection
+	mon          *idleMonitor
+	raddr, laddr *net.UDPAddr
+	stop         context.CancelFunc // ends cc's request goroutine
 }
 
 // processReceived wraps go-coap's request processing: it deduplicates
