@@ -364,6 +364,15 @@ func (s *Session) addWait(room <-chan struct{}) {
 	s.waitMu.Unlock()
 }
 
+// MustWait reports whether WaitForRoom would block: the session's last
+// publications went to a congested subscriber. An adapter that defers
+// its writes can flush them first.
+func (s *Session) MustWait() bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return len(s.waits) > 0
+}
+
 // WaitForRoom blocks, up to timeout, until every congested subscriber the
 // session's last publications went to has room again. An adapter calls it
 // after Publish and before acknowledging a QoS 1/2 message, so that a

@@ -100,6 +100,12 @@ func (s *Server) serve(nc net.Conn, listener string) {
 	go c.readLoop()
 }
 
+// lingerOK tells whether a connection from listener may wait for input
+// with a short read deadline and hand over to a fresh goroutine when it
+// passes (readBursts): gorilla's WebSocket connections fail for good on
+// a timed-out read.
+func (s *Server) lingerOK(listener string) bool { return listener == "tcp" }
+
 func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 
 // Stop closes the listeners and every connection, then waits for their
