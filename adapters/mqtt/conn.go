@@ -213,12 +213,37 @@ func (c *conn) closeWith(last codec.Packet, reason error) {
 // briefly for more work before it exits.
 func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
+	var w writeScratch
+	defer w.release()
 	var idle *time.Timer
-	for c.drain(false) {
+	for c.drain(false, &w) {
 		if !c.waitForWork(&idle) {
 			return
 		}
 	}
+}
+
+// writeScratch is a writer's reusable state; the buffer comes from
+// writeBufPool on first use and goes back when the writer is done (the
+// writer goroutine keeps it across wakes: no pool round trip per batch).
+type writeScratch struct {
+	bp    *[]byte
+	pub   codec.Publish
+	props []codec.UserProperty
+}
+
+func (w *writeScratch) buf() []byte {
+	if w.bp == nil {
+		w.bp = writeBufPool.Get().(*[]byte)
+	}
+	return (*w.bp)[:0]
+}
+
+func (w *writeScratch) release() {
+	if w.bp != nil && cap(*w.bp) <= 2*writeChunk {
+		writeBufPool.Put(w.bp) // a huge one is left to the GC
+	}
+	w.bp = nil
 }
 
 // flushReplies is the reader's end of a burst: unless a writer goroutine
@@ -232,7 +257,9 @@ func (c *conn) flushReplies() {
 	}
 	c.writing = true
 	c.mu.Unlock()
-	c.drain(true)
+	var w writeScratch
+	c.drain(true, &w)
+	w.release()
 }
 
 // writeBufPool holds write buffers: a connection has one only while it
@@ -246,17 +273,7 @@ var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retur
 // (reader true) writes one batch and then stops being the writer: writing
 // is cleared under the same lock that saw the queue empty, so a packet
 // queued later starts a writer goroutine, and one already queued gets one.
-func (c *conn) drain(reader bool) bool {
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			if cap(*bp) <= 2*writeChunk {
-				writeBufPool.Put(bp) // a huge one is left to the GC
-			}
-		}
-	}()
-	var pub codec.Publish
-	var props []codec.UserProperty
+func (c *conn) drain(reader bool, w *writeScratch) bool {
 	stats := c.srv.b.Stats()
 	for {
 		c.mu.Lock()
@@ -279,13 +296,10 @@ func (c *conn) drain(reader bool) bool {
 			return true
 		}
 		c.mu.Unlock()
-		if bp == nil {
-			bp = writeBufPool.Get().(*[]byte)
-		}
-		buf := (*bp)[:0]
+		buf := w.buf()
 		for i := range items {
 			var err error
-			buf, props, err = c.appendItem(buf, &items[i], &pub, props)
+			buf, w.props, err = c.appendItem(buf, &items[i], &w.pub, w.props)
 			if err != nil {
 				c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
 			}
@@ -294,13 +308,13 @@ func (c *conn) drain(reader bool) bool {
 			// few large writes, not one huge buffer.
 			if len(buf) >= writeChunk && i < len(items)-1 {
 				if !c.flush(buf, closing, stats) {
-					*bp = buf
+					*w.bp = buf
 					return false
 				}
 				buf = buf[:0]
 			}
 		}
-		*bp = buf
+		*w.bp = buf
 		if len(buf) > 0 && !c.flush(buf, closing, stats) {
 			return false
 		}
