@@ -74,7 +74,7 @@ func (s *Session) PublishExactlyOnceAsync(id uint16, msg *Message, done func(err
 		s.flushWritesAsync(done)
 		return true, nil
 	}
-	s.inQoS2[id] = struct{}{}
+	s.holdQoS2Locked(id)
 	persisted := s.persisted
 	s.mu.Unlock()
 	// The held id is written with the message's copies, in one batch:

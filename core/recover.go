@@ -152,7 +152,7 @@ func (r *recovery) subscription(rec *store.Subscription) error {
 
 func (r *recovery) inbound(rec *store.Inbound) error {
 	if s := r.owner(rec.ClientID); s != nil {
-		s.inQoS2[rec.PacketID] = struct{}{}
+		s.holdQoS2Locked(rec.PacketID)
 	}
 	return nil
 }
@@ -203,8 +203,8 @@ func (r *recovery) message(rec *store.SessionMessage) error {
 		// Start resends these (DUP, or PUBREL once received) in Seq order.
 		// stored: the record is on disk, so the acknowledgement must delete
 		// it, or the message comes back after the next restart.
-		s.inflight[rec.PacketID] = &inflightEntry{d: d, seq: rec.Seq, received: rec.State == store.StateReceived,
-			group: group, stored: true}
+		s.addInflightLocked(rec.PacketID, &inflightEntry{d: d, seq: rec.Seq, received: rec.State == store.StateReceived,
+			group: group, stored: true})
 		if rec.PacketID > s.nextID {
 			s.nextID = rec.PacketID
 		}

@@ -85,8 +85,9 @@ func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Du
 		will:     req.Will,
 		subs:     make(map[string]*subscriber),
 		window:   window,
-		inflight: make(map[uint16]*inflightEntry),
-		inQoS2:   make(map[uint16]struct{}),
+		// inflight and inQoS2 are made on first use (addInflightLocked,
+		// holdQoS2Locked): most sessions are idle subscribers that never
+		// see a QoS 2 publication, and an empty map still costs memory.
 	}
 	s.info.Store(info)
 	s.online.Store(true)
@@ -364,6 +365,15 @@ func (s *Session) addWait(room <-chan struct{}) {
 	s.waitMu.Unlock()
 }
 
+// MustWait reports whether WaitForRoom would block: the session's last
+// publications went to a congested subscriber. An adapter that defers
+// its writes can flush them first.
+func (s *Session) MustWait() bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return len(s.waits) > 0
+}
+
 // WaitForRoom blocks, up to timeout, until every congested subscriber the
 // session's last publications went to has room again. An adapter calls it
 // after Publish and before acknowledging a QoS 1/2 message, so that a
@@ -431,7 +441,7 @@ func (s *Session) sendLocked(q queued, wb *store.Batch, fresh bool) {
 			s.seq++
 			seq = s.seq
 		}
-		s.inflight[d.ID] = &inflightEntry{d: d, seq: seq, group: q.group, stored: q.seq != 0, tk: q.tk}
+		s.addInflightLocked(d.ID, &inflightEntry{d: d, seq: seq, group: q.group, stored: q.seq != 0, tk: q.tk})
 		if wb != nil && q.seq != 0 && (fresh || q.qos == 2) {
 			wb.PutMessage(s.messageRecord(seq, store.StateSent, d.ID, q.qos, q.retain, q.ids, q.filter, q.group, q.msg))
 		}
@@ -669,7 +679,7 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	subs := s.subs
 	s.subs = make(map[string]*subscriber)
 	orphans := s.takeSharedLocked(true)
-	s.inflight = make(map[uint16]*inflightEntry)
+	s.inflight = nil
 	s.unsent = 0
 	s.queue.clear()
 	s.releaseRoomLocked()
@@ -681,4 +691,23 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	w := b.newWrites()
 	b.redistribute(s, orphans, false, w)
 	b.commit(w, true)
+}
+
+// addInflightLocked records an outbound QoS 1/2 delivery, making the map
+// on first use. s.mu must be held (or the session not yet shared).
+func (s *Session) addInflightLocked(id uint16, e *inflightEntry) {
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*inflightEntry)
+	}
+	s.inflight[id] = e
+}
+
+// holdQoS2Locked records an inbound QoS 2 packet id until its PUBREL,
+// making the map on first use. s.mu must be held (or the session not yet
+// shared).
+func (s *Session) holdQoS2Locked(id uint16) {
+	if s.inQoS2 == nil {
+		s.inQoS2 = make(map[uint16]struct{})
+	}
+	s.inQoS2[id] = struct{}{}
 }

@@ -75,6 +75,7 @@ func (p *ackPipe) reserve(kind codec.PacketType, id uint16) *ackSlot {
 	for len(p.q)-p.head >= maxPendingAcks {
 		p.full = true
 		p.mu.Unlock()
+		p.c.kickWriter() // the acks queued so far go out while we wait
 		<-p.room
 		p.mu.Lock()
 	}
@@ -98,25 +99,32 @@ func (p *ackPipe) reserve(kind codec.PacketType, id uint16) *ackSlot {
 // stored is the store's outcome for the slot (core's done callback).
 func (s *ackSlot) stored(err error) {
 	s.err = err
-	s.countDown()
+	s.countDown(false)
 }
 
 // release is the reader's part: rc is the reason code to send (MQTT 5
 // only; 3.1.1 acknowledgements carry none).
 func (s *ackSlot) release(rc codec.ReasonCode) {
 	s.ack.ReasonCode = rc
-	s.countDown()
+	s.countDown(true)
 }
 
-func (s *ackSlot) countDown() {
+// countDown meets one condition; byReader says the reader goroutine calls
+// (see complete).
+func (s *ackSlot) countDown(byReader bool) {
 	if s.left.Add(-1) != 0 {
 		return // the other condition is still open; s may not be touched now
 	}
-	s.p.complete(s)
+	s.p.complete(s, byReader)
 }
 
-// complete marks s ready and sends every ready slot from the head.
-func (p *ackPipe) complete(s *ackSlot) {
+// complete marks s ready and sends every ready slot from the head. On the
+// reader goroutine (byReader) the acks are replies, which the reader
+// writes at the end of its burst; from anywhere else (the store's commit
+// goroutine, typically, long after the burst) they go to a writer
+// goroutine, started if none runs, so none waits for the client's next
+// packet.
+func (p *ackPipe) complete(s *ackSlot, byReader bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s.ready = true
@@ -124,7 +132,7 @@ func (p *ackPipe) complete(s *ackSlot) {
 		h := p.q[p.head]
 		p.q[p.head] = nil
 		p.head++
-		p.sendLocked(h)
+		p.sendLocked(h, byReader)
 		p.free = append(p.free, h)
 	}
 	if p.head == len(p.q) {
@@ -141,7 +149,7 @@ func (p *ackPipe) complete(s *ackSlot) {
 
 // sendLocked sends one acknowledgement, or closes the connection when its
 // write failed and the protocol has no way to say so.
-func (p *ackPipe) sendLocked(s *ackSlot) {
+func (p *ackPipe) sendLocked(s *ackSlot, byReader bool) {
 	if p.dead {
 		return
 	}
@@ -162,7 +170,7 @@ func (p *ackPipe) sendLocked(s *ackSlot) {
 			return
 		}
 	}
-	c.send(&ack)
+	c.enqueue(&ack, byReader)
 }
 
 var errStoreFailed = errors.New("store write failed")

@@ -47,7 +47,9 @@ type conn struct {
 	pending      *pendingConnect       // CONNECT awaiting enhanced authentication
 	authConv     core.AuthConversation // authentication exchange in progress
 	authMethod   string                // method the connection authenticated with
-	lastDeadline time.Time
+	lastInput    time.Time             // when the reader last ran out of input
+	lingerSet    time.Time             // when the linger deadline was last set
+	lingering    bool                  // the read deadline is the linger, not the keep alive
 
 	mu          sync.Mutex
 	out         []outItem
@@ -55,7 +57,7 @@ type conn struct {
 	pendingQoS0 int
 	closing     bool
 	closeErr    error
-	writing     bool              // a writer goroutine is running
+	writing     bool              // someone writes the queue: a writer goroutine, or the reader at the end of a burst
 	wake        chan struct{}     // wakes a running writer
 	writerDone  chan struct{}     // closed by the writer that closes the socket
 	aliasesOut  map[string]uint16 // outbound topic aliases; used by the writer only
@@ -111,23 +113,62 @@ func (c *conn) Deliver(d core.Delivery) bool {
 		c.pendingQoS0++
 	}
 	c.out = append(c.out, outItem{d: d})
-	if len(c.out) == 1 {
-		c.wakeWriterLocked()
-	}
+	c.startWriterLocked()
 	c.mu.Unlock()
 	return true
 }
 
-// send queues a control packet.
+// send queues a control packet for the writer. Any goroutine may call it;
+// the reader calls reply instead, which saves the writer goroutine.
 func (c *conn) send(p codec.Packet) {
+	c.enqueue(p, false)
+}
+
+// reply queues a control packet from the reader goroutine. Unless a writer
+// is running, the reader writes it itself when its burst of input ends
+// (flushReplies): a connection that only connects, subscribes and pings
+// never needs a second goroutine.
+func (c *conn) reply(p codec.Packet) {
+	c.enqueue(p, true)
+}
+
+func (c *conn) enqueue(p codec.Packet, fromReader bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
 	c.out = append(c.out, outItem{pkt: p})
+	if !fromReader || c.writing {
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+}
+
+// startWriterLocked makes sure what is queued gets written: it starts a
+// writer goroutine when nobody is writing, else wakes the running writer
+// when the queue has just become non-empty (with more, it was woken
+// already). c.mu must be held.
+func (c *conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		c.srv.wg.Add(1)
+		go c.writeLoop()
+		return
+	}
 	if len(c.out) == 1 {
 		c.wakeWriterLocked()
+	}
+}
+
+// kickWriter hands the reader's pending replies to a writer goroutine;
+// the reader calls it before it may block inside a handler (waiting for
+// room in the ack pipe or at a congested subscriber), so that earlier
+// acknowledgements do not wait for the end of its burst.
+func (c *conn) kickWriter() {
+	c.mu.Lock()
+	if len(c.out) > 0 && !c.closing {
+		c.startWriterLocked()
 	}
 	c.mu.Unlock()
 }
@@ -158,20 +199,81 @@ func (c *conn) closeWith(last codec.Packet, reason error) {
 	}
 	c.closing = true
 	c.closeErr = reason
-	c.wakeWriterLocked()
+	if c.writing {
+		c.wakeWriterLocked()
+	} else {
+		c.startWriterLocked()
+	}
 	c.mu.Unlock()
 	// A peer that stops reading must not hold the shutdown up for long.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 }
 
-// writeLoop encodes everything queued into one buffer and writes it with
-// one call: many packets, one syscall, under load.
+// writeLoop is the writer goroutine: it drains the queue, then lingers
+// briefly for more work before it exits.
 func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
-	var buf []byte
-	var pub codec.Publish
-	var props []codec.UserProperty
+	var w writeScratch
+	defer w.release()
 	var idle *time.Timer
+	for c.drain(false, &w) {
+		if !c.waitForWork(&idle) {
+			return
+		}
+	}
+}
+
+// writeScratch is a writer's reusable state; the buffer comes from
+// writeBufPool on first use and goes back when the writer is done (the
+// writer goroutine keeps it across wakes: no pool round trip per batch).
+type writeScratch struct {
+	bp    *[]byte
+	pub   codec.Publish
+	props []codec.UserProperty
+}
+
+func (w *writeScratch) buf() []byte {
+	if w.bp == nil {
+		w.bp = writeBufPool.Get().(*[]byte)
+	}
+	return (*w.bp)[:0]
+}
+
+func (w *writeScratch) release() {
+	if w.bp != nil && cap(*w.bp) <= 2*writeChunk {
+		writeBufPool.Put(w.bp) // a huge one is left to the GC
+	}
+	w.bp = nil
+}
+
+// flushReplies is the reader's end of a burst: unless a writer goroutine
+// is running (which then writes them), the reader writes the replies it
+// queued itself, acting as the writer until the queue is empty.
+func (c *conn) flushReplies() {
+	c.mu.Lock()
+	if c.writing || len(c.out) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	var w writeScratch
+	c.drain(true, &w)
+	w.release()
+}
+
+// writeBufPool holds write buffers: a connection has one only while it
+// writes, so an idle one keeps none.
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// drain encodes everything queued into one buffer and writes it with one
+// call (many packets, one syscall, under load), until the queue is empty.
+// The caller has set c.writing. It reports false when the connection's
+// writing is over (closed or failed: the socket is closed). The reader
+// (reader true) writes one batch and then stops being the writer: writing
+// is cleared under the same lock that saw the queue empty, so a packet
+// queued later starts a writer goroutine, and one already queued gets one.
+func (c *conn) drain(reader bool, w *writeScratch) bool {
 	stats := c.srv.b.Stats()
 	for {
 		c.mu.Lock()
@@ -180,25 +282,24 @@ func (c *conn) writeLoop() {
 		c.spare = nil
 		c.pendingQoS0 = 0
 		closing := c.closing
-		c.mu.Unlock()
 		if len(items) == 0 {
 			if closing {
+				c.mu.Unlock()
 				c.nc.Close()
 				close(c.writerDone)
-				return
+				return false
 			}
-			if cap(buf) > 2*writeChunk {
-				buf = nil // an idle connection keeps no large buffer
+			if reader {
+				c.writing = false
 			}
-			if !c.waitForWork(&idle) {
-				return
-			}
-			continue
+			c.mu.Unlock()
+			return true
 		}
-		buf = buf[:0]
+		c.mu.Unlock()
+		buf := w.buf()
 		for i := range items {
 			var err error
-			buf, props, err = c.appendItem(buf, &items[i], &pub, props)
+			buf, w.props, err = c.appendItem(buf, &items[i], &w.pub, w.props)
 			if err != nil {
 				c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
 			}
@@ -207,17 +308,34 @@ func (c *conn) writeLoop() {
 			// few large writes, not one huge buffer.
 			if len(buf) >= writeChunk && i < len(items)-1 {
 				if !c.flush(buf, closing, stats) {
-					return
+					*w.bp = buf
+					return false
 				}
 				buf = buf[:0]
 			}
 		}
+		*w.bp = buf
+		if len(buf) > 0 && !c.flush(buf, closing, stats) {
+			return false
+		}
+		if reader {
+			// One batch only: deliveries may keep coming, and the reader
+			// must get back to reading. Whatever came meanwhile goes to a
+			// writer goroutine.
+			c.mu.Lock()
+			if len(c.out) == 0 && !c.closing {
+				c.writing = false
+				c.out = nil
+			} else {
+				c.srv.wg.Add(1)
+				go c.writeLoop()
+			}
+			c.mu.Unlock()
+			return true
+		}
 		c.mu.Lock()
 		c.spare = items[:0]
 		c.mu.Unlock()
-		if len(buf) > 0 && !c.flush(buf, closing, stats) {
-			return
-		}
 	}
 }
 
@@ -248,8 +366,10 @@ func (c *conn) flush(buf []byte, closing bool, stats *core.Stats) bool {
 
 // writerLinger is how long an idle writer goroutine waits for more work
 // before it exits; the next packet starts a new one. Idle connections
-// then cost one goroutine, not two.
-const writerLinger = 2 * time.Second
+// then cost one goroutine, not two, and a short linger keeps the
+// goroutines of connections that just received something from piling up
+// (each holds a stack) while still sparing a busy one the restarts.
+const writerLinger = 100 * time.Millisecond
 
 // waitForWork blocks until the writer is woken, or retires the writer
 // after writerLinger without work (returning false).
@@ -271,19 +391,13 @@ func (c *conn) waitForWork(idle **time.Timer) bool {
 		return true
 	}
 	c.writing = false
+	c.out = nil
 	c.spare = nil
 	return false
 }
 
-// wakeWriterLocked starts the writer goroutine if it is not running, or
-// wakes it. c.mu must be held.
+// wakeWriterLocked wakes a running writer goroutine. c.mu must be held.
 func (c *conn) wakeWriterLocked() {
-	if !c.writing {
-		c.writing = true
-		c.srv.wg.Add(1)
-		go c.writeLoop()
-		return
-	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -388,45 +502,96 @@ func (c *conn) publishProps(pub *codec.Publish, d *core.Delivery, scratch []code
 	return scratch
 }
 
-// readLoop decodes packets until the connection ends, then detaches the
-// session (publishing the will unless the client disconnected cleanly).
+// readLoop is the connection's first reader goroutine.
 func (c *conn) readLoop() {
-	defer c.srv.wg.Done()
-	defer c.finish()
-	stats := c.srv.b.Stats()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
-	defer c.releaseReader()
+	c.readBursts(nil)
+}
+
+// readBursts decodes packets and calls the core; err is a read error that
+// ended the wait before it. It returns in one of two ways: the connection
+// ended (it detaches the session, publishing the will unless the client
+// disconnected cleanly), or the input paused for readerLinger and it
+// handed the connection to a fresh goroutine (idleRead).
+//
+// Why the hand-over: handling packets (CONNECT, SUBSCRIBE, routing a
+// publication) grows a goroutine's stack to several KiB, and the runtime
+// shrinks it only by halves at garbage collections, which are rare when
+// nothing happens. An idle connection's goroutine would keep that stack
+// for its whole life; a new one that only waits for a byte starts small.
+func (c *conn) readBursts(err error) {
+	defer c.srv.wg.Done()
+	stats := c.srv.b.Stats()
 	for {
-		if c.br == nil || c.br.Buffered() == 0 {
-			if c.connected {
-				c.refreshDeadline()
-			}
-			if err := c.awaitData(); err != nil {
-				c.readFailed(nil, err)
+		if err == nil && !c.first.has && (c.br == nil || c.br.Buffered() == 0) {
+			c.flushReplies()
+			var idle bool
+			idle, err = c.awaitData()
+			if idle {
+				c.srv.wg.Add(1)
+				go c.idleRead()
 				return
 			}
 		}
-		pkt, n, err := codec.ReadPacket(c.br, c.version, c.srv.cfg.MaxPacketSize)
-		stats.WireBytesReceived.Add(uint64(n))
 		if err != nil {
-			c.readFailed(pkt, err)
+			c.readFailed(nil, err)
+			c.finish()
+			return
+		}
+		if c.br == nil {
+			c.borrowReader()
+		}
+		pkt, n, rerr := codec.ReadPacket(c.br, c.version, c.srv.cfg.MaxPacketSize)
+		stats.WireBytesReceived.Add(uint64(n))
+		if rerr != nil {
+			c.readFailed(pkt, rerr)
+			c.finish()
 			return
 		}
 		c.srv.pc.In(int(pkt.Type()))
-		if err := c.handle(pkt); err != nil {
-			if !errors.Is(err, errClientDisconnected) {
-				c.logAt(zap.InfoLevel, "closing connection", zap.Error(err))
+		if herr := c.handle(pkt); herr != nil {
+			if !errors.Is(herr, errClientDisconnected) {
+				c.logAt(zap.InfoLevel, "closing connection", zap.Error(herr))
 			}
+			c.finish()
 			return
 		}
 	}
 }
 
+// idleRead is the goroutine of an idle connection: it holds no buffer and
+// a minimal stack while it waits for the next byte, then carries on as
+// the reader. It must stay shallow: its frame and those of the read it
+// calls are all the stack an idle connection has.
+func (c *conn) idleRead() {
+	c.keepAliveDeadline(c.lastInput)
+	c.readBursts(c.readFirst())
+}
+
+// keepAliveDeadline allows 1.5 times the keep alive after the input at
+// from [MQTT-3.1.2-24] (no deadline without keep alive) and ends the
+// linger.
+func (c *conn) keepAliveDeadline(from time.Time) {
+	c.lingering = false
+	if c.keepAlive > 0 {
+		_ = c.nc.SetReadDeadline(from.Add(c.keepAlive * 3 / 2))
+	} else {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// readerLinger is how long the reader waits for more input after a burst
+// before it hands the connection to a fresh goroutine (readBursts).
+// Short enough that idle connections soon shed their stacks, long enough
+// that a busy connection rarely pays for a new goroutine.
+const readerLinger = 100 * time.Millisecond
+
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-// firstByte replays the byte awaitData read, then reads the socket.
+// firstByte is the read buffer's source: it replays the byte awaitData
+// read, then reads the socket.
 type firstByte struct {
-	nc  net.Conn
+	c   *conn
 	b   [1]byte
 	has bool
 }
@@ -437,47 +602,94 @@ func (f *firstByte) Read(p []byte) (int, error) {
 		f.has = false
 		return 1, nil // do not block for more: bufio asks again when it needs it
 	}
-	return f.nc.Read(p)
+	c := f.c
+	n, err := c.nc.Read(p)
+	if n == 0 && c.lingering && isTimeout(err) {
+		// The linger ran out in the middle of a packet: that is a slow
+		// client, not an idle one, and it has the keep alive to finish.
+		c.keepAliveDeadline(time.Now())
+		n, err = c.nc.Read(p)
+	}
+	return n, err
 }
 
-// awaitData gives the read buffer back while the connection is idle and
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// awaitData gives the read buffer back while no input is buffered and
 // blocks on a one-byte read; when data arrives it borrows a buffer again.
 // This keeps idle connections small at the cost of one extra read per
-// burst of packets.
-func (c *conn) awaitData() error {
+// burst of packets. Once connected it waits only readerLinger, and
+// reports idle when that passes without input (the keep alive is then
+// the idle goroutine's to enforce).
+func (c *conn) awaitData() (idle bool, err error) {
 	c.releaseReader()
-	c.first.nc = c.nc
-	if _, err := io.ReadFull(c.nc, c.first.b[:]); err != nil {
-		return err
+	if c.connected {
+		// The reader has just run out of input: this is the time of the
+		// last input, which the keep alive counts from.
+		now := time.Now()
+		c.lastInput = now
+		// Re-arming costs a timer update; skip it while the linger set
+		// last is at least half a linger away.
+		switch {
+		case !c.srv.lingerOK(c.listener):
+			// Over a transport where a timed-out read is fatal, the
+			// reader keeps its goroutine and waits for the keep alive.
+			if now.Sub(c.lingerSet) >= readerLinger/2 {
+				c.lingerSet = now
+				c.keepAliveDeadline(now)
+			}
+		case !c.lingering || now.Sub(c.lingerSet) >= readerLinger/2:
+			c.lingering = true
+			c.lingerSet = now
+			_ = c.nc.SetReadDeadline(now.Add(readerLinger))
+		}
 	}
-	c.first.has = true
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(&c.first)
-	return nil
+	if err := c.readFirst(); err != nil {
+		if c.lingering && isTimeout(err) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
 }
 
+// readFirst blocks until one byte arrives and keeps it in c.first.
+func (c *conn) readFirst() error {
+	for {
+		n, err := c.nc.Read(c.first.b[:])
+		if n == 1 {
+			c.first.has = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) borrowReader() {
+	c.first.c = c
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.first)
+}
+
+// releaseReader returns the read buffer to the pool once it is drained.
 func (c *conn) releaseReader() {
 	if c.br != nil && c.br.Buffered() == 0 {
+		c.dropReader()
+	}
+}
+
+// dropReader returns the read buffer to the pool, whatever it holds.
+func (c *conn) dropReader() {
+	if c.br != nil {
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
 		c.br = nil
 	}
-}
-
-// refreshDeadline allows 1.5 times the keep alive between packets
-// [MQTT-3.1.2-24]; it runs only when the reader is about to block.
-func (c *conn) refreshDeadline() {
-	if c.keepAlive <= 0 {
-		return
-	}
-	now := time.Now()
-	// Re-arming costs a timer update; skip it when the last one is recent
-	// enough that the deadline can only be later, never earlier, than due.
-	if now.Sub(c.lastDeadline) < 50*time.Millisecond {
-		return
-	}
-	c.lastDeadline = now
-	_ = c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
 }
 
 var errClientDisconnected = errors.New("client disconnected")
@@ -533,6 +745,7 @@ func (c *conn) fail(rc codec.ReasonCode, err error) {
 // finish runs when the reader stops: detach the session and wait for the
 // writer to flush and close.
 func (c *conn) finish() {
+	c.dropReader()
 	c.closeWith(nil, nil)
 	if c.sess != nil {
 		c.sess.Disconnect(c, core.DisconnectOptions{PublishWill: c.publishWill})

@@ -151,12 +151,10 @@ func (c *conn) finishConnect(st *pendingConnect, authData []byte) error {
 	c.mu.Lock()
 	c.connected = true
 	c.mu.Unlock()
-	c.send(ack)
+	c.reply(ack)
 	sess.Start()
-	c.refreshDeadline()
-	if c.keepAlive == 0 {
-		_ = c.nc.SetReadDeadline(time.Time{})
-	}
+	// The reader's next wait sets the read deadline: the connect timeout
+	// is over once it does.
 	c.logAt(zap.DebugLevel, "connected", zap.Uint8("version", c.version), zap.Bool("clean_start", p.CleanStart),
 		zap.Bool("session_present", ack.SessionPresent), zap.Int("keep_alive", keepAlive))
 	return nil

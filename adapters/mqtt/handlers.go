@@ -43,7 +43,7 @@ func (c *conn) handle(pkt codec.Packet) error {
 	case *codec.Unsubscribe:
 		c.onUnsubscribe(p)
 	case *codec.Pingreq:
-		c.send(&codec.Pingresp{})
+		c.reply(&codec.Pingresp{})
 	case *codec.Disconnect:
 		return c.onDisconnect(p)
 	case *codec.Connect:
@@ -164,7 +164,10 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		// A congested subscriber holds this publisher's acknowledgement
 		// (and, since this goroutine reads its socket, its next packets)
 		// rather than having the message dropped later.
-		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
+		if c.sess.MustWait() {
+			c.kickWriter() // earlier acks must not wait with this one
+			c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
+		}
 	}
 	if !v5 {
 		rc = codec.Success
@@ -266,7 +269,7 @@ func (c *conn) onSubscribe(p *codec.Subscribe) error {
 		ack.ReasonCodes[i] = r.QoS
 	}
 	// SUBACK first, then the retained messages [MQTT-3.8.4-1].
-	c.send(ack)
+	c.reply(ack)
 	for _, r := range results {
 		c.sess.SendRetained(r)
 	}
@@ -284,7 +287,7 @@ func (c *conn) onUnsubscribe(p *codec.Unsubscribe) {
 			ack.ReasonCodes[i] = byte(codec.NoSubscriptionExisted)
 		}
 	}
-	c.send(ack)
+	c.reply(ack)
 }
 
 func (c *conn) onDisconnect(p *codec.Disconnect) error {

@@ -74,19 +74,17 @@ var upgraderProtocols = []string{"mqtt", "mqttv3.1", "mqttv3.1.1", "mqtt-v5", "m
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
-		Subprotocols:    upgraderProtocols,
+		Subprotocols: upgraderProtocols,
 		// MQTT clients in browsers connect from any origin; access control
 		// is the broker's authentication, not the Origin header.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	wc, err := up.Upgrade(w, r, nil)
+	wc, err := wsconn.Upgrade(w, r, up, wsconn.Options{})
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	s.serve(wsconn.New(wc, wsconn.Options{}), "ws")
+	s.serve(wc, "ws")
 }
 
 // serve registers a connection and starts its reader; the writer starts
@@ -99,6 +97,12 @@ func (s *Server) serve(nc net.Conn, listener string) {
 	}
 	go c.readLoop()
 }
+
+// lingerOK tells whether a connection from listener may wait for input
+// with a short read deadline and hand over to a fresh goroutine when it
+// passes (readBursts). Both of our transports survive a timed-out read
+// (wsconn keeps its frame state); a future TLS listener would not.
+func (s *Server) lingerOK(listener string) bool { return listener == "tcp" || listener == "ws" }
 
 func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 

@@ -114,24 +114,22 @@ var wsProtocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
-		Subprotocols:    wsProtocols,
+		Subprotocols: wsProtocols,
 		// Browser clients connect from any origin; access control is the
 		// broker's authentication, not the Origin header.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	wc, err := up.Upgrade(w, r, nil)
+	// The message size limit is enforced by wsconn rather than by a read
+	// limit that would close the connection before an ERROR frame could
+	// tell the client why. A message may batch several frames and
+	// heart-beats, hence the slack.
+	wc, err := wsconn.Upgrade(w, r, up, wsconn.Options{AcceptText: true, TextWhenUTF8: true,
+		MaxMessage: int64(s.cfg.MaxFrameSize) + 1024, TooLarge: errFrameTooLarge})
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	// The message size limit is enforced by wsconn rather than by
-	// gorilla's SetReadLimit, which would close the connection before an
-	// ERROR frame could tell the client why. A message may batch several
-	// frames and heart-beats, hence the slack.
-	s.serve(wsconn.New(wc, wsconn.Options{AcceptText: true, TextWhenUTF8: true,
-		MaxMessage: int64(s.cfg.MaxFrameSize) + 1024, TooLarge: errFrameTooLarge}), "ws", true)
+	s.serve(wc, "ws", true)
 }
 
 // serve registers a connection and starts its goroutines.

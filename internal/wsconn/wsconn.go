@@ -1,15 +1,24 @@
-// Package wsconn presents a gorilla WebSocket connection as a byte stream
-// (net.Conn), so protocol adapters serve TCP and WebSocket with one code
-// path. A protocol unit may span WebSocket messages and one message may
-// hold several units, so reads run across message boundaries; each Write
-// becomes one message.
+// Package wsconn presents a server-side WebSocket connection as a byte
+// stream (net.Conn), so protocol adapters serve TCP and WebSocket with one
+// code path. A protocol unit may span WebSocket messages and one message
+// may hold several units, so reads run across message boundaries; each
+// Write becomes one message.
+//
+// gorilla/websocket does the opening handshake; the frames are this
+// package's own (RFC 6455, server side, no extensions). Why not gorilla's
+// frames: its connection keeps a read buffer (and, without a pool, a write
+// buffer) for its whole life, and a read that times out breaks it for
+// good. Here a connection holds a buffer only while a frame is partly
+// read, writes borrow one from a pool, and a timed-out read can be retried:
+// an idle connection costs a few hundred bytes, and its reader may wait
+// with a short deadline and hand over to a smaller goroutine.
 package wsconn
 
 import (
+	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +37,8 @@ type Options struct {
 	TextWhenUTF8 bool
 	// MaxMessage, when > 0, fails the read that crosses it with TooLarge
 	// (ErrMessageTooLarge if nil), once; the adapter can then answer with
-	// its protocol's error before closing, which gorilla's own read limit
-	// would not allow.
+	// its protocol's error before closing, which a plain read limit would
+	// not allow.
 	MaxMessage int64
 	TooLarge   error
 }
@@ -37,112 +46,181 @@ type Options struct {
 // ErrMessageTooLarge is the default error for a message over MaxMessage.
 var ErrMessageTooLarge = errors.New("websocket message too large")
 
-// Conn is a WebSocket as a net.Conn. Read and Write may be called from
-// different goroutines; so may the deadline setters.
-type Conn struct {
-	ws   *websocket.Conn
-	opts Options
-	r    io.Reader
-	n    int64 // bytes of the current message read so far
-	wm   sync.Mutex
-	// writeDeadline is applied by Write under wm: gorilla's own setter is
-	// not safe beside a concurrent write.
-	writeDeadline atomic.Int64
-}
-
-// New wraps ws.
-func New(ws *websocket.Conn, opts Options) *Conn {
-	if opts.TooLarge == nil {
-		opts.TooLarge = ErrMessageTooLarge
-	}
-	return &Conn{ws: ws, opts: opts}
-}
-
 // ErrTextFrame reports a text message where only binary is allowed.
 var ErrTextFrame = errors.New("websocket: text message not allowed")
 
-// Read reads stream data across message boundaries.
-func (c *Conn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			mt, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if mt != websocket.BinaryMessage && !c.opts.AcceptText {
-				return 0, ErrTextFrame
-			}
-			c.r = r
-			c.n = 0
-		}
-		limit := c.opts.MaxMessage
-		if limit > 0 && int64(len(p)) > limit-c.n+1 {
-			p = p[:limit-c.n+1] // just enough to see the limit crossed
-		}
-		n, err := c.r.Read(p)
-		c.n += int64(n)
-		if limit > 0 && c.n > limit {
-			c.opts.MaxMessage = 0 // once: what follows is only drained before the close
-			return 0, fmt.Errorf("%w: websocket message over %d bytes", c.opts.TooLarge, limit)
-		}
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
+// Conn is a WebSocket as a net.Conn. Read must be called from one
+// goroutine at a time; Write, Close and the deadline setters from any.
+type Conn struct {
+	nc   net.Conn
+	opts Options
+	rd   reader // used by Read only
+
+	wm sync.Mutex
+	// writeDeadline is the adapter's write deadline, restored after a
+	// control frame the reader sends with its own.
+	writeDeadline atomic.Int64
 }
+
+// Upgrade completes the opening handshake with up (its buffer settings
+// are overridden: the handshake borrows and the connection keeps none)
+// and returns the connection.
+func Upgrade(w http.ResponseWriter, r *http.Request, up websocket.Upgrader, opts Options) (*Conn, error) {
+	up.ReadBufferSize = 0 // reuse the HTTP server's hijacked reader for the handshake
+	up.WriteBufferSize = 0
+	up.WriteBufferPool = handshakePool
+	up.EnableCompression = false // frames are ours, and we do no extensions
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return New(ws, opts), nil
+}
+
+// handshakePool keeps gorilla from allocating a write buffer per
+// connection: the connection never writes through gorilla.
+var handshakePool = &sync.Pool{}
+
+// New takes over the socket of ws, fresh from the handshake: ws must not
+// be read, written or closed afterwards (nothing has read past the
+// handshake, so no frame is buffered in it).
+func New(ws *websocket.Conn, opts Options) *Conn {
+	return newConn(ws.UnderlyingConn(), opts)
+}
+
+func newConn(nc net.Conn, opts Options) *Conn {
+	if opts.TooLarge == nil {
+		opts.TooLarge = ErrMessageTooLarge
+	}
+	c := &Conn{nc: nc, opts: opts}
+	c.rd.c = c
+	return c
+}
+
+// Read reads stream data across message boundaries. A timeout leaves the
+// connection usable; any other error is final.
+func (c *Conn) Read(p []byte) (int, error) { return c.rd.read(p) }
+
+// Close codes used here (RFC 6455, 7.4.1).
+const (
+	closeNormal        = 1000
+	closeProtocolError = 1002
+	closeInvalidData   = 1007
+	closeNoStatus      = 1005
+)
+
+// Frame opcodes.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// maxHeader is the longest server frame header: 2 bytes, 8 of length.
+const maxHeader = 10
+
+// writePool holds frame buffers: a connection has one only while writing.
+var writePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // Write sends p as one message.
 func (c *Conn) Write(p []byte) (int, error) {
+	op := byte(opBinary)
+	if c.opts.TextWhenUTF8 && utf8.Valid(p) {
+		op = opText
+	}
 	c.wm.Lock()
 	defer c.wm.Unlock()
-	mt := websocket.BinaryMessage
-	if c.opts.TextWhenUTF8 && utf8.Valid(p) {
-		mt = websocket.TextMessage
-	}
-	var deadline time.Time
-	if d := c.writeDeadline.Load(); d != 0 {
-		deadline = time.Unix(0, d)
-	}
-	_ = c.ws.SetWriteDeadline(deadline)
-	if err := c.ws.WriteMessage(mt, p); err != nil {
+	if err := c.writeFrameLocked(op, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
+// writeFrameLocked writes one unmasked final frame. c.wm must be held.
+func (c *Conn) writeFrameLocked(op byte, p []byte) error {
+	bp := writePool.Get().(*[]byte)
+	b := appendHeader((*bp)[:0], op, len(p))
+	b = append(b, p...)
+	_, err := c.nc.Write(b)
+	if cap(b) <= 128<<10 {
+		*bp = b[:0]
+		writePool.Put(bp) // a huge one is left to the GC
+	}
+	return err
+}
+
+func appendHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n <= 125:
+		b = append(b, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return b
+}
+
+// writeControl sends a control frame from the reader (pong, close reply)
+// with a deadline of its own, so a peer that does not read cannot hold the
+// reader; the adapter's deadline is restored afterwards.
+func (c *Conn) writeControl(op byte, p []byte) error {
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	err := c.writeFrameLocked(op, p)
+	_ = c.nc.SetWriteDeadline(c.adapterDeadline())
+	return err
+}
+
+func (c *Conn) adapterDeadline() time.Time {
+	if d := c.writeDeadline.Load(); d != 0 {
+		return time.Unix(0, d)
+	}
+	return time.Time{}
+}
+
+// closePayload is a close frame's body: the status code, no reason.
+func closePayload(code int) []byte {
+	if code == closeNoStatus {
+		return nil // 1005 must not be sent; an empty close answers one
+	}
+	return binary.BigEndian.AppendUint16(nil, uint16(code))
+}
+
 // CloseWrite sends a normal-closure close message; a well-behaved peer
 // answers with its own, which ends the reader.
 func (c *Conn) CloseWrite() error {
-	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-	return c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	return c.writeControl(opClose, closePayload(closeNormal))
 }
 
 // Close closes the underlying connection.
-func (c *Conn) Close() error { return c.ws.Close() }
+func (c *Conn) Close() error { return c.nc.Close() }
 
 // LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return c.ws.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // SetReadDeadline sets the read deadline (safe beside a blocked Read).
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
-// SetWriteDeadline records the deadline for the next Write and applies it
-// to the socket at once, so that a Write blocked right now also ends.
+// SetWriteDeadline sets the write deadline, also for a Write blocked
+// right now.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if t.IsZero() {
 		c.writeDeadline.Store(0)
 	} else {
 		c.writeDeadline.Store(t.UnixNano())
 	}
-	return c.ws.UnderlyingConn().SetWriteDeadline(t)
+	return c.nc.SetWriteDeadline(t)
 }
 
 // SetDeadline sets both deadlines.
