@@ -244,7 +244,7 @@ func TestStoreSessionExpiryCountsAcrossRestart(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		// Its session ended before the will delay: the will went out.
-		watcher, wsink, _ = connect(t, e.b, "watch", false, time.Hour, nil)
+		_, wsink, _ = connect(t, e.b, "watch", false, time.Hour, nil)
 		for time.Now().Before(deadline) && len(wsink.peek()) == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -268,7 +268,7 @@ func TestStoreSetWillRewritesSessionRecord(t *testing.T) {
 		// "sn" is still connected when the broker stops: for it a crash,
 		// so recovery publishes its will.
 		e.restart()
-		watcher, wsink, _ = connect(t, e.b, "watch", false, time.Hour, nil)
+		_, wsink, _ = connect(t, e.b, "watch", false, time.Hour, nil)
 		var got []string
 		for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)

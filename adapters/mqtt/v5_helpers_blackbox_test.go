@@ -215,18 +215,6 @@ func (c *v5Client) flush() []*paho5.Publish {
 	return c.untilPayload(marker)
 }
 
-// serverDisconnect waits for the DISCONNECT the broker sends.
-func (c *v5Client) serverDisconnect() *paho5.Disconnect {
-	c.t.Helper()
-	select {
-	case d := <-c.discs:
-		return d
-	case <-time.After(waitTimeout):
-		c.t.Fatalf("%s: no DISCONNECT from the broker within %v", c.id, waitTimeout)
-		return nil
-	}
-}
-
 // v5Payloads renders messages as "topic=payload" for failure output.
 func v5Payloads(ms []*paho5.Publish) string {
 	parts := make([]string, len(ms))
@@ -414,11 +402,6 @@ func v5Types(ps []codec.Packet) string {
 		parts[i] = p.Type().String()
 	}
 	return "[" + strings.Join(parts, " ") + "]"
-}
-
-// v5Props builds codec properties: Present set for the given ids.
-func v5Props(ids ...codec.PropID) codec.Properties {
-	return codec.Properties{Present: codec.PropMask(ids...)}
 }
 
 // ---------------------------------------------------------------------------

@@ -307,28 +307,26 @@ func (u *udpConn) setupCtx(limit time.Duration) (context.Context, context.Cancel
 // returns (n = 0, nil) every tick so the caller can retransmit; the hard
 // deadline still ends the loop.
 func (u *udpConn) readTick(tick time.Duration, next *time.Time) (int, error) {
-	for {
-		if tick > 0 && next.IsZero() {
-			*next = time.Now().Add(tick)
-			d := *next
-			if u.ioDL.Before(d) {
-				d = u.ioDL
-			}
-			if err := u.uc.SetReadDeadline(d); err != nil {
-				return 0, err
-			}
+	if tick > 0 && next.IsZero() {
+		*next = time.Now().Add(tick)
+		d := *next
+		if u.ioDL.Before(d) {
+			d = u.ioDL
 		}
-		n, err := u.uc.Read(u.rbuf)
-		if err == nil {
-			return n, nil
+		if err := u.uc.SetReadDeadline(d); err != nil {
+			return 0, err
 		}
-		var ne net.Error
-		if tick > 0 && errors.As(err, &ne) && ne.Timeout() && time.Now().Before(u.ioDL) {
-			*next = time.Time{}
-			return 0, nil
-		}
-		return 0, err
 	}
+	n, err := u.uc.Read(u.rbuf)
+	if err == nil {
+		return n, nil
+	}
+	var ne net.Error
+	if tick > 0 && errors.As(err, &ne) && ne.Timeout() && time.Now().Before(u.ioDL) {
+		*next = time.Time{}
+		return 0, nil
+	}
+	return 0, err
 }
 
 // inflight tracks a UDP publisher's unacknowledged QoS 1/2 messages by

@@ -129,7 +129,6 @@ func (g *gateway) term(t *testing.T) time.Duration {
 type receiver struct {
 	mu  sync.Mutex
 	got map[string]int
-	cl  paho.Client
 }
 
 func newReceiver() *receiver { return &receiver{got: map[string]int{}} }

@@ -119,9 +119,6 @@ const (
 	opPong         = 0xA
 )
 
-// maxHeader is the longest server frame header: 2 bytes, 8 of length.
-const maxHeader = 10
-
 // writePool holds frame buffers: a connection has one only while writing.
 var writePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
