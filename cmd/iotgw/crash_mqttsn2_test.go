@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,17 +212,6 @@ func (s *snQoS2Sub) receive(c *snConn, keys []string) {
 	}
 }
 
-func snCrashRounds(t *testing.T) int {
-	if s := os.Getenv("IOTGWTEST_CRASH_MQTTSN_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			t.Fatalf("IOTGWTEST_CRASH_MQTTSN_ROUNDS=%q", s)
-		}
-		return n
-	}
-	return crashRounds
-}
-
 // TestCrashMQTTSNQoS2: an MQTT-SN QoS 2 publisher on a persistent session
 // loads a topic that an offline clean_session=false MQTT-SN subscriber
 // subscribed to at QoS 2; the gateway is killed with SIGKILL, in odd
@@ -235,12 +221,7 @@ func snCrashRounds(t *testing.T) int {
 // reconnects: every PUBRECed message must arrive, and no message may
 // arrive twice. IOTGWTEST_CRASH_MQTTSN_ROUNDS sets the number of rounds.
 func TestCrashMQTTSNQoS2(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := buildBinary(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	g := startGateway(t, bin, dir)
+	bin, dir, g := startCrashGateway(t)
 	defer func() { g.term(t) }()
 
 	sub := &snQoS2Sub{t: t, r: newReceiver(), known: map[uint16]bool{}, held: map[uint16]bool{}}
@@ -260,7 +241,7 @@ func TestCrashMQTTSNQoS2(t *testing.T) {
 	pc.send(&codec.Register{MsgID: pub.nextID(), TopicName: "sn2/load"})
 	pub.topicID = pc.expect(codec.TypeRegack).(*codec.Regack).TopicID
 
-	rounds := snCrashRounds(t)
+	rounds := crashRoundsFrom(t, "IOTGWTEST_CRASH_MQTTSN_ROUNDS")
 	for round := 0; round < rounds; round++ {
 		between := round%2 == 1
 		done := make(chan struct{})
