@@ -30,11 +30,11 @@ type rawQoS2Sub struct {
 	t      *testing.T
 	id     string
 	r      *receiver
-	mu     sync.Mutex // guards what the reader goroutine updates
+	mu     sync.Mutex        // guards what the reader goroutine updates
 	held   map[uint16]string // packet id → topic of the message held
 	other  []string          // "id: held topic / new topic" of a held id resent for another message
-	resent int // DUP PUBLISHes received
-	again  int // of which with a held id (delivered before, not again)
+	resent int               // DUP PUBLISHes received
+	again  int               // of which with a held id (delivered before, not again)
 }
 
 // connect dials the gateway as the subscriber's session (clean=false)
