@@ -71,6 +71,18 @@ func forEngines(t *testing.T, f func(t *testing.T, e *storeEnv)) {
 	}
 }
 
+// takeN takes what sink got once it holds n deliveries (or after a few
+// seconds): a QoS 2 delivery to a persistent session goes out from
+// another goroutine once its packet id is durable (durablesend.go).
+func takeN(sink *fakeSink, n int) []Delivery {
+	ds := sink.take()
+	for deadline := time.Now().Add(5 * time.Second); len(ds) < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		ds = append(ds, sink.take()...)
+	}
+	return ds
+}
+
 func topics(ds []Delivery) []string {
 	var out []string
 	for _, d := range ds {
@@ -127,7 +139,7 @@ func TestStoreRestartKeepsSessionsQueuesRetainedAndInbound(t *testing.T) {
 			t.Fatalf("subscriptions %v", got)
 		}
 		sub.Start()
-		ds := sink.take()
+		ds := takeN(sink, 4)
 		if got, want := topics(ds), []string{"a/1", "a/2", "sh", "q2"}; !slices.Equal(got, want) {
 			t.Fatalf("delivered %v, want %v", got, want)
 		}
@@ -177,7 +189,7 @@ func TestStoreInflightResentWithSameID(t *testing.T) {
 		sub.Start()
 		e.b.Publish(&Message{Topic: "t", Payload: []byte("1"), QoS: 2})
 		e.b.Publish(&Message{Topic: "t", Payload: []byte("2"), QoS: 2})
-		ds := sink.take()
+		ds := takeN(sink, 2)
 		if len(ds) != 2 {
 			t.Fatalf("got %d deliveries", len(ds))
 		}

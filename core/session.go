@@ -37,6 +37,12 @@ type Session struct {
 	queue    deque
 	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
 	unsent   int                 // inflight entries marked unsent
+	// awaiting are QoS 2 deliveries held back until the record of their
+	// packet id is durable (see durablesend.go); awaitN numbers them and
+	// barrier is set while a goroutine waits for the store on them.
+	awaiting []*inflightEntry
+	awaitN   uint64
+	barrier  bool
 	// queueLimit, when > 0, lowers the broker-wide queue bound.
 	queueLimit int
 	// room is closed when a queue that passed its limit under the
@@ -72,6 +78,9 @@ type inflightEntry struct {
 	group    *sharedGroup // shared group that chose this session, if any
 	stored   bool         // has a record in the store (under seq)
 	tk       *ticket      // the publication that put that record
+	// await, when non-zero, numbers a delivery not yet handed to the sink
+	// because its packet id is not durable yet (durablesend.go).
+	await uint64
 }
 
 func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Duration, window int) *Session {
@@ -210,6 +219,9 @@ func (s *Session) Start() {
 		s.unsent = 0
 		for i, e := range entries {
 			e.unsent = false
+			if e.await != 0 {
+				continue // handed over once durable (durablesend.go)
+			}
 			if e.received {
 				s.sink.Deliver(Delivery{ID: e.d.ID, QoS: 2, Release: true})
 				continue
@@ -252,7 +264,7 @@ func (s *Session) Redeliver(id uint16) bool {
 
 func (s *Session) redeliverLocked(id uint16) bool {
 	e, ok := s.inflight[id]
-	if !ok || e.received || e.unsent || s.sink == nil || s.paused {
+	if !ok || e.received || e.unsent || e.await != 0 || s.sink == nil || s.paused {
 		return false
 	}
 	e.d.Dup = true
@@ -441,9 +453,14 @@ func (s *Session) sendLocked(q queued, wb *store.Batch, fresh bool) {
 			s.seq++
 			seq = s.seq
 		}
-		s.addInflightLocked(d.ID, &inflightEntry{d: d, seq: seq, group: q.group, stored: q.seq != 0, tk: q.tk})
+		e := &inflightEntry{d: d, seq: seq, group: q.group, stored: q.seq != 0, tk: q.tk}
+		s.addInflightLocked(d.ID, e)
 		if wb != nil && q.seq != 0 && (fresh || q.qos == 2) {
 			wb.PutMessage(s.messageRecord(seq, store.StateSent, d.ID, q.qos, q.retain, q.ids, q.filter, q.group, q.msg))
+			if q.qos == 2 {
+				s.awaitDurableLocked(e)
+				return
+			}
 		}
 	}
 	if s.sink.Deliver(d) {
@@ -681,6 +698,7 @@ func (b *Broker) dropSubscriptions(s *Session) {
 	orphans := s.takeSharedLocked(true)
 	s.inflight = nil
 	s.unsent = 0
+	s.awaiting = nil
 	s.queue.clear()
 	s.releaseRoomLocked()
 	s.mu.Unlock()

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -91,10 +89,7 @@ func TestCrashSTOMPReceipts(t *testing.T) {
 
 	var acked ackedSet
 	// IOTGWTEST_CRASH_STOMP_ROUNDS runs more rounds when hunting a flake.
-	rounds := crashRounds
-	if n, err := strconv.Atoi(os.Getenv("IOTGWTEST_CRASH_STOMP_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
+	rounds := crashRoundsFrom(t, "IOTGWTEST_CRASH_STOMP_ROUNDS")
 	for round := 0; round < rounds; round++ {
 		// The publisher runs on a connection of our own so that it can be
 		// cut after the kill: go-stomp's Send may otherwise wait for a

@@ -9,7 +9,9 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -245,4 +247,33 @@ func waitAll(r *receiver, keys []string) int {
 		}
 	}
 	return r.missing(keys)
+}
+
+// crashRoundsFrom returns the number of kill -9 rounds a crash test runs:
+// crashRounds, or more from the environment variable env when hunting a
+// flake (not IOTGW_: the gateway refuses IOTGW_ variables that name no
+// key).
+func crashRoundsFrom(t *testing.T, env string) int {
+	t.Helper()
+	s := os.Getenv(env)
+	if s == "" {
+		return crashRounds
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q", env, s)
+	}
+	return n
+}
+
+// startCrashGateway skips under -short, else builds the binary and starts
+// it on a fresh store directory; a crash test restarts bin on dir.
+func startCrashGateway(t *testing.T) (bin, dir string, g *gateway) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin = buildBinary(t)
+	dir = filepath.Join(t.TempDir(), "data")
+	return bin, dir, startGateway(t, bin, dir)
 }

@@ -83,6 +83,13 @@ func (c *rawMQTT) read() (byte, []byte) {
 }
 
 func (c *rawMQTT) readErr(d time.Duration) (byte, []byte, error) {
+	h, body, err := c.readPacket(d)
+	return h & 0xf0, body, err
+}
+
+// readPacket returns the next packet's whole first byte (type and flags:
+// DUP, QoS, RETAIN of a PUBLISH) and its body.
+func (c *rawMQTT) readPacket(d time.Duration) (byte, []byte, error) {
 	c.nc.SetReadDeadline(time.Now().Add(d))
 	h, err := c.r.ReadByte()
 	if err != nil {
@@ -104,7 +111,7 @@ func (c *rawMQTT) readErr(d time.Duration) (byte, []byte, error) {
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return 0, nil, err
 	}
-	return h & 0xf0, body, nil
+	return h, body, nil
 }
 
 // publishQoS1 publishes n QoS 1 messages to topic, payload the decimal
