@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/durable.sh: QoS 1 through persistent sessions with the durable store
+# bench/durable.sh: QoS 1 (or QOS=2) through persistent sessions with the durable store
 # (issue 8's benchmark), side by side in one run:
 #
 #   iotgw       defaults: pebble store, store.fsync always (every PUBACK after
@@ -19,7 +19,7 @@
 #        PAIRS=10 MSGS=100000 REPEAT=1 bench/durable.sh   # 1 M messages
 #        PIN=1 bench/durable.sh    # brokers on CPU 0, load generator on CPU 1
 # Knobs: PAIRS [10] MSGS [20000] REPEAT [3] SIZE [64] WINDOW [100] PIN [0]
-#        DURATION per run [120s]; KEEP=1 keeps the temp dir.
+#        QOS [1] (1 or 2); DURATION per run [120s]; KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +28,7 @@ MSGS=${MSGS:-20000}
 REPEAT=${REPEAT:-3}
 SIZE=${SIZE:-64}
 WINDOW=${WINDOW:-100}
+QOS=${QOS:-1}
 PIN=${PIN:-0}
 DURATION=${DURATION:-120s}
 KEEP=${KEEP:-0}
@@ -99,7 +100,7 @@ declare -A RATES
 for r in $(seq "$REPEAT"); do
 	for b in "${BROKERS[@]}"; do
 		line=$("${PIN_BENCH[@]+"${PIN_BENCH[@]}"}" "$TMP/iotgw-bench" -json -label "$b" -addr "${ADDR[$b]}" \
-			-scenario pairs -qos 1 -persistent -n "$PAIRS" -msgs "$MSGS" -size "$SIZE" -window "$WINDOW" \
+			-scenario pairs -qos "$QOS" -persistent -n "$PAIRS" -msgs "$MSGS" -size "$SIZE" -window "$WINDOW" \
 			-duration "$DURATION" 2>>"$TMP/bench.err" || true)
 		rate=$(printf '%s' "$line" | sed -n 's/.*"rate":\([0-9.]*\).*/\1/p')
 		loss=$(printf '%s' "$line" | sed -n 's/.*"loss_pct":\([0-9.]*\).*/\1/p')
@@ -111,7 +112,7 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 echo
-echo "QoS 1, $PAIRS persistent pairs x $MSGS messages, ${SIZE} B, window $WINDOW, pin=$PIN, $REPEAT rounds;" \
+echo "QoS $QOS, $PAIRS persistent pairs x $MSGS messages, ${SIZE} B, window $WINDOW, pin=$PIN, $REPEAT rounds;" \
 	"load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 declare -A MED
 for b in "${BROKERS[@]}"; do
