@@ -61,10 +61,17 @@ func helper(t *testing.T, mode, dir string, env ...string) (*exec.Cmd, *bufio.Sc
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A pipe we keep open: the "lock" child holds the store until its
+	// stdin ends. With no stdin (/dev/null) it read EOF at once, closed
+	// the store and exited, racing the parent's Open (a flaky test).
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = in.Close() })
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "ready" {
 		t.Fatalf("helper did not start: %q %v", sc.Text(), sc.Err())
