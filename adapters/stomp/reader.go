@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-stomp/stomp/v3/frame"
@@ -49,14 +50,18 @@ type frameReader struct {
 	maxFrame, maxHeaders int
 	maxLine              int
 	spans                []headerSpan
+	// pauseAtEOL makes read return a nil frame after heart-beats that
+	// use up the buffered input, rather than block for the next frame:
+	// the connection can then go idle between client heart-beats.
+	pauseAtEOL bool
 }
 
 // headerSpan locates one header line in frameReader.raw.
 type headerSpan struct{ start, colon, end int }
 
 func newFrameReader(r io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameReader {
-	fr := &frameReader{br: bufio.NewReaderSize(r, 4096), maxFrame: maxFrame, maxHeaders: maxHeaders,
-		maxLine: maxHeaderLen + 2} // a header line may end in CR LF
+	fr := &frameReader{br: bufio.NewReaderSize(r, 4096)}
+	fr.setLimits(maxFrame, maxHeaders, maxHeaderLen)
 	fr.dec = bufio.NewReaderSize(&fr.src, 4096)
 	// NewReaderSize reuses dec itself (it is a bufio.Reader large enough),
 	// so resetting dec per frame feeds the next frame to the same decoder.
@@ -64,9 +69,43 @@ func newFrameReader(r io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameR
 	return fr
 }
 
+func (r *frameReader) setLimits(maxFrame, maxHeaders, maxHeaderLen int) {
+	r.maxFrame, r.maxHeaders = maxFrame, maxHeaders
+	r.maxLine = maxHeaderLen + 2 // a header line may end in CR LF
+}
+
+// frameReaderPool holds frame readers (two 4 KiB buffers each): a
+// connection borrows one only while input is arriving, so an idle
+// connection holds none.
+var frameReaderPool = sync.Pool{New: func() any { return newFrameReader(nil, 0, 0, 0) }}
+
+// borrowFrameReader takes a frame reader from the pool, reading src under
+// the given limits.
+func borrowFrameReader(src io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameReader {
+	r := frameReaderPool.Get().(*frameReader)
+	r.br.Reset(src)
+	r.setLimits(maxFrame, maxHeaders, maxHeaderLen)
+	r.pauseAtEOL = true
+	return r
+}
+
+// release returns a drained frame reader to the pool; its buffers keep
+// no reference to the connection or to the last frame's bytes.
+func (r *frameReader) release() {
+	r.br.Reset(nil)
+	r.src.Reset(nil)
+	r.dec.Reset(&r.src)
+	if cap(r.raw) > 4096 {
+		r.raw = nil // a large frame's buffer is left to the GC
+	}
+	r.raw = r.raw[:0]
+	r.spans = r.spans[:0]
+	frameReaderPool.Put(r)
+}
+
 // read returns the next frame, skipping heart-beats (EOLs between frames,
 // which also absorb the EOLs a client may put after a frame's NUL
-// [STOMP 1.2 "STOMP Frames"]). escapes asks for STOMP 1.1+ header escapes
+// [STOMP 1.2 "STOMP Frames"]); see pauseAtEOL. escapes asks for STOMP 1.1+ header escapes
 // (validated here, decoded by go-stomp); without, headers are taken
 // verbatim (STOMP 1.0). CONNECT and STOMP frames never use escapes
 // [STOMP 1.2 "Value Encoding"].
@@ -82,6 +121,9 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 		}
 		if line = trimEOL(r.raw); len(line) > 0 {
 			break
+		}
+		if r.pauseAtEOL && r.br.Buffered() == 0 {
+			return nil, nil
 		}
 	}
 	cmd := string(line)
