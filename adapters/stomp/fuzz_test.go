@@ -105,3 +105,56 @@ func hasCR(f *frame.Frame) bool {
 	}
 	return false
 }
+
+// FuzzFrameReaderPaused checks the reader as connections use it: pooled,
+// pausing at heart-beats that end the buffered input, and given back to
+// the pool and borrowed again at each pause (the idle hand-over). It must
+// return the same frames, and fail at the same one, as a reader that
+// never pauses.
+func FuzzFrameReaderPaused(f *testing.F) {
+	f.Add([]byte("\n\nSEND\ndestination:a\n\nx\x00\n\nSEND\ndestination:b\ncontent-length:1\n\ny\x00\n"), 3, true)
+	f.Add([]byte("CONNECT\naccept-version:1.0\n\n\x00\r\n\nSEND\nk:\\t\n\n\x00"), 20, false)
+	f.Add([]byte("\n\nFOO\n\n\x00"), 1, true)
+	f.Fuzz(func(t *testing.T, data []byte, split int, escapes bool) {
+		const maxFrame, maxHeaders, maxLine = 512, 8, 64
+		var want []*frame.Frame
+		plain := newFrameReader(&splitReader{data: data, split: split}, maxFrame, maxHeaders, maxLine)
+		var wantErr error
+		for {
+			fr, err := plain.read(escapes)
+			if err != nil {
+				wantErr = err
+				break
+			}
+			want = append(want, fr)
+		}
+		src := &splitReader{data: data, split: split}
+		r := borrowFrameReader(src, maxFrame, maxHeaders, maxLine)
+		defer func() { r.release() }()
+		for i := 0; ; {
+			fr, err := r.read(escapes)
+			if err != nil {
+				if i != len(want) || isFrameError(err) != isFrameError(wantErr) {
+					t.Fatalf("paused reader failed at frame %d with %v; plain reader read %d, then %v", i, err, len(want), wantErr)
+				}
+				return
+			}
+			if fr == nil {
+				if r.br.Buffered() != 0 {
+					t.Fatal("paused with input buffered")
+				}
+				r.release()
+				r = borrowFrameReader(src, maxFrame, maxHeaders, maxLine)
+				continue
+			}
+			if i >= len(want) {
+				t.Fatalf("paused reader read frame %d %v; plain reader failed after %d: %v", i, fr.Command, len(want), wantErr)
+			}
+			w := want[i]
+			if fr.Command != w.Command || !bytes.Equal(fr.Body, w.Body) || fr.Header.Len() != w.Header.Len() {
+				t.Fatalf("frame %d: paused %v %v %q, plain %v %v %q", i, fr.Command, fr.Header, fr.Body, w.Command, w.Header, w.Body)
+			}
+			i++
+		}
+	})
+}
