@@ -158,3 +158,34 @@ func FuzzFrameReaderPaused(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeMatchesGoStomp: whatever frame our reader accepts with
+// escapes, go-stomp's reader (which it replaced) decodes the same bytes
+// into the same frame.
+func FuzzDecodeMatchesGoStomp(f *testing.F) {
+	f.Add([]byte("SEND\ndestination:a\nx:\\c\\n\\\\\\r\ny\\cz:1\n\nbody\x00"))
+	f.Add([]byte("\r\n\nMESSAGE\nk:v\r\ncontent-length:2\nk:w\n\na\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ours, err := newFrameReader(bytes.NewReader(data), 1<<20, 1000, 1<<20).read(true)
+		if err != nil || ours.Command == frame.CONNECT || ours.Command == frame.STOMP {
+			return // refused, or decoded verbatim by design
+		}
+		gr := frame.NewReader(bytes.NewReader(data))
+		var theirs *frame.Frame
+		for theirs == nil {
+			if theirs, err = gr.Read(); err != nil {
+				t.Fatalf("we read %v %v %q; go-stomp fails: %v", ours.Command, ours.Header, ours.Body, err)
+			}
+		}
+		if ours.Command != theirs.Command || !bytes.Equal(ours.Body, theirs.Body) || ours.Header.Len() != theirs.Header.Len() {
+			t.Fatalf("ours %v %v %q, go-stomp %v %v %q", ours.Command, ours.Header, ours.Body, theirs.Command, theirs.Header, theirs.Body)
+		}
+		for i := 0; i < ours.Header.Len(); i++ {
+			k1, v1 := ours.Header.GetAt(i)
+			k2, v2 := theirs.Header.GetAt(i)
+			if k1 != k2 || v1 != v2 {
+				t.Fatalf("header %d: ours %q:%q, go-stomp %q:%q", i, k1, v1, k2, v2)
+			}
+		}
+	})
+}
