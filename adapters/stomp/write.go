@@ -28,16 +28,11 @@ const writerLinger = 100 * time.Millisecond
 // connection holds one only while it writes.
 type writeScratch struct {
 	buf  bytes.Buffer
-	fw   *frame.Writer // writes into buf
-	ends []int         // where each frame ends in buf (WebSocket: one message each)
-	acks []uint16      // deliveries complete once written
+	ends []int    // where each frame ends in buf (WebSocket: one message each)
+	acks []uint16 // deliveries complete once written
 }
 
-var writeScratchPool = sync.Pool{New: func() any {
-	w := &writeScratch{}
-	w.fw = frame.NewWriterSize(&w.buf, 4096)
-	return w
-}}
+var writeScratchPool = sync.Pool{New: func() any { return new(writeScratch) }}
 
 func getScratch() *writeScratch { return writeScratchPool.Get().(*writeScratch) }
 
@@ -216,7 +211,7 @@ func (c *conn) encode(w *writeScratch, escape bool, it *outItem) {
 	case it.f != nil:
 		c.srv.countOut(it.f.Command)
 		if escape && it.f.Command != frame.CONNECTED {
-			_ = w.fw.Write(it.f) // writes into buf: cannot fail
+			writeEscaped(&w.buf, it.f)
 		} else {
 			writeUnescaped(&w.buf, it.f)
 		}
@@ -225,7 +220,7 @@ func (c *conn) encode(w *writeScratch, escape bool, it *outItem) {
 		for _, f := range it.msgs {
 			c.srv.countOut(frame.MESSAGE)
 			if escape {
-				_ = w.fw.Write(f)
+				writeEscaped(&w.buf, f)
 			} else {
 				writeUnescaped(&w.buf, f)
 			}
