@@ -267,6 +267,7 @@ func (c *conn) readBursts(err error) {
 			var idle bool
 			idle, err = c.awaitData()
 			if idle {
+				c.dropQueues()
 				c.srv.wg.Add(1)
 				go c.idleRead()
 				return

@@ -206,7 +206,11 @@ func (r *frameReader) read(escapes bool) (*frame.Frame, error) {
 // vetted the sequences). The body runs to the NUL (content-length, when
 // present, has put it right after the body).
 func (r *frameReader) decode(cmd string, bodyStart int, escapes bool) *frame.Frame {
-	f := &frame.Frame{Command: cmd, Header: frame.NewHeader()}
+	// The entries are gathered on the stack (for the usual few headers)
+	// and copied once into a header of the exact size, rather than grown
+	// by Add.
+	var arr [32]string
+	kv := arr[:0]
 	if len(r.spans) > 0 {
 		base := r.spans[0].start
 		text := string(r.raw[base:bodyStart])
@@ -218,9 +222,10 @@ func (r *frameReader) decode(cmd string, bodyStart int, escapes bool) *frame.Fra
 			return v
 		}
 		for _, h := range r.spans {
-			f.Header.Add(field(h.start, h.colon), field(h.colon+1, h.end))
+			kv = append(kv, field(h.start, h.colon), field(h.colon+1, h.end))
 		}
 	}
+	f := &frame.Frame{Command: cmd, Header: frame.NewHeader(kv...)}
 	f.Body = append([]byte{}, r.raw[bodyStart:len(r.raw)-1]...)
 	return f
 }

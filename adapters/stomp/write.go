@@ -188,8 +188,10 @@ func (c *conn) drain(reader bool, w *writeScratch) bool {
 			// One batch only: deliveries may keep coming, and the reader
 			// must get back to reading.
 			if len(c.out) == 0 && !c.closing {
+				// The queues are kept for the next burst; the hand-over
+				// to the idle goroutine drops them (dropQueues).
 				c.writing = false
-				c.out = nil
+				c.spare = items[:0]
 			} else {
 				c.srv.wg.Add(1)
 				go c.writeLoop()
@@ -200,6 +202,16 @@ func (c *conn) drain(reader bool, w *writeScratch) bool {
 		c.spare = items[:0]
 		c.mu.Unlock()
 	}
+}
+
+// dropQueues lets an idle connection's empty queue slices go.
+func (c *conn) dropQueues() {
+	c.mu.Lock()
+	if len(c.out) == 0 {
+		c.out = nil
+	}
+	c.spare = nil
+	c.mu.Unlock()
 }
 
 // encode appends one queued item to w.buf, recording frame ends.
