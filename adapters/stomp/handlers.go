@@ -246,7 +246,12 @@ func (c *conn) onSend(f *frame.Frame) error {
 		return c.addOp(t, txOp{msg: msg})
 	}
 	// The RECEIPT (queued by handle after this returns) follows the
-	// core's acceptance: Publish has routed the message by then.
+	// core's acceptance: Publish has routed the message by then. With a
+	// store Publish waits for the disk: the RECEIPTs of earlier frames go
+	// out meanwhile rather than at the end of the burst.
+	if c.srv.b.Durable() {
+		c.kickWriter()
+	}
 	if err := c.sess.Publish(msg); err != nil {
 		return err
 	}
@@ -554,6 +559,9 @@ func (c *conn) commit(t *transaction) error {
 	// or an UNSUBSCRIBE) voids the transaction too.
 	if err := c.checkAckIDs(ackIDs); err != nil {
 		return fmt.Errorf("%w: transaction not committed", err)
+	}
+	if c.srv.b.Durable() {
+		c.kickWriter() // as in onSend: Publish may wait for the disk
 	}
 	for _, op := range t.ops {
 		if op.msg == nil {
