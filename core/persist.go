@@ -36,6 +36,11 @@ import (
 // call Recover before any client connects.
 func WithStore(st store.Store) Option { return func(b *Broker) { b.store = st } }
 
+// Durable reports whether the broker has a store: Session.Publish may then
+// wait for a disk write, and an adapter should not hold replies back
+// while it does.
+func (b *Broker) Durable() bool { return b.store != nil }
+
 // WithStoreFailure has fn told of the first store write that fails. After
 // one, the store refuses every later write (its state on disk is
 // unknown), so the broker acknowledges no QoS 1/2 message any more; the

@@ -1,7 +1,6 @@
 package stomp
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -11,14 +10,18 @@ import (
 
 	"github.com/go-stomp/stomp/v3/frame"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/iotgw/iotgw/core"
 )
 
-// conn is one STOMP connection: a reader goroutine that splits and handles
-// frames, calling the core, and a writer goroutine that turns queued
-// control frames and deliveries into bytes and sends heart-beats. It is
-// the core.Sink of its session.
+// conn is one STOMP connection and the core.Sink of its session. Its
+// reader goroutine splits and handles frames, calling the core, and
+// writes the replies of a burst itself; a writer goroutine runs only
+// while deliveries (or replies queued from elsewhere) are to be written,
+// and exits when idle; a timer sends heart-beats. An idle connection is
+// one small goroutine waiting for a byte (see readBursts), with no
+// buffers: docs/design.md "The connection model".
 //
 // Locks, in order: sessState.subMu → Session.mu → mu → sessState.mu. mu
 // guards the write queue and is taken inside Session.mu (by Deliver), so
@@ -28,40 +31,48 @@ import (
 type conn struct {
 	srv      *Server
 	nc       net.Conn
-	mr       *meteredReader
-	fr       *frameReader
 	perFrame bool // WebSocket: one message per frame
-	log      *zap.Logger
 	listener string
 	remote   string
 
 	// Reader-goroutine state. version is written before CONNECTED is
 	// queued; the writer reads it only after taking an item from the
 	// queue under mu, which orders the two.
+	fr        *frameReader // borrowed from frameReaderPool while input arrives
+	first     firstByte
 	version   int // 10, 11 or 12; 0 before CONNECT
 	clientID  string
+	logID     atomic.Pointer[string] // clientID, for logging from any goroutine
 	sess      *core.Session
 	connected bool
 	txs       map[string]*transaction
+	hbIn      time.Duration // client heart-beat timeout (grace included); 0 none
+	lastInput time.Time     // when the reader last ran out of input
+	lingerSet time.Time     // when the linger deadline was last set
+	lingering bool          // the read deadline is the linger, not the heart-beat
 
 	// st is the routing state of the session, set (under mu) when the
 	// session is bound, before it starts delivering.
 	st *sessState
 
-	hbOut      atomic.Int64 // server-to-client heart-beat interval, ns; 0 none
+	hbOut     time.Duration // server-to-client heart-beat interval; 0 none; set before hbTimer
+	hbTimer   *time.Timer   // sends heart-beats; guarded by mu
+	lastWrite atomic.Int64  // unix ns of the last write to the socket
+
 	mu         sync.Mutex
 	out        []outItem
 	spare      []outItem
 	pending0   int
 	closing    bool
+	writing    bool // someone writes the queue: a writer goroutine, or the reader at the end of a burst
 	closed     atomic.Bool
-	wake       chan struct{}
-	writerDone chan struct{}
+	wake       chan struct{} // wakes a running writer goroutine
+	writerDone chan struct{} // closed by the writer that ends the sending side
 }
 
-// outItem is a control frame, or the MESSAGE frames of one delivery,
-// waiting for the writer. done asks the writer to complete core delivery
-// ack once written (no subscription must acknowledge it).
+// outItem is a control frame, the MESSAGE frames of one delivery, or a
+// heart-beat, waiting for the writer. done asks the writer to complete
+// core delivery ack once written (no subscription must acknowledge it).
 //
 // Frames are encoded with STOMP 1.1+ header escapes, except on a 1.0
 // connection and for CONNECTED, which never escapes [STOMP 1.2 "Value
@@ -71,25 +82,36 @@ type outItem struct {
 	msgs []*frame.Frame
 	ack  uint16
 	done bool
+	eol  bool // a heart-beat
 }
 
 var _ core.Sink = (*conn)(nil)
 
 func newConn(s *Server, nc net.Conn, listener string, perFrame bool) *conn {
-	remote := nc.RemoteAddr().String()
 	c := &conn{
 		srv:        s,
 		nc:         nc,
 		perFrame:   perFrame,
 		listener:   listener,
-		remote:     remote,
-		log:        s.log.With(zap.String("remote", remote), zap.String("listener", listener)),
+		remote:     nc.RemoteAddr().String(),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	c.mr = &meteredReader{nc: nc, stats: s.b.Stats(), closed: &c.closed}
-	c.fr = newFrameReader(c.mr, s.cfg.MaxFrameSize, s.cfg.MaxHeaders, s.cfg.MaxHeaderLength)
+	c.first.c = c
 	return c
+}
+
+// logAt logs with the connection's fields. They are attached per call
+// rather than kept in a derived logger: a logger per connection costs
+// kilobytes of idle memory, and logging is rare.
+func (c *conn) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
+	if ce := c.srv.log.Check(level, msg); ce != nil {
+		fields = append(fields, zap.String("remote", c.remote), zap.String("listener", c.listener))
+		if id := c.logID.Load(); id != nil {
+			fields = append(fields, zap.String("client_id", *id))
+		}
+		ce.Write(fields...)
+	}
 }
 
 // Deliver routes a delivery to the subscriptions it names and queues
@@ -122,17 +144,14 @@ func (c *conn) Deliver(d core.Delivery) bool {
 	st.mu.Unlock()
 	if res.dropped {
 		c.srv.dropped.Add(1)
-		if ce := c.log.Check(zap.InfoLevel, "message dropped after too many redeliveries"); ce != nil {
-			ce.Write(zap.String("topic", d.Msg.Topic), zap.Int("max_redeliveries", c.srv.cfg.MaxRedeliveries))
-		}
+		c.logAt(zap.InfoLevel, "message dropped after too many redeliveries",
+			zap.String("topic", d.Msg.Topic), zap.Int("max_redeliveries", c.srv.cfg.MaxRedeliveries))
 	}
 	if len(res.frames) == 0 && !res.done {
 		return true // held for a subscription to come, or for nobody
 	}
 	c.out = append(c.out, outItem{msgs: res.frames, ack: res.ack, done: res.done})
-	if len(c.out) == 1 {
-		c.signal()
-	}
+	c.startWriterLocked()
 	return true
 }
 
@@ -142,33 +161,42 @@ func (c *conn) queueLocked(items []outItem) {
 	if len(items) == 0 || c.closing {
 		return
 	}
-	first := len(c.out) == 0
 	c.out = append(c.out, items...)
-	if first {
-		c.signal()
-	}
+	c.startWriterLocked()
 }
 
-// send queues a control frame.
-func (c *conn) send(f *frame.Frame) {
+// send queues a control frame. Any goroutine may call it; the reader
+// calls reply instead, which saves the writer goroutine.
+func (c *conn) send(f *frame.Frame) { c.enqueue(outItem{f: f}, false) }
+
+// reply queues a control frame from the reader goroutine. Unless a writer
+// is running, the reader writes it itself when its burst of input ends
+// (flushReplies): a connection that only connects and subscribes never
+// needs a second goroutine.
+func (c *conn) reply(f *frame.Frame) { c.enqueue(outItem{f: f}, true) }
+
+func (c *conn) enqueue(it outItem, fromReader bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	c.out = append(c.out, outItem{f: f})
-	first := len(c.out) == 1
-	c.mu.Unlock()
-	if first {
-		c.signal()
+	c.out = append(c.out, it)
+	if !fromReader || c.writing {
+		c.startWriterLocked()
 	}
+	c.mu.Unlock()
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// kickWriter hands the reader's pending replies to a writer goroutine;
+// the reader calls it before it may block in a handler (backpressure), so
+// that earlier RECEIPTs do not wait for the end of its burst.
+func (c *conn) kickWriter() {
+	c.mu.Lock()
+	if len(c.out) > 0 && !c.closing {
+		c.startWriterLocked()
 	}
+	c.mu.Unlock()
 }
 
 // Close implements core.Sink: the client gets an ERROR frame naming the
@@ -178,7 +206,7 @@ func (c *conn) Close(reason error) {
 }
 
 // closeWith queues an optional last frame and marks the connection
-// closing; the writer flushes what is queued and closes the socket.
+// closing; the writer flushes what is queued and ends the sending side.
 func (c *conn) closeWith(last *frame.Frame, reason error) {
 	c.mu.Lock()
 	if c.closing {
@@ -189,208 +217,237 @@ func (c *conn) closeWith(last *frame.Frame, reason error) {
 		c.out = append(c.out, outItem{f: last})
 	}
 	c.closing = true
+	if c.hbTimer != nil {
+		c.hbTimer.Stop()
+	}
+	if c.writing {
+		c.wakeWriterLocked()
+	} else {
+		c.startWriterLocked()
+	}
 	c.mu.Unlock()
 	c.closed.Store(true)
 	if reason != nil {
-		c.log.Debug("closing", zap.Error(reason))
+		c.logAt(zap.DebugLevel, "closing", zap.Error(reason))
 	}
 	// A peer that stops reading, or never closes its side, must not hold
 	// the shutdown up for long.
 	now := time.Now()
 	_ = c.nc.SetWriteDeadline(now.Add(time.Second))
-	_ = c.nc.SetReadDeadline(now.Add(2 * time.Second))
-	c.signal()
+	_ = c.nc.SetReadDeadline(now.Add(closeDrain))
 }
 
 func (c *conn) isClosing() bool { return c.closed.Load() }
-
-// writeLoop encodes everything queued into one buffer. On TCP the buffer
-// goes out in one write; on WebSocket each frame is one message, as
-// browser clients expect. With nothing to send for the negotiated
-// interval it sends a heart-beat EOL [STOMP 1.2 "Heart-beating"].
-func (c *conn) writeLoop() {
-	defer c.srv.wg.Done()
-	defer close(c.writerDone)
-	var buf bytes.Buffer
-	fw := frame.NewWriterSize(&buf, 4096)
-	var ends []int
-	var acks []uint16
-	stats := c.srv.b.Stats()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	last := time.Now()
-	for {
-		c.mu.Lock()
-		items := c.out
-		c.out = c.spare[:0]
-		c.spare = nil
-		c.pending0 = 0
-		closing := c.closing
-		escape := c.version >= 11
-		c.mu.Unlock()
-		buf.Reset()
-		ends = ends[:0]
-		acks = acks[:0]
-		if len(items) == 0 {
-			if closing {
-				c.shutdownWrite()
-				return
-			}
-			if cap(buf.Bytes()) > 64<<10 {
-				buf = bytes.Buffer{} // an idle connection keeps no large buffer
-			}
-			hb := time.Duration(c.hbOut.Load())
-			if hb <= 0 {
-				<-c.wake
-				continue
-			}
-			if wait := hb - time.Since(last); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-c.wake:
-					timer.Stop()
-					continue
-				case <-timer.C:
-				}
-			}
-			_ = fw.Write(nil) // an EOL
-			ends = append(ends, buf.Len())
-		}
-		for i := range items {
-			acks = c.encode(fw, escape, &items[i], &buf, &ends, acks)
-			items[i] = outItem{}
-		}
-		c.mu.Lock()
-		c.spare = items[:0]
-		c.mu.Unlock()
-		if buf.Len() > 0 {
-			if !closing {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-			}
-			if err := c.write(buf.Bytes(), ends, stats); err != nil {
-				c.log.Debug("write failed", zap.Error(err))
-				c.mu.Lock()
-				c.closing = true
-				c.out = nil
-				c.mu.Unlock()
-				c.closed.Store(true)
-				c.nc.Close()
-				return
-			}
-			last = time.Now()
-		}
-		// Deliveries that need no acknowledgement from the client are
-		// complete once written (and the writer holds no lock now).
-		for _, id := range acks {
-			c.sess.AckedBy(c, id)
-		}
-	}
-}
-
-// encode appends one queued item to buf, recording frame ends.
-func (c *conn) encode(fw *frame.Writer, escape bool, it *outItem, buf *bytes.Buffer, ends *[]int, acks []uint16) []uint16 {
-	if it.f != nil {
-		c.srv.countOut(it.f.Command)
-		if escape && it.f.Command != frame.CONNECTED {
-			_ = fw.Write(it.f) // writes into buf: cannot fail
-		} else {
-			writeUnescaped(buf, it.f)
-		}
-		*ends = append(*ends, buf.Len())
-		return acks
-	}
-	for _, f := range it.msgs {
-		c.srv.countOut(frame.MESSAGE)
-		if escape {
-			_ = fw.Write(f)
-		} else {
-			writeUnescaped(buf, f)
-		}
-		*ends = append(*ends, buf.Len())
-	}
-	if it.done {
-		acks = append(acks, it.ack)
-	}
-	return acks
-}
-
-func (c *conn) write(b []byte, ends []int, stats *core.Stats) error {
-	if !c.perFrame {
-		n, err := c.nc.Write(b)
-		stats.WireBytesSent.Add(uint64(n))
-		return err
-	}
-	start := 0
-	for _, end := range ends {
-		n, err := c.nc.Write(b[start:end])
-		stats.WireBytesSent.Add(uint64(n))
-		if err != nil {
-			return err
-		}
-		start = end
-	}
-	return nil
-}
-
-// shutdownWrite ends the writer: a TCP connection is half-closed so that
-// the reader can drain what the client still sends before the socket
-// closes (closing with unread input would reset the connection and could
-// destroy the ERROR frame just sent).
-func (c *conn) shutdownWrite() {
-	if cw, ok := c.nc.(closeWriter); ok && cw.CloseWrite() == nil {
-		return
-	}
-	c.nc.Close()
-}
 
 // closeWriter is a connection that can end its sending side alone (TCP,
 // and WebSocket through its close handshake).
 type closeWriter interface{ CloseWrite() error }
 
-// readLoop reads and handles frames until the connection ends.
+// readLoop is the connection's first reader goroutine.
 func (c *conn) readLoop() {
-	defer c.srv.wg.Done()
-	defer c.finish()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	c.readBursts(nil)
+}
+
+// readBursts reads and handles frames; err is a read error that ended the
+// wait before it. It returns when the connection ends (after finish), or
+// when the input paused for readerLinger, having handed the connection
+// to a fresh goroutine (idleRead).
+//
+// Why the hand-over: handling frames (CONNECT, SUBSCRIBE, routing a SEND)
+// grows a goroutine's stack to several KiB, and the runtime shrinks it
+// only by halves at garbage collections, which are rare when nothing
+// happens. An idle connection's goroutine would keep that stack for its
+// whole life; a new one that only waits for a byte starts small.
+func (c *conn) readBursts(err error) {
+	defer c.srv.wg.Done()
 	for {
-		f, err := c.fr.read(c.version >= 11)
+		if err == nil && !c.first.has && (c.fr == nil || c.fr.br.Buffered() == 0) {
+			c.flushReplies()
+			var idle bool
+			idle, err = c.awaitData()
+			if idle {
+				c.dropQueues()
+				c.srv.wg.Add(1)
+				go c.idleRead()
+				return
+			}
+		}
 		if c.isClosing() {
+			c.finish()
 			return
 		}
 		if err != nil {
 			c.readFailed(err)
+			c.finish()
 			return
 		}
+		if c.fr == nil {
+			cfg := &c.srv.cfg
+			c.fr = borrowFrameReader(&c.first, cfg.MaxFrameSize, cfg.MaxHeaders, cfg.MaxHeaderLength)
+		}
+		f, rerr := c.fr.read(c.version >= 11)
+		if c.isClosing() {
+			c.finish()
+			return
+		}
+		if rerr != nil {
+			c.readFailed(rerr)
+			c.finish()
+			return
+		}
+		if f == nil {
+			continue // heart-beats only, and nothing more buffered
+		}
 		c.srv.countIn(f.Command)
-		if err := c.handle(f); err != nil {
-			if !errors.Is(err, errClientDisconnected) {
-				c.log.Info("closing connection", zap.Error(err))
+		if herr := c.handle(f); herr != nil {
+			if !errors.Is(herr, errClientDisconnected) {
+				c.logAt(zap.InfoLevel, "closing connection", zap.Error(herr))
 			}
+			c.finish()
 			return
 		}
 	}
 }
 
+// idleRead is the goroutine of an idle connection: it holds no buffer and
+// a minimal stack while it waits for the next byte, then carries on as
+// the reader. It must stay shallow: its frame and those of the read it
+// calls are all the stack an idle connection has.
+func (c *conn) idleRead() {
+	c.heartBeatDeadline(c.lastInput)
+	c.readBursts(c.readFirst())
+}
+
+// readerLinger is how long the reader waits for more input after a burst
+// before it hands the connection to a fresh goroutine (readBursts); the
+// same figure as MQTT's.
+const readerLinger = 100 * time.Millisecond
+
+// heartBeatDeadline expects data from the client within the heart-beat
+// timeout after from (any data shows it is alive [STOMP 1.2
+// "Heart-beating"]; no deadline without client heart-beats) and ends the
+// linger.
+func (c *conn) heartBeatDeadline(from time.Time) {
+	c.lingering = false
+	if c.hbIn > 0 {
+		c.setReadDeadline(from.Add(c.hbIn))
+	} else {
+		c.setReadDeadline(time.Time{})
+	}
+}
+
+// setReadDeadline sets the reader's deadline unless the connection is
+// closing: closeWith's short deadline (which bounds the wait for the
+// peer) must not be replaced by a later one set by the reader.
+func (c *conn) setReadDeadline(t time.Time) {
+	_ = c.nc.SetReadDeadline(t)
+	if c.closed.Load() {
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeDrain))
+	}
+}
+
+// closeDrain is how long a closing connection still reads what the
+// client sends (so that closing does not reset the connection under the
+// ERROR frame just sent).
+const closeDrain = 2 * time.Second
+
+// awaitData gives the frame reader back and blocks on a one-byte read;
+// once connected it waits only readerLinger, and reports idle when that
+// passes without input (the heart-beat timeout is then the idle
+// goroutine's to enforce). Before CONNECT the connect timeout stands.
+func (c *conn) awaitData() (idle bool, err error) {
+	if c.fr != nil {
+		c.fr.release()
+		c.fr = nil
+	}
+	if c.connected {
+		// The reader has just run out of input: the client heart-beat
+		// timeout counts from here.
+		now := time.Now()
+		c.lastInput = now
+		// Re-arming costs a timer update; skip it while the linger set
+		// last is at least half a linger away.
+		if !c.lingering || now.Sub(c.lingerSet) >= readerLinger/2 {
+			c.lingering = true
+			c.lingerSet = now
+			c.setReadDeadline(now.Add(readerLinger))
+		}
+	}
+	if err := c.readFirst(); err != nil {
+		if c.lingering && isTimeout(err) && !c.isClosing() {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}
+
+// readFirst blocks until one byte arrives and keeps it in c.first.
+func (c *conn) readFirst() error {
+	for {
+		n, err := c.nc.Read(c.first.b[:])
+		if n == 1 {
+			c.srv.b.Stats().WireBytesReceived.Add(1)
+			c.first.has = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// firstByte is the frame reader's source: it replays the byte awaitData
+// read, then reads the socket, counting the bytes.
+type firstByte struct {
+	c   *conn
+	b   [1]byte
+	has bool
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	if f.has && len(p) > 0 {
+		p[0] = f.b[0]
+		f.has = false
+		return 1, nil // do not block for more: bufio asks again when it needs it
+	}
+	c := f.c
+	n, err := c.nc.Read(p)
+	if n == 0 && c.lingering && isTimeout(err) && !c.isClosing() {
+		// The linger ran out in the middle of a frame: that is a slow
+		// client, not an idle one, and it has the heart-beat timeout.
+		c.heartBeatDeadline(time.Now())
+		n, err = c.nc.Read(p)
+	}
+	c.srv.b.Stats().WireBytesReceived.Add(uint64(n))
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // readFailed reports why reading stopped: EOF, a deadline (heart-beat or
 // connect timeout), or a bad frame, which gets an ERROR frame.
 func (c *conn) readFailed(err error) {
-	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
-		c.log.Debug("connection closed by peer")
+		c.logAt(zap.DebugLevel, "connection closed by peer")
 		c.closeWith(nil, err)
-	case errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		if !c.connected {
-			c.log.Info("no CONNECT within the connect timeout", zap.Duration("timeout", c.srv.cfg.ConnectTimeout))
+			c.logAt(zap.InfoLevel, "no CONNECT within the connect timeout", zap.Duration("timeout", c.srv.cfg.ConnectTimeout))
 		} else {
-			c.log.Info("heart-beat timeout: no data from client", zap.Duration("timeout", c.mr.timeout))
+			c.logAt(zap.InfoLevel, "heart-beat timeout: no data from client", zap.Duration("timeout", c.hbIn))
 		}
 		c.closeWith(nil, err)
 	case isFrameError(err):
-		c.log.Info("bad frame", zap.Error(err))
+		c.logAt(zap.InfoLevel, "bad frame", zap.Error(err))
 		c.closeWith(errorFrame(errorMessage(err), err.Error(), ""), err)
 	default:
-		c.log.Debug("read failed", zap.Error(err))
+		c.logAt(zap.DebugLevel, "read failed", zap.Error(err))
 		c.closeWith(nil, err)
 	}
 }
@@ -398,6 +455,10 @@ func (c *conn) readFailed(err error) {
 // finish runs when the reader stops: detach the session, let the writer
 // flush, drain what the client still sends for a moment, and close.
 func (c *conn) finish() {
+	if c.fr != nil {
+		c.fr.release()
+		c.fr = nil
+	}
 	c.closeWith(nil, nil)
 	if c.sess != nil {
 		// A session with zero expiry ends here; a persistent one keeps
@@ -420,23 +481,4 @@ func (c *conn) finish() {
 	}
 	c.nc.Close()
 	c.srv.forget(c)
-}
-
-// meteredReader counts the bytes read from the socket and, once a client
-// heart-beat interval is agreed, re-arms the read deadline on every read:
-// any data from the client shows it is alive [STOMP 1.2 "Heart-beating"].
-type meteredReader struct {
-	nc      net.Conn
-	stats   *core.Stats
-	closed  *atomic.Bool
-	timeout time.Duration // reader goroutine only
-}
-
-func (m *meteredReader) Read(p []byte) (int, error) {
-	if m.timeout > 0 && !m.closed.Load() {
-		_ = m.nc.SetReadDeadline(time.Now().Add(m.timeout))
-	}
-	n, err := m.nc.Read(p)
-	m.stats.WireBytesReceived.Add(uint64(n))
-	return n, err
 }

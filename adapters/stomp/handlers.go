@@ -100,7 +100,7 @@ func (c *conn) fail(f *frame.Frame, err error) error {
 // receipt answers a frame's receipt header [STOMP 1.2 "Header receipt"].
 func (c *conn) receipt(f *frame.Frame) {
 	if r, ok := f.Header.Contains(frame.Receipt); ok {
-		c.send(frame.New(frame.RECEIPT, frame.ReceiptId, r))
+		c.reply(frame.New(frame.RECEIPT, frame.ReceiptId, r))
 	}
 }
 
@@ -155,7 +155,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 		persistent = cfg.SessionExpiry > 0
 	}
 	c.clientID = clientID
-	c.log = c.log.With(zap.String("client_id", clientID))
+	c.logID.Store(&c.clientID)
 	passcode, hasPass := f.Header.Contains(frame.Passcode)
 	req := core.ConnectRequest{
 		ClientID: clientID, Username: f.Header.Get(frame.Login),
@@ -170,7 +170,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	}
 	sess, present, err := c.srv.b.Connect(context.Background(), req)
 	if err != nil {
-		c.log.Info("connect refused", zap.Error(err))
+		c.logAt(zap.InfoLevel, "connect refused", zap.Error(err))
 		return c.fail(f, err)
 	}
 	c.sess = sess
@@ -196,21 +196,20 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	c.version = map[string]int{"1.0": 10, "1.1": 11, "1.2": 12}[ver]
 	c.mu.Unlock()
 	c.connected = true
-	c.send(frame.New(frame.CONNECTED,
+	c.reply(frame.New(frame.CONNECTED,
 		frame.Version, ver,
 		frame.Server, c.srv.serverName(),
 		frame.Session, clientID,
 		frame.HeartBeat, fmt.Sprintf("%d,%d", sx.Milliseconds(), sy.Milliseconds())))
 	sess.Start()
 	if in > 0 {
-		c.mr.timeout = time.Duration(float64(in) * cfg.HeartBeatGrace)
+		c.hbIn = time.Duration(float64(in) * cfg.HeartBeatGrace)
 	}
-	_ = c.nc.SetReadDeadline(time.Time{})
+	c.heartBeatDeadline(time.Now()) // the connect timeout is over
 	if out > 0 {
-		c.hbOut.Store(int64(out))
-		c.signal()
+		c.startHeartBeats(out)
 	}
-	c.log.Debug("connected", zap.String("version", ver), zap.Bool("persistent", persistent),
+	c.logAt(zap.DebugLevel, "connected", zap.String("version", ver), zap.Bool("persistent", persistent),
 		zap.Bool("session_present", present), zap.Duration("heartbeat_in", in), zap.Duration("heartbeat_out", out))
 	return nil
 }
@@ -247,13 +246,20 @@ func (c *conn) onSend(f *frame.Frame) error {
 		return c.addOp(t, txOp{msg: msg})
 	}
 	// The RECEIPT (queued by handle after this returns) follows the
-	// core's acceptance: Publish has routed the message by then.
+	// core's acceptance: Publish has routed the message by then. With a
+	// store Publish waits for the disk: the RECEIPTs of earlier frames go
+	// out meanwhile rather than at the end of the burst.
+	if c.srv.b.Durable() {
+		c.kickWriter()
+	}
 	if err := c.sess.Publish(msg); err != nil {
 		return err
 	}
 	if msg.QoS > 0 {
 		// A congested subscriber holds this sender (its RECEIPT and the
-		// reading of its next frames) instead of losing the message.
+		// reading of its next frames) instead of losing the message. The
+		// RECEIPTs of earlier frames go out meanwhile.
+		c.kickWriter()
 		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
 	}
 	return nil
@@ -456,9 +462,8 @@ func (c *conn) settle(id string, nack, strict bool) error {
 	st.mu.Unlock()
 	if !res.found {
 		if !strict || res.stale || c.srv.cfg.UnknownID == UnknownIDIgnore {
-			if ce := c.log.Check(zap.DebugLevel, "ack of a message-id not awaiting acknowledgement ignored"); ce != nil {
-				ce.Write(zap.String("id", id), zap.Bool("nack", nack), zap.Bool("stale", res.stale))
-			}
+			c.logAt(zap.DebugLevel, "ack of a message-id not awaiting acknowledgement ignored",
+				zap.String("id", id), zap.Bool("nack", nack), zap.Bool("stale", res.stale))
 			return nil
 		}
 		return fmt.Errorf("%w: %q is not awaiting acknowledgement", errUnknownAck, id)
@@ -469,7 +474,7 @@ func (c *conn) settle(id string, nack, strict bool) error {
 	}
 	if res.dropped > 0 {
 		c.srv.dropped.Add(uint64(res.dropped))
-		c.log.Info("message dropped after too many redeliveries",
+		c.logAt(zap.InfoLevel, "message dropped after too many redeliveries",
 			zap.Int("max_redeliveries", c.srv.cfg.MaxRedeliveries), zap.Int("count", res.dropped))
 	}
 	return nil
@@ -554,6 +559,9 @@ func (c *conn) commit(t *transaction) error {
 	// or an UNSUBSCRIBE) voids the transaction too.
 	if err := c.checkAckIDs(ackIDs); err != nil {
 		return fmt.Errorf("%w: transaction not committed", err)
+	}
+	if c.srv.b.Durable() {
+		c.kickWriter() // as in onSend: Publish may wait for the disk
 	}
 	for _, op := range t.ops {
 		if op.msg == nil {

@@ -107,32 +107,36 @@ func messageFromSend(f *frame.Frame, defaultQoS byte, checkTopic func(string) er
 // user properties.
 func messageFrame(d *core.Delivery, sub *subscription, msgID string, v12, redelivered bool) *frame.Frame {
 	m := d.Msg
-	f := &frame.Frame{Command: frame.MESSAGE, Header: frame.NewHeader(
+	// The entries are gathered on the stack (for the usual few headers)
+	// and copied once into a header of the exact size, rather than grown
+	// by Add.
+	var arr [32]string
+	h := append(arr[:0],
 		frame.Destination, m.Topic,
 		frame.Subscription, sub.id,
 		frame.MessageId, msgID,
-	)}
+	)
 	if v12 && sub.ack != ackAuto {
-		f.Header.Add(frame.Ack, msgID)
+		h = append(h, frame.Ack, msgID)
 	}
 	if m.ContentType != "" {
-		f.Header.Add(frame.ContentType, m.ContentType)
+		h = append(h, frame.ContentType, m.ContentType)
 	}
-	f.Header.Add(frame.ContentLength, strconv.Itoa(len(m.Payload)))
+	h = append(h, frame.ContentLength, strconv.Itoa(len(m.Payload)))
 	if redelivered {
-		f.Header.Add(hdrRedelivered, "true")
+		h = append(h, hdrRedelivered, "true")
 	}
 	if d.Retain {
-		f.Header.Add(hdrRetain, "true")
+		h = append(h, hdrRetain, "true")
 	}
 	if m.ResponseTopic != "" {
-		f.Header.Add(hdrReplyTo, m.ResponseTopic)
+		h = append(h, hdrReplyTo, m.ResponseTopic)
 	}
 	if m.CorrelationData != nil && utf8.Valid(m.CorrelationData) {
-		f.Header.Add(hdrCorrelationID, string(m.CorrelationData))
+		h = append(h, hdrCorrelationID, string(m.CorrelationData))
 	}
 	if !m.ExpiresAt.IsZero() {
-		f.Header.Add(hdrExpires, strconv.FormatInt(m.ExpiresAt.UnixMilli(), 10))
+		h = append(h, hdrExpires, strconv.FormatInt(m.ExpiresAt.UnixMilli(), 10))
 	}
 	for _, u := range m.UserProps {
 		if u.Key == "" || messageReservedHeaders[u.Key] ||
@@ -141,8 +145,7 @@ func messageFrame(d *core.Delivery, sub *subscription, msgID string, v12, redeli
 			(u.Key == hdrExpires && !m.ExpiresAt.IsZero()) {
 			continue
 		}
-		f.Header.Add(u.Key, u.Value)
+		h = append(h, u.Key, u.Value)
 	}
-	f.Body = m.Payload
-	return f
+	return &frame.Frame{Command: frame.MESSAGE, Header: frame.NewHeader(h...), Body: m.Payload}
 }

@@ -132,14 +132,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.serve(wc, "ws", true)
 }
 
-// serve registers a connection and starts its goroutines.
+// serve registers a connection and starts its reader.
 func (s *Server) serve(nc net.Conn, listener string, perFrame bool) {
 	c := newConn(s, nc, listener, perFrame)
-	if !s.conns.Add(c, func() { s.wg.Add(2) }) {
+	if !s.conns.Add(c, func() { s.wg.Add(1) }) {
 		nc.Close()
 		return
 	}
-	go c.writeLoop()
+	// One goroutine to start with: the writer comes when needed.
 	go c.readLoop()
 }
 

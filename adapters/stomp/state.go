@@ -149,7 +149,7 @@ func (st *sessState) resubscribeExpired(gen uint64) {
 	}
 	st.mu.Unlock()
 	if len(filters) > 0 {
-		owner.log.Info("subscriptions of the previous connection not renewed: dropped",
+		owner.logAt(zap.InfoLevel, "subscriptions of the previous connection not renewed: dropped",
 			zap.Strings("destinations", filters), zap.Int("held_messages", held),
 			zap.Duration("resubscribe_timeout", st.srv.cfg.ResubscribeTimeout))
 	}

@@ -49,3 +49,45 @@ func writeUnescaped(buf *bytes.Buffer, f *frame.Frame) {
 	buf.Write(f.Body)
 	buf.WriteByte(0)
 }
+
+// writeEscaped appends f to buf with the STOMP 1.1+ header escapes, byte
+// for byte what go-stomp's frame.Writer writes, without its bufio.Writer
+// (a 4 KiB buffer and a second copy) and its strings.Replacer (a header
+// needing no escape, nearly all of them, is copied as it is).
+func writeEscaped(buf *bytes.Buffer, f *frame.Frame) {
+	buf.WriteString(f.Command)
+	buf.WriteByte('\n')
+	for i := 0; i < f.Header.Len(); i++ {
+		k, v := f.Header.GetAt(i)
+		writeEscapedValue(buf, k)
+		buf.WriteByte(':')
+		writeEscapedValue(buf, v)
+		buf.WriteByte('\n')
+	}
+	buf.WriteByte('\n')
+	buf.Write(f.Body)
+	buf.WriteByte(0)
+}
+
+// writeEscapedValue writes one header name or value, escaped [STOMP 1.2
+// "Value Encoding"].
+func writeEscapedValue(buf *bytes.Buffer, s string) {
+	if !strings.ContainsAny(s, "\\\r\n:") {
+		buf.WriteString(s)
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			buf.WriteString(`\\`)
+		case '\r':
+			buf.WriteString(`\r`)
+		case '\n':
+			buf.WriteString(`\n`)
+		case ':':
+			buf.WriteString(`\c`)
+		default:
+			buf.WriteByte(c)
+		}
+	}
+}

@@ -69,3 +69,27 @@ func TestMaxMessageAndTextOut(t *testing.T) {
 		t.Fatal("binary not sent as binary")
 	}
 }
+
+func TestWriteMessagesOneMessageEach(t *testing.T) {
+	c, s := pair(t, Options{TextWhenUTF8: true})
+	big := strings.Repeat("x", writeChunk) // a chunk boundary inside the batch
+	msgs := []string{"one", "", big, "two", "\xff"}
+	var b []byte
+	var ends []int
+	for _, m := range msgs {
+		b = append(b, m...)
+		ends = append(ends, len(b))
+	}
+	if n, err := s.WriteMessages(b, ends); err != nil || n != len(b) {
+		t.Fatalf("WriteMessages: %d, %v", n, err)
+	}
+	for i, want := range msgs {
+		mt, got, err := c.ReadMessage()
+		if err != nil || string(got) != want {
+			t.Fatalf("message %d: %.20q (%v), want %.20q", i, got, err, want)
+		}
+		if wantType := websocket.TextMessage; i == len(msgs)-1 && mt == wantType {
+			t.Fatal("invalid UTF-8 sent as text")
+		}
+	}
+}
