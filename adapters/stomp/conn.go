@@ -165,10 +165,6 @@ func (c *conn) queueLocked(items []outItem) {
 	c.startWriterLocked()
 }
 
-// send queues a control frame. Any goroutine may call it; the reader
-// calls reply instead, which saves the writer goroutine.
-func (c *conn) send(f *frame.Frame) { c.enqueue(outItem{f: f}, false) }
-
 // reply queues a control frame from the reader goroutine. Unless a writer
 // is running, the reader writes it itself when its burst of input ends
 // (flushReplies): a connection that only connects and subscribes never
