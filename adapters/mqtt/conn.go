@@ -13,6 +13,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/linger"
 )
 
 // conn is one MQTT network connection: a reader goroutine that decodes
@@ -374,16 +375,8 @@ const writerLinger = 100 * time.Millisecond
 // waitForWork blocks until the writer is woken, or retires the writer
 // after writerLinger without work (returning false).
 func (c *conn) waitForWork(idle **time.Timer) bool {
-	if *idle == nil {
-		*idle = time.NewTimer(writerLinger)
-	} else {
-		(*idle).Reset(writerLinger)
-	}
-	select {
-	case <-c.wake:
-		(*idle).Stop()
+	if linger.Wait(c.wake, idle, writerLinger) {
 		return true
-	case <-(*idle).C:
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -397,12 +390,7 @@ func (c *conn) waitForWork(idle **time.Timer) bool {
 }
 
 // wakeWriterLocked wakes a running writer goroutine. c.mu must be held.
-func (c *conn) wakeWriterLocked() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *conn) wakeWriterLocked() { linger.Wake(c.wake) }
 
 func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty) ([]byte, []codec.UserProperty, error) {
 	if it.pkt != nil {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/linger"
 )
 
 // The writing side of a connection. Nobody writes while nothing is
@@ -62,12 +63,7 @@ func (c *conn) startWriterLocked() {
 }
 
 // wakeWriterLocked wakes a running writer goroutine. c.mu must be held.
-func (c *conn) wakeWriterLocked() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *conn) wakeWriterLocked() { linger.Wake(c.wake) }
 
 // writeLoop is the writer goroutine: it drains the queue, then lingers
 // briefly for more work before it exits.
@@ -86,16 +82,8 @@ func (c *conn) writeLoop() {
 // waitForWork blocks until the writer is woken, or retires the writer
 // after writerLinger without work (returning false).
 func (c *conn) waitForWork(idle **time.Timer) bool {
-	if *idle == nil {
-		*idle = time.NewTimer(writerLinger)
-	} else {
-		(*idle).Reset(writerLinger)
-	}
-	select {
-	case <-c.wake:
-		(*idle).Stop()
+	if linger.Wait(c.wake, idle, writerLinger) {
 		return true
-	case <-(*idle).C:
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
