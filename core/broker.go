@@ -399,17 +399,23 @@ func (b *Broker) Publish(msg *Message) error {
 // publish routes msg and, with a store, waits until its writes are
 // durable.
 func (b *Broker) publish(msg *Message, info *ClientInfo, from *Session) error {
-	return b.publishW(msg, info, from, b.newWrites())
+	return b.publishW(msg, info, from, b.newWrites(), nil)
 }
 
-// publishW routes msg, collecting its store writes in w (nil: none), and
-// commits them durably. A refused message writes nothing.
-func (b *Broker) publishW(msg *Message, info *ClientInfo, from *Session, w *writes) error {
+// publishW routes msg, collecting its store writes in w (nil: none). With
+// done nil it commits them and waits until they are durable; otherwise it
+// submits them and done gets the outcome (see submit). A refused message
+// writes nothing, and done is then not called.
+func (b *Broker) publishW(msg *Message, info *ClientInfo, from *Session, w *writes, done func(error)) error {
 	if err := b.route1(msg, info, from, w); err != nil {
 		w.discard()
 		return err
 	}
-	return b.commit(w, true)
+	if done == nil {
+		return b.commit(w, true)
+	}
+	b.submit(w, done)
+	return nil
 }
 
 // PublishAs routes a message on behalf of a client that has no session
@@ -429,13 +435,7 @@ func (b *Broker) PublishAs(info *ClientInfo, msg *Message) error {
 // while its acknowledgement still waits for the store.
 func (b *Broker) PublishAsAsync(info *ClientInfo, msg *Message, done func(error)) error {
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: info.ClientID, Username: info.Username, Listener: info.Listener}
-	w := b.newWrites()
-	if err := b.route1(msg, info, nil, w); err != nil {
-		w.discard()
-		return err
-	}
-	b.submit(w, done)
-	return nil
+	return b.publishW(msg, info, nil, b.newWrites(), done)
 }
 
 // publishWill publishes the will of clientID, removing its PendingWill

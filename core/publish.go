@@ -38,15 +38,7 @@ func (s *Session) publishWith(msg *Message, w *writes, done func(error)) error {
 	info := s.info.Load()
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
 		Listener: info.Listener, sessionKey: s.key}
-	if err := s.b.route1(msg, info, s, w); err != nil {
-		w.discard()
-		return err
-	}
-	if done == nil {
-		return s.b.commit(w, true)
-	}
-	s.b.submit(w, done)
-	return nil
+	return s.b.publishW(msg, info, s, w, done)
 }
 
 // PublishExactlyOnce handles an inbound QoS 2 publication with packet id
