@@ -27,3 +27,15 @@ type Sink interface {
 	// must not call back into the session synchronously.
 	Close(reason error)
 }
+
+// Pacer is a Sink that can slow the publishers of its QoS 0 deliveries
+// instead of dropping them (session.queue_full_policy: backpressure).
+// After a QoS 0 delivery the core asks Room: a non-nil channel means the
+// sink's queue is past its bound (the delivery was still accepted, up to
+// a hard bound of the sink's own) and is closed once the queue drains;
+// the publisher then waits on it like on a congested QoS 1/2 queue
+// (Session.MustWait, Session.WaitForRoom). It is called with the
+// subscriber's session locked, so it must not block either.
+type Pacer interface {
+	Room() <-chan struct{}
+}

@@ -288,6 +288,14 @@ func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 	if q.qos == 0 {
 		if live {
 			ok := s.sink.Deliver(Delivery{Msg: q.msg, Retain: q.retain, SubIDs: q.ids, Filter: q.filter})
+			var room <-chan struct{}
+			if ok && s.b.cfg.QueueFullPolicy == Backpressure {
+				// A subscriber that keeps reading slows its publishers
+				// rather than losing their QoS 0 messages (see Pacer).
+				if p, isPacer := s.sink.(Pacer); isPacer {
+					room = p.Room()
+				}
+			}
 			s.mu.Unlock()
 			if ok {
 				st.MessagesSent.Add(1)
@@ -295,7 +303,7 @@ func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 			} else {
 				st.DroppedQoS0.Add(1)
 			}
-			return nil
+			return room
 		}
 		if s.sink == nil && !s.b.cfg.QueueQoS0 {
 			s.mu.Unlock()

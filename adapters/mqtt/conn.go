@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,26 +12,23 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
-	"github.com/iotgw/iotgw/internal/linger"
+	"github.com/iotgw/iotgw/internal/streamconn"
 )
 
-// conn is one MQTT network connection: a reader goroutine that decodes
-// packets and calls the core, and a writer goroutine that drains the
-// outbound queue, coalescing whatever is pending into one socket write.
-// It is the core.Sink of its session.
+// conn is one MQTT network connection on the shared stream engine
+// (internal/streamconn: reader and writer goroutines, idle hand-over,
+// queue, graceful close); this type is its MQTT side, the codec and the
+// handlers, and the core.Sink of its session.
 type conn struct {
+	eng      streamconn.Conn[outItem]
 	srv      *Server
-	nc       net.Conn
 	listener string
 	remote   string
-	// br is borrowed from readerPool only while bytes are arriving; an
-	// idle connection waits on a one-byte read and holds no buffer.
-	br    *bufio.Reader
-	first firstByte
 
-	// Reader-goroutine state. version is written once, before the CONNACK
-	// is queued; the writer reads it only after taking an item from the
-	// queue under mu, which orders the two.
+	// Reader-goroutine state. version and connected are written under the
+	// engine's lock, which Close takes to read them from other goroutines;
+	// the writer reads version after taking items from the queue under the
+	// same lock.
 	version      byte
 	clientID     string
 	sess         *core.Session
@@ -40,55 +36,54 @@ type conn struct {
 	connected    bool
 	publishWill  bool // false after a clean DISCONNECT
 	aliasesIn    map[uint16]string
-	maxOutPacket int                   // the client's Maximum Packet Size (0: none)
-	aliasOutMax  int                   // the client's Topic Alias Maximum (0: none)
-	expiry0      bool                  // v5: CONNECT asked for session expiry 0
-	qos2Held     int                   // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
-	acks         *ackPipe              // ordered, durable acknowledgements; nil until needed
-	pending      *pendingConnect       // CONNECT awaiting enhanced authentication
-	authConv     core.AuthConversation // authentication exchange in progress
-	authMethod   string                // method the connection authenticated with
-	lastInput    time.Time             // when the reader last ran out of input
-	lingerSet    time.Time             // when the linger deadline was last set
-	lingering    bool                  // the read deadline is the linger, not the keep alive
-
-	mu          sync.Mutex
-	out         []outItem
-	spare       []outItem
-	pendingQoS0 int
-	closing     bool
-	closeErr    error
-	writing     bool              // someone writes the queue: a writer goroutine, or the reader at the end of a burst
-	wake        chan struct{}     // wakes a running writer
-	writerDone  chan struct{}     // closed by the writer that closes the socket
-	aliasesOut  map[string]uint16 // outbound topic aliases; used by the writer only
+	maxOutPacket int                        // the client's Maximum Packet Size (0: none)
+	aliasOutMax  int                        // the client's Topic Alias Maximum (0: none)
+	expiry0      bool                       // v5: CONNECT asked for session expiry 0
+	qos2Held     int                        // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
+	acks         *streamconn.Pipe[outItem]  // ordered, durable acknowledgements; nil until needed
+	pending      *pendingConnect            // CONNECT awaiting enhanced authentication
+	authConv     core.AuthConversation      // authentication exchange in progress
+	authMethod   string                     // method the connection authenticated with
+	aliasesOut   map[string]uint16          // outbound topic aliases; used by the writer only
 }
 
-// outItem is a control packet or a delivery waiting for the writer.
+// outItem is a control packet, an acknowledgement or a delivery waiting
+// for the writer. Acknowledgements carry their three fields by value
+// (codec.Ack with its properties is large, and a pointer would cost an
+// allocation per ack).
 type outItem struct {
 	pkt codec.Packet
+	ack ackItem
 	d   core.Delivery
 }
 
-var _ core.Sink = (*conn)(nil)
-
-func newConn(s *Server, nc net.Conn, listener string) *conn {
-	remote := nc.RemoteAddr().String()
-	return &conn{
-		srv:         s,
-		nc:          nc,
-		listener:    listener,
-		remote:      remote,
-		publishWill: true,
-		wake:        make(chan struct{}, 1),
-		writerDone:  make(chan struct{}),
-	}
+// ackItem is a PUBACK, PUBREC, PUBREL or PUBCOMP (kind 0: none).
+type ackItem struct {
+	kind codec.PacketType
+	rc   codec.ReasonCode
+	id   uint16
 }
 
-// logAt logs with the connection's fields. The fields are attached per
+var (
+	_ core.Sink  = (*conn)(nil)
+	_ core.Pacer = (*conn)(nil)
+)
+
+func newConn(s *Server, nc net.Conn, listener string, opts streamconn.Options) *conn {
+	c := &conn{
+		srv:         s,
+		listener:    listener,
+		remote:      nc.RemoteAddr().String(),
+		publishWill: true,
+	}
+	c.eng.Init(s.g, c, nc, opts)
+	return c
+}
+
+// LogAt logs with the connection's fields. The fields are attached per
 // call rather than kept in a derived logger: a logger per connection
 // costs kilobytes of idle memory, and logging is rare.
-func (c *conn) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
+func (c *conn) LogAt(level zapcore.Level, msg string, fields ...zap.Field) {
 	if ce := c.srv.log.Check(level, msg); ce != nil {
 		fields = append(fields, zap.String("remote", c.remote), zap.String("listener", c.listener))
 		if c.clientID != "" {
@@ -98,88 +93,34 @@ func (c *conn) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
 	}
 }
 
-// Deliver queues a delivery for the writer; it never blocks. QoS 0 beyond
-// MaxPendingQoS0 is refused (the core counts the drop).
+func (c *conn) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
+	c.LogAt(level, msg, fields...)
+}
+
+// Deliver queues a delivery for the writer (or writes it at once to an
+// idle connection); it never blocks. QoS 0 beyond the pending bound is
+// refused (the core counts the drop).
 func (c *conn) Deliver(d core.Delivery) bool {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return false
-	}
-	if d.QoS == 0 && !d.Release {
-		if c.pendingQoS0 >= c.srv.cfg.MaxPendingQoS0 {
-			c.mu.Unlock()
-			return false
-		}
-		c.pendingQoS0++
-	}
-	c.out = append(c.out, outItem{d: d})
-	c.startWriterLocked()
-	c.mu.Unlock()
-	return true
+	return c.eng.Deliver(outItem{d: d}, d.QoS == 0 && !d.Release)
 }
 
-// send queues a control packet for the writer. Any goroutine may call it;
-// the reader calls reply instead, which saves the writer goroutine.
-func (c *conn) send(p codec.Packet) {
-	c.enqueue(p, false)
-}
+// Room implements core.Pacer.
+func (c *conn) Room() <-chan struct{} { return c.eng.Room() }
 
-// reply queues a control packet from the reader goroutine. Unless a writer
-// is running, the reader writes it itself when its burst of input ends
-// (flushReplies): a connection that only connects, subscribes and pings
-// never needs a second goroutine.
-func (c *conn) reply(p codec.Packet) {
-	c.enqueue(p, true)
-}
+// send queues a control packet from any goroutine; the reader calls reply
+// instead, which saves the writer goroutine.
+func (c *conn) send(p codec.Packet) { c.eng.Send(outItem{pkt: p}) }
 
-func (c *conn) enqueue(p codec.Packet, fromReader bool) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	c.out = append(c.out, outItem{pkt: p})
-	if !fromReader || c.writing {
-		c.startWriterLocked()
-	}
-	c.mu.Unlock()
-}
-
-// startWriterLocked makes sure what is queued gets written: it starts a
-// writer goroutine when nobody is writing, else wakes the running writer
-// when the queue has just become non-empty (with more, it was woken
-// already). c.mu must be held.
-func (c *conn) startWriterLocked() {
-	if !c.writing {
-		c.writing = true
-		c.srv.wg.Add(1)
-		go c.writeLoop()
-		return
-	}
-	if len(c.out) == 1 {
-		c.wakeWriterLocked()
-	}
-}
-
-// kickWriter hands the reader's pending replies to a writer goroutine;
-// the reader calls it before it may block inside a handler (waiting for
-// room in the ack pipe or at a congested subscriber), so that earlier
-// acknowledgements do not wait for the end of its burst.
-func (c *conn) kickWriter() {
-	c.mu.Lock()
-	if len(c.out) > 0 && !c.closing {
-		c.startWriterLocked()
-	}
-	c.mu.Unlock()
-}
+// reply queues a control packet from the reader goroutine, which writes
+// it at the end of its burst.
+func (c *conn) reply(p codec.Packet) { c.eng.Reply(outItem{pkt: p}) }
 
 // Close implements core.Sink: the connection flushes what is queued (plus
 // an MQTT 5 DISCONNECT naming the reason) and closes.
 func (c *conn) Close(reason error) {
-	c.mu.Lock()
+	c.eng.Lock()
 	v5 := c.version == codec.V5 && c.connected
-	c.mu.Unlock()
+	c.eng.Unlock()
 	var last codec.Packet
 	if v5 {
 		last = &codec.Disconnect{ReasonCode: reasonFor(reason)}
@@ -187,243 +128,99 @@ func (c *conn) Close(reason error) {
 	c.closeWith(last, reason)
 }
 
-// closeWith queues an optional final packet and marks the connection
-// closing; the writer flushes and closes the socket.
+// closeWith queues an optional final packet and starts the graceful
+// close (streamconn.Conn.CloseWith).
 func (c *conn) closeWith(last codec.Packet, reason error) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
+	if reason != nil && !errors.Is(reason, errClientDisconnected) {
+		c.logAt(zap.DebugLevel, "closing", zap.Error(reason))
+	}
+	if last == nil {
+		c.eng.CloseWith(nil)
 		return
 	}
-	if last != nil {
-		c.out = append(c.out, outItem{pkt: last})
-	}
-	c.closing = true
-	c.closeErr = reason
-	if c.writing {
-		c.wakeWriterLocked()
-	} else {
-		c.startWriterLocked()
-	}
-	c.mu.Unlock()
-	// A peer that stops reading must not hold the shutdown up for long.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.eng.CloseWith(&outItem{pkt: last})
 }
 
-// writeLoop is the writer goroutine: it drains the queue, then lingers
-// briefly for more work before it exits.
-func (c *conn) writeLoop() {
-	defer c.srv.wg.Done()
-	var w writeScratch
-	defer w.release()
-	var idle *time.Timer
-	for c.drain(false, &w) {
-		if !c.waitForWork(&idle) {
-			return
-		}
+// fail closes the connection after an error; MQTT 5 clients get a
+// DISCONNECT with the reason code first [MQTT-4.13.1-1].
+func (c *conn) fail(rc codec.ReasonCode, err error) {
+	var last codec.Packet
+	if c.version == codec.V5 && c.connected && rc >= 0x80 {
+		last = &codec.Disconnect{ReasonCode: rc}
 	}
+	c.closeWith(last, err)
 }
 
-// writeScratch is a writer's reusable state; the buffer comes from
-// writeBufPool on first use and goes back when the writer is done (the
-// writer goroutine keeps it across wakes: no pool round trip per batch).
+// writeScratch is a writer's reusable encoding state, kept in the
+// engine's pooled batch.
 type writeScratch struct {
-	bp    *[]byte
 	pub   codec.Publish
+	ack   codec.Ack
 	props []codec.UserProperty
 }
 
-func (w *writeScratch) buf() []byte {
-	if w.bp == nil {
-		w.bp = writeBufPool.Get().(*[]byte)
+// Encode implements streamconn.Proto: it appends one queued item.
+func (c *conn) Encode(b *streamconn.Batch, it *outItem) {
+	w, _ := b.Scratch.(*writeScratch)
+	if w == nil {
+		w = new(writeScratch)
+		b.Scratch = w
 	}
-	return (*w.bp)[:0]
-}
-
-func (w *writeScratch) release() {
-	if w.bp != nil && cap(*w.bp) <= 2*writeChunk {
-		writeBufPool.Put(w.bp) // a huge one is left to the GC
-	}
-	w.bp = nil
-}
-
-// flushReplies is the reader's end of a burst: unless a writer goroutine
-// is running (which then writes them), the reader writes the replies it
-// queued itself, acting as the writer until the queue is empty.
-func (c *conn) flushReplies() {
-	c.mu.Lock()
-	if c.writing || len(c.out) == 0 {
-		c.mu.Unlock()
-		return
-	}
-	c.writing = true
-	c.mu.Unlock()
-	var w writeScratch
-	c.drain(true, &w)
-	w.release()
-}
-
-// writeBufPool holds write buffers: a connection has one only while it
-// writes, so an idle one keeps none.
-var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// drain encodes everything queued into one buffer and writes it with one
-// call (many packets, one syscall, under load), until the queue is empty.
-// The caller has set c.writing. It reports false when the connection's
-// writing is over (closed or failed: the socket is closed). The reader
-// (reader true) writes one batch and then stops being the writer: writing
-// is cleared under the same lock that saw the queue empty, so a packet
-// queued later starts a writer goroutine, and one already queued gets one.
-func (c *conn) drain(reader bool, w *writeScratch) bool {
-	stats := c.srv.b.Stats()
-	for {
-		c.mu.Lock()
-		items := c.out
-		c.out = c.spare[:0]
-		c.spare = nil
-		c.pendingQoS0 = 0
-		closing := c.closing
-		if len(items) == 0 {
-			if closing {
-				c.mu.Unlock()
-				c.nc.Close()
-				close(c.writerDone)
-				return false
-			}
-			if reader {
-				c.writing = false
-			}
-			c.mu.Unlock()
-			return true
-		}
-		c.mu.Unlock()
-		buf := w.buf()
-		for i := range items {
-			var err error
-			buf, w.props, err = c.appendItem(buf, &items[i], &w.pub, w.props)
-			if err != nil {
-				c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
-			}
-			items[i] = outItem{}
-			// Flush every writeChunk bytes: a long queue goes out in a
-			// few large writes, not one huge buffer.
-			if len(buf) >= writeChunk && i < len(items)-1 {
-				if !c.flush(buf, closing, stats) {
-					*w.bp = buf
-					return false
-				}
-				buf = buf[:0]
-			}
-		}
-		*w.bp = buf
-		if len(buf) > 0 && !c.flush(buf, closing, stats) {
-			return false
-		}
-		if reader {
-			// One batch only: deliveries may keep coming, and the reader
-			// must get back to reading. Whatever came meanwhile goes to a
-			// writer goroutine.
-			c.mu.Lock()
-			if len(c.out) == 0 && !c.closing {
-				c.writing = false
-				c.out = nil
-			} else {
-				c.srv.wg.Add(1)
-				go c.writeLoop()
-			}
-			c.mu.Unlock()
-			return true
-		}
-		c.mu.Lock()
-		c.spare = items[:0]
-		c.mu.Unlock()
-	}
-}
-
-// writeChunk is the size at which the writer flushes mid-batch.
-const writeChunk = 64 << 10
-
-// flush writes buf to the socket; on failure it marks the connection
-// closing, closes the socket and reports false (the writer then exits).
-func (c *conn) flush(buf []byte, closing bool, stats *core.Stats) bool {
-	if !closing {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	}
-	n, err := c.nc.Write(buf)
-	stats.WireBytesSent.Add(uint64(n))
-	if err == nil {
-		return true
-	}
-	c.logAt(zap.DebugLevel, "write failed", zap.Error(err))
-	c.mu.Lock()
-	c.closing = true
-	c.out = nil
-	c.writing = false
-	c.mu.Unlock()
-	c.nc.Close()
-	close(c.writerDone)
-	return false
-}
-
-// writerLinger is how long an idle writer goroutine waits for more work
-// before it exits; the next packet starts a new one. Idle connections
-// then cost one goroutine, not two, and a short linger keeps the
-// goroutines of connections that just received something from piling up
-// (each holds a stack) while still sparing a busy one the restarts.
-const writerLinger = 100 * time.Millisecond
-
-// waitForWork blocks until the writer is woken, or retires the writer
-// after writerLinger without work (returning false).
-func (c *conn) waitForWork(idle **time.Timer) bool {
-	if linger.Wait(c.wake, idle, writerLinger) {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.out) > 0 || c.closing {
-		return true
-	}
-	c.writing = false
-	c.out = nil
-	c.spare = nil
-	return false
-}
-
-// wakeWriterLocked wakes a running writer goroutine. c.mu must be held.
-func (c *conn) wakeWriterLocked() { linger.Wake(c.wake) }
-
-func (c *conn) appendItem(buf []byte, it *outItem, pub *codec.Publish, props []codec.UserProperty) ([]byte, []codec.UserProperty, error) {
-	if it.pkt != nil {
+	var err error
+	switch {
+	case it.pkt != nil:
 		c.srv.pc.Out(int(it.pkt.Type()))
-		b, err := codec.Append(buf, it.pkt, c.version)
-		return b, props, err
+		b.Buf, err = codec.Append(b.Buf, it.pkt, c.version)
+	case it.ack.kind != 0:
+		c.srv.pc.Out(int(it.ack.kind))
+		w.ack = codec.Ack{Kind: it.ack.kind, PacketID: it.ack.id, ReasonCode: it.ack.rc}
+		b.Buf, err = codec.Append(b.Buf, &w.ack, c.version)
+	default:
+		err = c.appendDelivery(b, &it.d, w)
 	}
-	d := &it.d
+	if err != nil {
+		c.logAt(zap.WarnLevel, "encode failed", zap.Error(err))
+	}
+}
+
+func (c *conn) appendDelivery(b *streamconn.Batch, d *core.Delivery, w *writeScratch) error {
+	var err error
 	if d.Release {
 		c.srv.pc.Out(int(codec.TypePubrel))
-		b, err := codec.Append(buf, &codec.Ack{Kind: codec.TypePubrel, PacketID: d.ID}, c.version)
-		return b, props, err
+		w.ack = codec.Ack{Kind: codec.TypePubrel, PacketID: d.ID}
+		b.Buf, err = codec.Append(b.Buf, &w.ack, c.version)
+		return err
 	}
 	m := d.Msg
+	pub := &w.pub
 	*pub = codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.QoS, Retain: d.Retain, Dup: d.Dup, PacketID: d.ID}
 	if c.version == codec.V5 {
-		props = c.publishProps(pub, d, props)
+		w.props = c.publishProps(pub, d, w.props)
 		if c.maxOutPacket > 0 && codec.Size(pub, c.version) > c.maxOutPacket {
 			// Too big for this client: it is not sent, and the session
-			// treats it as delivered [MQTT-3.1.2-25].
+			// treats it as delivered [MQTT-3.1.2-25] once the batch is
+			// out (never from inside a Sink call: Written).
 			c.logAt(zap.DebugLevel, "message exceeds client's maximum packet size", zap.String("topic", m.Topic))
 			if d.QoS > 0 {
-				c.sess.AckedBy(c, d.ID)
+				b.Acks = append(b.Acks, d.ID)
 			}
-			return buf, props, nil
+			return nil
 		}
 		if c.aliasOutMax > 0 {
 			c.applyAlias(pub)
 		}
 	}
 	c.srv.pc.Out(int(codec.TypePublish))
-	b, err := codec.Append(buf, pub, c.version)
-	return b, props, err
+	b.Buf, err = codec.Append(b.Buf, pub, c.version)
+	return err
+}
+
+// Written implements streamconn.Proto: deliveries the client could not
+// take are complete.
+func (c *conn) Written(acks []uint16) {
+	for _, id := range acks {
+		c.sess.AckedBy(c, id)
+	}
 }
 
 // applyAlias uses a topic alias towards a client that accepts them
@@ -490,194 +287,30 @@ func (c *conn) publishProps(pub *codec.Publish, d *core.Delivery, scratch []code
 	return scratch
 }
 
-// readLoop is the connection's first reader goroutine.
-func (c *conn) readLoop() {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
-	c.readBursts(nil)
-}
-
-// readBursts decodes packets and calls the core; err is a read error that
-// ended the wait before it. It returns in one of two ways: the connection
-// ended (it detaches the session, publishing the will unless the client
-// disconnected cleanly), or the input paused for readerLinger and it
-// handed the connection to a fresh goroutine (idleRead).
-//
-// Why the hand-over: handling packets (CONNECT, SUBSCRIBE, routing a
-// publication) grows a goroutine's stack to several KiB, and the runtime
-// shrinks it only by halves at garbage collections, which are rare when
-// nothing happens. An idle connection's goroutine would keep that stack
-// for its whole life; a new one that only waits for a byte starts small.
-func (c *conn) readBursts(err error) {
-	defer c.srv.wg.Done()
-	stats := c.srv.b.Stats()
-	for {
-		if err == nil && !c.first.has && (c.br == nil || c.br.Buffered() == 0) {
-			c.flushReplies()
-			var idle bool
-			idle, err = c.awaitData()
-			if idle {
-				c.srv.wg.Add(1)
-				go c.idleRead()
-				return
-			}
-		}
-		if err != nil {
-			c.readFailed(nil, err)
-			c.finish()
-			return
-		}
-		if c.br == nil {
-			c.borrowReader()
-		}
-		pkt, n, rerr := codec.ReadPacket(c.br, c.version, c.srv.cfg.MaxPacketSize)
-		stats.WireBytesReceived.Add(uint64(n))
-		if rerr != nil {
-			c.readFailed(pkt, rerr)
-			c.finish()
-			return
-		}
-		c.srv.pc.In(int(pkt.Type()))
-		if herr := c.handle(pkt); herr != nil {
-			if !errors.Is(herr, errClientDisconnected) {
-				c.logAt(zap.InfoLevel, "closing connection", zap.Error(herr))
-			}
-			c.finish()
-			return
-		}
+// Next implements streamconn.Proto: one packet read and handled.
+func (c *conn) Next(r *bufio.Reader) error {
+	pkt, _, err := codec.ReadPacket(r, c.version, c.srv.cfg.MaxPacketSize)
+	if err != nil {
+		c.readFailed(pkt, err)
+		return err
 	}
+	c.srv.pc.In(int(pkt.Type()))
+	if herr := c.handle(pkt); herr != nil {
+		if !errors.Is(herr, errClientDisconnected) {
+			c.logAt(zap.InfoLevel, "closing connection", zap.Error(herr))
+		}
+		return herr
+	}
+	return nil
 }
 
-// idleRead is the goroutine of an idle connection: it holds no buffer and
-// a minimal stack while it waits for the next byte, then carries on as
-// the reader. It must stay shallow: its frame and those of the read it
-// calls are all the stack an idle connection has.
-func (c *conn) idleRead() {
-	c.keepAliveDeadline(c.lastInput)
-	c.readBursts(c.readFirst())
-}
-
-// keepAliveDeadline allows 1.5 times the keep alive after the input at
-// from [MQTT-3.1.2-24] (no deadline without keep alive) and ends the
-// linger.
-func (c *conn) keepAliveDeadline(from time.Time) {
-	c.lingering = false
+// IdleDeadline implements streamconn.Proto: 1.5 times the keep alive
+// after the last input [MQTT-3.1.2-24]; none without keep alive.
+func (c *conn) IdleDeadline(last time.Time) time.Time {
 	if c.keepAlive > 0 {
-		_ = c.nc.SetReadDeadline(from.Add(c.keepAlive * 3 / 2))
-	} else {
-		_ = c.nc.SetReadDeadline(time.Time{})
+		return last.Add(c.keepAlive * 3 / 2)
 	}
-}
-
-// readerLinger is how long the reader waits for more input after a burst
-// before it hands the connection to a fresh goroutine (readBursts).
-// Short enough that idle connections soon shed their stacks, long enough
-// that a busy connection rarely pays for a new goroutine.
-const readerLinger = 100 * time.Millisecond
-
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
-// firstByte is the read buffer's source: it replays the byte awaitData
-// read, then reads the socket.
-type firstByte struct {
-	c   *conn
-	b   [1]byte
-	has bool
-}
-
-func (f *firstByte) Read(p []byte) (int, error) {
-	if f.has && len(p) > 0 {
-		p[0] = f.b[0]
-		f.has = false
-		return 1, nil // do not block for more: bufio asks again when it needs it
-	}
-	c := f.c
-	n, err := c.nc.Read(p)
-	if n == 0 && c.lingering && isTimeout(err) {
-		// The linger ran out in the middle of a packet: that is a slow
-		// client, not an idle one, and it has the keep alive to finish.
-		c.keepAliveDeadline(time.Now())
-		n, err = c.nc.Read(p)
-	}
-	return n, err
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// awaitData gives the read buffer back while no input is buffered and
-// blocks on a one-byte read; when data arrives it borrows a buffer again.
-// This keeps idle connections small at the cost of one extra read per
-// burst of packets. Once connected it waits only readerLinger, and
-// reports idle when that passes without input (the keep alive is then
-// the idle goroutine's to enforce).
-func (c *conn) awaitData() (idle bool, err error) {
-	c.releaseReader()
-	if c.connected {
-		// The reader has just run out of input: this is the time of the
-		// last input, which the keep alive counts from.
-		now := time.Now()
-		c.lastInput = now
-		// Re-arming costs a timer update; skip it while the linger set
-		// last is at least half a linger away.
-		switch {
-		case !c.srv.lingerOK(c.listener):
-			// Over a transport where a timed-out read is fatal, the
-			// reader keeps its goroutine and waits for the keep alive.
-			if now.Sub(c.lingerSet) >= readerLinger/2 {
-				c.lingerSet = now
-				c.keepAliveDeadline(now)
-			}
-		case !c.lingering || now.Sub(c.lingerSet) >= readerLinger/2:
-			c.lingering = true
-			c.lingerSet = now
-			_ = c.nc.SetReadDeadline(now.Add(readerLinger))
-		}
-	}
-	if err := c.readFirst(); err != nil {
-		if c.lingering && isTimeout(err) {
-			return true, nil
-		}
-		return false, err
-	}
-	return false, nil
-}
-
-// readFirst blocks until one byte arrives and keeps it in c.first.
-func (c *conn) readFirst() error {
-	for {
-		n, err := c.nc.Read(c.first.b[:])
-		if n == 1 {
-			c.first.has = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-func (c *conn) borrowReader() {
-	c.first.c = c
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(&c.first)
-}
-
-// releaseReader returns the read buffer to the pool once it is drained.
-func (c *conn) releaseReader() {
-	if c.br != nil && c.br.Buffered() == 0 {
-		c.dropReader()
-	}
-}
-
-// dropReader returns the read buffer to the pool, whatever it holds.
-func (c *conn) dropReader() {
-	if c.br != nil {
-		c.br.Reset(nil)
-		readerPool.Put(c.br)
-		c.br = nil
-	}
+	return time.Time{}
 }
 
 var errClientDisconnected = errors.New("client disconnected")
@@ -720,25 +353,11 @@ func (c *conn) readFailed(pkt codec.Packet, err error) {
 	}
 }
 
-// fail closes the connection after an error; MQTT 5 clients get a
-// DISCONNECT with the reason code first [MQTT-4.13.1-1].
-func (c *conn) fail(rc codec.ReasonCode, err error) {
-	var last codec.Packet
-	if c.version == codec.V5 && c.connected && rc >= 0x80 {
-		last = &codec.Disconnect{ReasonCode: rc}
-	}
-	c.closeWith(last, err)
-}
-
-// finish runs when the reader stops: detach the session and wait for the
-// writer to flush and close.
-func (c *conn) finish() {
-	c.dropReader()
-	c.closeWith(nil, nil)
+// Ended implements streamconn.Proto: the session is detached, publishing
+// the will unless the client disconnected cleanly.
+func (c *conn) Ended() {
 	if c.sess != nil {
 		c.sess.Disconnect(c, core.DisconnectOptions{PublishWill: c.publishWill})
 	}
-	<-c.writerDone
-	c.nc.Close()
 	c.srv.forget(c)
 }

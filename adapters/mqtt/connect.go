@@ -37,9 +37,9 @@ func (c *conn) refuseConnect(p *codec.Connect, rc codec.ReasonCode) {
 
 func (c *conn) onConnect(p *codec.Connect) error {
 	cfg := &c.srv.cfg
-	c.mu.Lock()
+	c.eng.Lock()
 	c.version = p.ProtocolLevel
-	c.mu.Unlock()
+	c.eng.Unlock()
 	v5 := c.version == codec.V5
 	clientID := p.ClientID
 	assigned := false
@@ -148,9 +148,10 @@ func (c *conn) finishConnect(st *pendingConnect, authData []byte) error {
 		}
 		c.aliasesIn = make(map[uint16]string)
 	}
-	c.mu.Lock()
+	c.eng.Lock()
 	c.connected = true
-	c.mu.Unlock()
+	c.eng.Unlock()
+	c.eng.Established()
 	c.reply(ack)
 	sess.Start()
 	// The reader's next wait sets the read deadline: the connect timeout

@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/streamconn"
 )
 
 var (
@@ -109,23 +110,23 @@ func (c *conn) onPublish(p *codec.Publish) error {
 	}
 	// A QoS 1/2 publication's acknowledgement waits in the ack pipe for
 	// its write to be durable while this goroutine goes on reading.
-	var slot *ackSlot
+	var slot *streamconn.Slot[outItem]
 	done := ignoreOutcome
 	switch p.QoS {
 	case 1:
-		slot = c.pipe().reserve(codec.TypePuback, p.PacketID)
-		done = slot.done
+		slot = c.reserve(codec.TypePuback, p.PacketID)
+		done = slot.Done
 	case 2:
-		slot = c.pipe().reserve(codec.TypePubrec, p.PacketID)
-		done = slot.done
+		slot = c.reserve(codec.TypePubrec, p.PacketID)
+		done = slot.Done
 	}
 	var err error
 	if rc == codec.Success {
 		if p.QoS == 2 {
 			if v5 && c.qos2Held >= cfg.ReceiveMaximum {
 				c.fail(codec.ReceiveMaximumExceeded, errProtocol)
-				slot.done(nil)
-				slot.release(codec.Success) // never sent: the connection is closing
+				slot.Done(nil)
+				release(slot, codec.Success) // never sent: the connection is closing
 				return fmt.Errorf("%w: receive maximum %d exceeded [MQTT-3.3.4-9]", errProtocol, cfg.ReceiveMaximum)
 			}
 			var dup bool
@@ -147,7 +148,7 @@ func (c *conn) onPublish(p *codec.Publish) error {
 			// [MQTT-3.3.2-2].
 			c.fail(codec.TopicNameInvalid, err)
 			if slot != nil {
-				slot.release(codec.Success) // never sent: the connection is closing
+				release(slot, codec.Success) // never sent: the connection is closing
 			}
 			return fmt.Errorf("%w: %q: %v", errBadTopic, topicName, err)
 		}
@@ -157,22 +158,21 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		c.logAt(zap.DebugLevel, "publish refused", zap.String("topic", topicName), zap.Error(err))
 		rc = reasonFor(err)
 	}
+	if err == nil && c.sess.MustWait() {
+		// A congested subscriber holds this publisher's acknowledgement
+		// and, since this goroutine reads its socket, its next packets
+		// (at QoS 0 too: TCP flow control then slows the client) rather
+		// than having messages dropped later.
+		c.eng.Kick() // earlier acks must not wait with this one
+		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
+	}
 	if slot == nil {
 		return nil
-	}
-	if err == nil {
-		// A congested subscriber holds this publisher's acknowledgement
-		// (and, since this goroutine reads its socket, its next packets)
-		// rather than having the message dropped later.
-		if c.sess.MustWait() {
-			c.kickWriter() // earlier acks must not wait with this one
-			c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
-		}
 	}
 	if !v5 {
 		rc = codec.Success
 	}
-	slot.release(rc)
+	release(slot, rc)
 	return nil
 }
 
@@ -188,22 +188,22 @@ func (c *conn) onAck(a *codec.Ack) error {
 			return nil
 		}
 		// PUBREL goes once the received state is durable.
-		slot := c.pipe().reserve(codec.TypePubrel, a.PacketID)
+		slot := c.reserve(codec.TypePubrel, a.PacketID)
 		rc := codec.Success
-		if !c.sess.ReceivedAsync(a.PacketID, slot.done) && v5 {
+		if !c.sess.ReceivedAsync(a.PacketID, slot.Done) && v5 {
 			rc = codec.PacketIDNotFound
 		}
-		slot.release(rc)
+		release(slot, rc)
 	case codec.TypePubrel:
 		// PUBCOMP goes once the release is durable.
-		slot := c.pipe().reserve(codec.TypePubcomp, a.PacketID)
+		slot := c.reserve(codec.TypePubcomp, a.PacketID)
 		rc := codec.Success
-		if c.sess.ReleaseAsync(a.PacketID, slot.done) {
+		if c.sess.ReleaseAsync(a.PacketID, slot.Done) {
 			c.qos2Held--
 		} else if v5 {
 			rc = codec.PacketIDNotFound
 		}
-		slot.release(rc)
+		release(slot, rc)
 	}
 	return nil
 }

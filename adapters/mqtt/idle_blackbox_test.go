@@ -72,7 +72,7 @@ func settled(t *testing.T, base, want int, when string) {
 	testutil.Eventually(t, waitTimeout, func() bool {
 		var sb strings.Builder
 		_ = pprof.Lookup("goroutine").WriteTo(&sb, 2)
-		return strings.Count(sb.String(), "mqtt.(*conn).idleRead(") >= want
+		return strings.Count(sb.String(), "streamconn.(*Conn[...]).idleRead(") >= want
 	}, when+": every idle connection's goroutine to be an idleRead")
 }
 

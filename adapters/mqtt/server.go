@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sync"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -13,6 +12,8 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/internal/listen"
+	"github.com/iotgw/iotgw/internal/streamconn"
+	"github.com/iotgw/iotgw/internal/tcpconn"
 	"github.com/iotgw/iotgw/internal/wsconn"
 )
 
@@ -26,7 +27,7 @@ type Server struct {
 
 	ls    *listen.Listeners
 	conns listen.Conns[*conn]
-	wg    sync.WaitGroup
+	g     *streamconn.Group
 }
 
 var _ core.Adapter = (*Server)(nil)
@@ -50,10 +51,17 @@ var packetNames = []string{"", "connect", "connack", "publish", "puback", "pubre
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoMQTT, packetNames)
+	s.g = streamconn.NewGroup(streamconn.Config{
+		ConnectTimeout: s.cfg.ConnectTimeout,
+		WriteTimeout:   s.cfg.WriteTimeout,
+		MaxPendingQoS0: s.cfg.MaxPendingQoS0,
+		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
+		Stats:          b.Stats(),
+	})
 	ls, err := listen.Start(ctx, listen.Config{
 		Section: "mqtt", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
-		ServeTCP: func(nc net.Conn) { s.serve(nc, "tcp") },
+		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp") },
 		ServeWS:  s.serveWS,
 	})
 	if err != nil {
@@ -87,22 +95,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.serve(wc, "ws")
 }
 
-// serve registers a connection and starts its reader; the writer starts
-// with the first outbound packet.
+// serve registers a connection and starts its reader; a writer starts
+// with the first outbound packet that the reader does not write itself.
 func (s *Server) serve(nc net.Conn, listener string) {
-	c := newConn(s, nc, listener)
-	if !s.conns.Add(c, func() { s.wg.Add(1) }) {
+	c := newConn(s, nc, listener, streamconn.Options{})
+	if !s.conns.Add(c, c.eng.Start) {
 		nc.Close()
-		return
 	}
-	go c.readLoop()
 }
-
-// lingerOK tells whether a connection from listener may wait for input
-// with a short read deadline and hand over to a fresh goroutine when it
-// passes (readBursts). Both of our transports survive a timed-out read
-// (wsconn keeps its frame state); a future TLS listener would not.
-func (s *Server) lingerOK(listener string) bool { return listener == "tcp" || listener == "ws" }
 
 func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 
@@ -111,7 +111,10 @@ func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 func (s *Server) Stop(ctx context.Context) error {
 	s.ls.Close()
 	s.conns.CloseAll(core.ErrServerShuttingDown)
-	return listen.Wait(ctx, &s.wg)
+	if s.g == nil {
+		return nil
+	}
+	return s.g.Wait(ctx)
 }
 
 // reasonFor maps a core sentinel error onto an MQTT 5 reason code; the one

@@ -348,8 +348,9 @@ func TestTakeoverOfStalledReader(t *testing.T) {
 			t.Parallel()
 			// A short per-connection QoS 0 queue: once 100 publications
 			// in a row overflow it (counted drops, while nothing more is
-			// handed over), the writer is stuck in a socket write.
-			g := testutil.Start(t, "mqtt:\n  max_pending_qos0: 4\n")
+			// handed over), the writer is stuck in a socket write. Drops,
+			// not backpressure: the flooder must not be held.
+			g := testutil.Start(t, "mqtt:\n  max_pending_qos0: 4\nsession:\n  queue_full_policy: drop_new\n")
 			id := uniqueID("stalled")
 			stalled := tr.stall(t, g, id)
 

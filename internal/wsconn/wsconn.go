@@ -25,6 +25,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/iotgw/iotgw/internal/tcpconn"
 )
 
 // Options select how messages map onto the stream.
@@ -85,7 +87,9 @@ var handshakePool = &sync.Pool{}
 // be read, written or closed afterwards (nothing has read past the
 // handshake, so no frame is buffered in it).
 func New(ws *websocket.Conn, opts Options) *Conn {
-	return newConn(ws.UnderlyingConn(), opts)
+	// The socket records its receive times (internal/tcpconn), which
+	// Arrived passes on.
+	return newConn(tcpconn.Wrap(ws.UnderlyingConn()), opts)
 }
 
 func newConn(nc net.Conn, opts Options) *Conn {
@@ -233,6 +237,15 @@ func closePayload(code int) []byte {
 // answers with its own, which ends the reader.
 func (c *Conn) CloseWrite() error {
 	return c.writeControl(opClose, closePayload(closeNormal))
+}
+
+// Arrived returns the receive time (Unix ns) of the last bytes read from
+// the socket, when the socket records it (internal/tcpconn), else zero.
+func (c *Conn) Arrived() int64 {
+	if a, ok := c.nc.(interface{ Arrived() int64 }); ok {
+		return a.Arrived()
+	}
+	return 0
 }
 
 // Close closes the underlying connection.
