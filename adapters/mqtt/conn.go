@@ -36,15 +36,15 @@ type conn struct {
 	connected    bool
 	publishWill  bool // false after a clean DISCONNECT
 	aliasesIn    map[uint16]string
-	maxOutPacket int                        // the client's Maximum Packet Size (0: none)
-	aliasOutMax  int                        // the client's Topic Alias Maximum (0: none)
-	expiry0      bool                       // v5: CONNECT asked for session expiry 0
-	qos2Held     int                        // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
-	acks         *streamconn.Pipe[outItem]  // ordered, durable acknowledgements; nil until needed
-	pending      *pendingConnect            // CONNECT awaiting enhanced authentication
-	authConv     core.AuthConversation      // authentication exchange in progress
-	authMethod   string                     // method the connection authenticated with
-	aliasesOut   map[string]uint16          // outbound topic aliases; used by the writer only
+	maxOutPacket int                       // the client's Maximum Packet Size (0: none)
+	aliasOutMax  int                       // the client's Topic Alias Maximum (0: none)
+	expiry0      bool                      // v5: CONNECT asked for session expiry 0
+	qos2Held     int                       // inbound QoS 2 ids awaiting PUBREL (v5 flow control)
+	acks         *streamconn.Pipe[outItem] // ordered, durable acknowledgements; nil until needed
+	pending      *pendingConnect           // CONNECT awaiting enhanced authentication
+	authConv     core.AuthConversation     // authentication exchange in progress
+	authMethod   string                    // method the connection authenticated with
+	aliasesOut   map[string]uint16         // outbound topic aliases; used by the writer only
 }
 
 // outItem is a control packet, an acknowledgement or a delivery waiting
