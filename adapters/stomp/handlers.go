@@ -68,6 +68,7 @@ func (c *conn) handle(f *frame.Frame) error {
 		// [STOMP 1.2 "DISCONNECT"]: the RECEIPT comes after everything
 		// before it, then the connection closes.
 		c.receipt(f)
+		c.awaitReceipts()
 		c.closeWith(nil, errClientDisconnected)
 		return errClientDisconnected
 	case frame.CONNECT, frame.STOMP:
@@ -95,13 +96,6 @@ func (c *conn) fail(f *frame.Frame, err error) error {
 	}
 	c.closeWith(e, err)
 	return err
-}
-
-// receipt answers a frame's receipt header [STOMP 1.2 "Header receipt"].
-func (c *conn) receipt(f *frame.Frame) {
-	if r, ok := f.Header.Contains(frame.Receipt); ok {
-		c.reply(frame.New(frame.RECEIPT, frame.ReceiptId, r))
-	}
 }
 
 // negotiate picks the highest version both sides speak; no accept-version
@@ -192,10 +186,11 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	// the larger of the two sides' values, or not at all if either is 0.
 	sx, sy := offer(cy, cfg.HeartBeatMin), offer(cx, cfg.HeartBeatMin)
 	out, in := agreed(sx, cy), agreed(cx, sy)
-	c.mu.Lock()
+	c.eng.Lock()
 	c.version = map[string]int{"1.0": 10, "1.1": 11, "1.2": 12}[ver]
-	c.mu.Unlock()
+	c.eng.Unlock()
 	c.connected = true
+	c.eng.Established() // the connect timeout is over
 	c.reply(frame.New(frame.CONNECTED,
 		frame.Version, ver,
 		frame.Server, c.srv.serverName(),
@@ -205,7 +200,6 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	if in > 0 {
 		c.hbIn = time.Duration(float64(in) * cfg.HeartBeatGrace)
 	}
-	c.heartBeatDeadline(time.Now()) // the connect timeout is over
 	if out > 0 {
 		c.startHeartBeats(out)
 	}
@@ -245,21 +239,18 @@ func (c *conn) onSend(f *frame.Frame) error {
 		}
 		return c.addOp(t, txOp{msg: msg})
 	}
-	// The RECEIPT (queued by handle after this returns) follows the
-	// core's acceptance: Publish has routed the message by then. With a
-	// store Publish waits for the disk: the RECEIPTs of earlier frames go
-	// out meanwhile rather than at the end of the burst.
-	if c.srv.b.Durable() {
-		c.kickWriter()
-	}
-	if err := c.sess.Publish(msg); err != nil {
+	// The RECEIPT follows the core's acceptance (Publish has routed the
+	// message by then) and, with a store, the message being durable: it
+	// waits in the receipt pipe while this goroutine reads on, and leaves
+	// in order with the others (receipts.go).
+	if err := c.publish(f, msg); err != nil {
 		return err
 	}
-	if msg.QoS > 0 {
+	if c.sess.MustWait() {
 		// A congested subscriber holds this sender (its RECEIPT and the
-		// reading of its next frames) instead of losing the message. The
-		// RECEIPTs of earlier frames go out meanwhile.
-		c.kickWriter()
+		// reading of its next frames; at QoS 0 too) instead of losing
+		// messages. The RECEIPTs of earlier frames go out meanwhile.
+		c.eng.Kick()
 		c.sess.WaitForRoom(c.srv.b.Config().BackpressureTimeout)
 	}
 	return nil
@@ -330,13 +321,13 @@ func (c *conn) onSubscribe(f *frame.Frame) error {
 	c.receipt(f)
 	f.Header.Del(frame.Receipt)
 	if rebound {
-		c.mu.Lock()
+		c.eng.Lock()
 		st.mu.Lock()
 		if st.owner == c {
 			c.queueLocked(st.rt.release(g))
 		}
 		st.mu.Unlock()
-		c.mu.Unlock()
+		c.eng.Unlock()
 	}
 	c.sess.SendRetained(res)
 	return nil
@@ -561,7 +552,7 @@ func (c *conn) commit(t *transaction) error {
 		return fmt.Errorf("%w: transaction not committed", err)
 	}
 	if c.srv.b.Durable() {
-		c.kickWriter() // as in onSend: Publish may wait for the disk
+		c.eng.Kick() // Publish may wait for the disk: earlier RECEIPTs go out first
 	}
 	for _, op := range t.ops {
 		if op.msg == nil {

@@ -90,7 +90,7 @@ func settled(t *testing.T, base, want int, when string) {
 		}
 		var sb strings.Builder
 		_ = pprof.Lookup("goroutine").WriteTo(&sb, 2)
-		return strings.Count(sb.String(), "stomp.(*conn).idleRead(") >= want
+		return strings.Count(sb.String(), "streamconn.(*Conn[...]).idleRead(") >= want
 	}, fmt.Sprintf("%s: %d idle connections settled to one idleRead goroutine each", when, want))
 }
 

@@ -68,25 +68,26 @@ func (r *frameReader) setLimits(maxFrame, maxHeaders, maxHeaderLen int) {
 	r.maxLine = maxHeaderLen + 2 // a header line may end in CR LF
 }
 
-// frameReaderPool holds frame readers (a 4 KiB buffer each): a
-// connection borrows one only while input is arriving, so an idle
-// connection holds none.
-var frameReaderPool = sync.Pool{New: func() any { return newFrameReader(nil, 0, 0, 0) }}
+// frameReaderPool holds frame readers' scratch (the raw frame and its
+// header positions): a connection borrows one only while input is
+// arriving, so an idle connection holds none. The read buffer is the
+// engine's (internal/streamconn), pooled there.
+var frameReaderPool = sync.Pool{New: func() any { return &frameReader{} }}
 
-// borrowFrameReader takes a frame reader from the pool, reading src under
+// borrowFrameReader takes a frame reader from the pool, reading br under
 // the given limits.
-func borrowFrameReader(src io.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameReader {
+func borrowFrameReader(br *bufio.Reader, maxFrame, maxHeaders, maxHeaderLen int) *frameReader {
 	r := frameReaderPool.Get().(*frameReader)
-	r.br.Reset(src)
+	r.br = br
 	r.setLimits(maxFrame, maxHeaders, maxHeaderLen)
 	r.pauseAtEOL = true
 	return r
 }
 
-// release returns a drained frame reader to the pool; its buffers keep
-// no reference to the connection or to the last frame's bytes.
+// release returns a frame reader to the pool; it keeps no reference to
+// the connection or to the last frame's bytes.
 func (r *frameReader) release() {
-	r.br.Reset(nil)
+	r.br = nil
 	if cap(r.raw) > 4096 {
 		r.raw = nil // a large frame's buffer is left to the GC
 	}

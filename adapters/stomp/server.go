@@ -16,6 +16,8 @@ import (
 
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/internal/listen"
+	"github.com/iotgw/iotgw/internal/streamconn"
+	"github.com/iotgw/iotgw/internal/tcpconn"
 	"github.com/iotgw/iotgw/internal/wsconn"
 )
 
@@ -30,7 +32,7 @@ type Server struct {
 
 	ls    *listen.Listeners
 	conns listen.Conns[*conn]
-	wg    sync.WaitGroup
+	g     *streamconn.Group
 
 	// smu guards states, the persistent sessions by client id. It is
 	// never held while taking another lock but a sessState's mu.
@@ -88,10 +90,17 @@ func (s *Server) serverName() string {
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoSTOMP, commandNames)
+	s.g = streamconn.NewGroup(streamconn.Config{
+		ConnectTimeout: s.cfg.ConnectTimeout,
+		WriteTimeout:   s.cfg.WriteTimeout,
+		MaxPendingQoS0: s.cfg.MaxPendingQoS0,
+		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
+		Stats:          b.Stats(),
+	})
 	ls, err := listen.Start(ctx, listen.Config{
 		Section: "stomp", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
-		ServeTCP: func(nc net.Conn) { s.serve(nc, "tcp", false) },
+		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp", false) },
 		ServeWS:  s.serveWS,
 	})
 	if err != nil {
@@ -135,12 +144,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // serve registers a connection and starts its reader.
 func (s *Server) serve(nc net.Conn, listener string, perFrame bool) {
 	c := newConn(s, nc, listener, perFrame)
-	if !s.conns.Add(c, func() { s.wg.Add(1) }) {
-		nc.Close()
-		return
-	}
 	// One goroutine to start with: the writer comes when needed.
-	go c.readLoop()
+	if !s.conns.Add(c, c.eng.Start) {
+		nc.Close()
+	}
 }
 
 func (s *Server) forget(c *conn) { s.conns.Remove(c) }
@@ -150,8 +157,10 @@ func (s *Server) forget(c *conn) { s.conns.Remove(c) }
 func (s *Server) Stop(ctx context.Context) error {
 	s.ls.Close()
 	s.conns.CloseAll(core.ErrServerShuttingDown)
-	if err := listen.Wait(ctx, &s.wg); err != nil {
-		return err
+	if s.g != nil {
+		if err := s.g.Wait(ctx); err != nil {
+			return err
+		}
 	}
 	s.stopStateTimers()
 	return nil
@@ -221,7 +230,7 @@ func errorMessage(err error) string {
 		return "subscription not supported"
 	case errors.Is(err, core.ErrQuotaExceeded):
 		return "quota exceeded"
-	case errors.Is(err, core.ErrServerUnavailable), errors.Is(err, core.ErrSessionClosed):
+	case errors.Is(err, core.ErrServerUnavailable), errors.Is(err, core.ErrSessionClosed), errors.Is(err, core.ErrStore):
 		return "server unavailable"
 	}
 	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders, errUnknownCommand,

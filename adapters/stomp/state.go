@@ -109,9 +109,9 @@ func (st *sessState) stopTimerLocked() {
 // The caller holds subMu.
 func (st *sessState) bind(c *conn, v12 bool) bool {
 	cfg := &st.srv.cfg
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
+	c.eng.Lock()
+	defer c.eng.Unlock()
+	if c.eng.ClosingLocked() {
 		return false
 	}
 	c.st = st

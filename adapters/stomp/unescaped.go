@@ -1,7 +1,6 @@
 package stomp
 
 import (
-	"bytes"
 	"strings"
 
 	"github.com/go-stomp/stomp/v3/frame"
@@ -25,10 +24,10 @@ var requiredHeaders = map[string]bool{
 
 var lineBreakEscaper = strings.NewReplacer("\r", `\r`, "\n", `\n`)
 
-// writeUnescaped appends f to buf without header escapes.
-func writeUnescaped(buf *bytes.Buffer, f *frame.Frame) {
-	buf.WriteString(f.Command)
-	buf.WriteByte('\n')
+// appendUnescaped appends f to buf without header escapes.
+func appendUnescaped(buf []byte, f *frame.Frame) []byte {
+	buf = append(buf, f.Command...)
+	buf = append(buf, '\n')
 	for i := 0; i < f.Header.Len(); i++ {
 		k, v := f.Header.GetAt(i)
 		if k == "" || strings.ContainsAny(k, ":\r\n") {
@@ -40,54 +39,54 @@ func writeUnescaped(buf *bytes.Buffer, f *frame.Frame) {
 			}
 			v = lineBreakEscaper.Replace(v)
 		}
-		buf.WriteString(k)
-		buf.WriteByte(':')
-		buf.WriteString(v)
-		buf.WriteByte('\n')
+		buf = append(buf, k...)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+		buf = append(buf, '\n')
 	}
-	buf.WriteByte('\n')
-	buf.Write(f.Body)
-	buf.WriteByte(0)
+	buf = append(buf, '\n')
+	buf = append(buf, f.Body...)
+	return append(buf, 0)
 }
 
-// writeEscaped appends f to buf with the STOMP 1.1+ header escapes, byte
+// appendEscaped appends f to buf with the STOMP 1.1+ header escapes, byte
 // for byte what go-stomp's frame.Writer writes, without its bufio.Writer
 // (a 4 KiB buffer and a second copy) and its strings.Replacer (a header
 // needing no escape, nearly all of them, is copied as it is).
-func writeEscaped(buf *bytes.Buffer, f *frame.Frame) {
-	buf.WriteString(f.Command)
-	buf.WriteByte('\n')
+func appendEscaped(buf []byte, f *frame.Frame) []byte {
+	buf = append(buf, f.Command...)
+	buf = append(buf, '\n')
 	for i := 0; i < f.Header.Len(); i++ {
 		k, v := f.Header.GetAt(i)
-		writeEscapedValue(buf, k)
-		buf.WriteByte(':')
-		writeEscapedValue(buf, v)
-		buf.WriteByte('\n')
+		buf = appendEscapedValue(buf, k)
+		buf = append(buf, ':')
+		buf = appendEscapedValue(buf, v)
+		buf = append(buf, '\n')
 	}
-	buf.WriteByte('\n')
-	buf.Write(f.Body)
-	buf.WriteByte(0)
+	buf = append(buf, '\n')
+	buf = append(buf, f.Body...)
+	return append(buf, 0)
 }
 
-// writeEscapedValue writes one header name or value, escaped [STOMP 1.2
+// appendEscapedValue appends one header name or value, escaped [STOMP 1.2
 // "Value Encoding"].
-func writeEscapedValue(buf *bytes.Buffer, s string) {
+func appendEscapedValue(buf []byte, s string) []byte {
 	if !strings.ContainsAny(s, "\\\r\n:") {
-		buf.WriteString(s)
-		return
+		return append(buf, s...)
 	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\\':
-			buf.WriteString(`\\`)
+			buf = append(buf, `\\`...)
 		case '\r':
-			buf.WriteString(`\r`)
+			buf = append(buf, `\r`...)
 		case '\n':
-			buf.WriteString(`\n`)
+			buf = append(buf, `\n`...)
 		case ':':
-			buf.WriteString(`\c`)
+			buf = append(buf, `\c`...)
 		default:
-			buf.WriteByte(c)
+			buf = append(buf, c)
 		}
 	}
+	return buf
 }

@@ -226,6 +226,7 @@ func (c *Conn[T]) Init(g *Group, p Proto[T], nc net.Conn, opts Options) {
 	c.wake = make(chan struct{}, 1)
 	c.writerDone = make(chan struct{})
 	c.idleFn = c.idleRead
+	c.lastWrite.Store(time.Now().UnixNano())
 }
 
 // Start starts the reader goroutine. Call it where the adapter registers
@@ -400,22 +401,25 @@ func (c *Conn[T]) finish() {
 }
 
 // drainInput reads and discards input until the peer closes, an error, or
-// the drain deadline set by CloseWith; a bound on the bytes keeps a peer
-// that floods from holding the goroutine for the whole window at full
-// speed.
+// the drain deadline set by CloseWith. Only time bounds it: a peer that
+// keeps writing after it reads the last unit would otherwise be reset
+// before it could (a bound on bytes is met in milliseconds on a fast
+// link).
 func (c *Conn[T]) drainInput() {
-	var buf [512]byte
-	for total := 0; total < maxDrain; {
-		n, err := c.nc.Read(buf[:])
-		total += n
-		if err != nil {
+	var buf [2048]byte
+	for errs := 0; ; {
+		_, err := c.nc.Read(buf[:])
+		if err == nil {
+			continue
+		}
+		// A transport's own refusal (a WebSocket message over its size
+		// limit trips once more while the rest of it is drained) is not
+		// the end of the input; a deadline, the end or a failure is.
+		if errs++; isTimeout(err) || isEnd(err) || errs > 2 {
 			return
 		}
 	}
 }
-
-// maxDrain bounds the bytes drainInput discards.
-const maxDrain = 4 << 20
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -40,6 +40,8 @@ type Pipe[T any] struct {
 	full bool
 	room chan struct{}
 	dead bool
+	// drained, when set, is closed once no slot is pending (Wait).
+	drained chan struct{}
 }
 
 // Slot is one acknowledgement waiting for its two conditions: the store's
@@ -126,6 +128,10 @@ func (p *Pipe[T]) complete(s *Slot[T], byReader bool) {
 	}
 	if p.head == len(p.q) {
 		p.q, p.head = p.q[:0], 0
+		if p.drained != nil {
+			close(p.drained)
+			p.drained = nil
+		}
 	}
 	if p.full {
 		p.full = false
@@ -145,4 +151,21 @@ func (c *Conn[T]) Emit(it T, byReader bool) {
 	} else {
 		c.Send(it)
 	}
+}
+
+// Wait blocks until every reserved slot has been emitted (or dropped by a
+// dead pipe). Reader goroutine only.
+func (p *Pipe[T]) Wait() {
+	p.mu.Lock()
+	for p.head < len(p.q) {
+		if p.drained == nil {
+			p.drained = make(chan struct{})
+		}
+		ch := p.drained
+		p.mu.Unlock()
+		p.c.Kick()
+		<-ch
+		p.mu.Lock()
+	}
+	p.mu.Unlock()
 }

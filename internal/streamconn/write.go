@@ -503,3 +503,7 @@ type messagesWriter interface {
 // closeWriter ends its sending side alone (TCP; WebSocket through its
 // close handshake).
 type closeWriter interface{ CloseWrite() error }
+
+// LastWrite returns when the connection last wrote to its socket (the
+// connection's start before its first write).
+func (c *Conn[T]) LastWrite() time.Time { return time.Unix(0, c.lastWrite.Load()) }

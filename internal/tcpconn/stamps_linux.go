@@ -33,6 +33,7 @@ func (c *Conn) rawRead(fd uintptr) bool {
 		case n == 0 && len(c.rp) > 0:
 			c.rerr = io.EOF
 		default:
+			raceAcquire()
 			c.rn = n
 			if ts := stampOf(c.oob[:oobn]); ts != 0 {
 				c.last = ts
