@@ -20,9 +20,33 @@
 #                       cost per message whatever the window and round trips)
 #   idle                broker memory per idle connection (one subscription
 #                       each): MQTT TCP on both, MQTT WebSocket on iotgw
+#   quiet               round trips on quiet MQTT connections: PINGREQ,
+#                       SUBSCRIBE (a new filter each time) and QoS 1 PUBLISH
+#                       (no subscriber), each after QUIET_GAPS of silence;
+#                       both brokers in one run, interleaved in a random order
+#                       per round; p50/p90/p99 and ratios iotgw/mosquitto
+#   order               cross-client ordering probe: fresh subscriber and
+#                       publisher idle for ORDER_IDLE, then SUBSCRIBE t and at
+#                       once (no SUBACK wait) PUBLISH t at QoS 0 from the other
+#                       client; misses of ORDER_TRIALS per subscriber protocol
+#                       (ORDER_PROTOS; STOMP and MQTT-SN on iotgw only), both
+#                       brokers interleaved per trial
+#   lowrate             latency at LOWRATE_RATE msg/s over LOWRATE_PAIRS pairs
+#                       (one message a second per pair at the defaults), QoS
+#                       LOWRATE_QOS, the brokers alternating; each publisher's
+#                       first message is not timed (-warmup 1: mosquitto
+#                       without TCP_NODELAY holds the first PUBLISH after
+#                       SUBACK for the subscriber's 40 ms delayed ACK)
+#   fanin0              QoS 0 fan-in firehose: FANIN0_PUBS publishers with no
+#                       end-to-end credit (-window 0), FANIN0_MSGS each, to one
+#                       subscriber on bench/fanin/#: delivered/sent, loss,
+#                       msg/s and the broker's peak RSS (VmRSS every 50 ms);
+#                       a fresh broker per run, alternating
 #
-# and prints the tables. A default run takes about 3 minutes on an idle
-# 2-core machine, builds included; every run is capped by DURATION.
+# and prints the tables. A default run takes about 4 minutes on an idle
+# 2-core machine, builds included; every run is capped by DURATION (quiet and
+# order by their own schedule). order and lowrate are not in the default
+# list (about 2 and 1 minutes more): SCENARIOS="quiet order lowrate fanin0".
 #
 # Usage (from anywhere in the checkout):
 #   bench/compare.sh                    # everything, both brokers
@@ -39,7 +63,8 @@
 # by DURATION, and both brokers are stopped on exit, including on Ctrl-C.
 #
 # Knobs (environment, default in brackets):
-#   SCENARIOS     which sections            [pairs fanin fanout latency protocols idle]
+#   SCENARIOS     which sections [pairs fanin fanout latency protocols idle quiet fanin0]
+#                 (also: order lowrate)
 #   QOS           QoS levels of the matrix                  [0 1 2]
 #   PAIRS         publisher/subscriber pairs                [10]
 #   FAN           publishers in fanin, subscribers in fanout [20]
@@ -61,6 +86,21 @@
 #   WINDOW_COAP   CoAP window / MSGS_COAP messages per publisher  [5 / 2000]
 #   IDLE_N        idle connections for the memory test      [15000]
 #   IDLE_PROTOS   idle: protocols on iotgw (mosquitto: mqtt only) [mqtt mqtt-ws]
+#   QUIET_GAPS    quiet: silences before each request      [20ms,200ms]
+#   QUIET_SAMPLES quiet: samples per broker and kind at the longest gap
+#                 (shorter gaps: as many as fit in the same time, <= 10x) [100]
+#   QUIET_KINDS   quiet: request kinds                      [ping,subscribe,puback]
+#   ORDER_TRIALS  order: probes per broker and subscriber protocol [200]
+#   ORDER_IDLE    order: quiet time of the fresh connections before the probe [200ms]
+#   ORDER_WAIT    order: how long the subscriber waits before a miss [300ms]
+#   ORDER_PROTOS  order: subscriber protocols; the publisher is MQTT 3.1.1
+#                                                            [mqtt mqtt5 stomp mqttsn]
+#   LOWRATE_RATE  lowrate: offered msg/s over all pairs    [100]
+#   LOWRATE_PAIRS lowrate: publisher/subscriber pairs       [100]
+#   LOWRATE_SECS  lowrate: seconds per run                  [10]
+#   LOWRATE_QOS   lowrate: QoS levels                       [0 1]
+#   FANIN0_PUBS   fanin0: publishers                        [100]
+#   FANIN0_MSGS   fanin0: messages per publisher            [2000]
 #   DURATION      hard bound per run                        [20s]
 #   REPEAT        runs per case (median by rate is shown)   [1]
 #   PIN=1         taskset -c 0 brokers, -c 1 load generator  [0]
@@ -111,7 +151,7 @@ IOTGW_SRC=${IOTGW_SRC:-$ROOT}
 # iotgw refuses environment variables IOTGW_* that name no configuration key:
 # keep ours to this script.
 export -n IOTGW_SRC
-SCENARIOS=${SCENARIOS:-pairs fanin fanout latency protocols idle}
+SCENARIOS=${SCENARIOS:-pairs fanin fanout latency protocols idle quiet fanin0}
 QOS=${QOS:-0 1 2}
 PAIRS=${PAIRS:-10}
 FAN=${FAN:-20}
@@ -133,6 +173,19 @@ WINDOW_COAP=${WINDOW_COAP:-5}
 MSGS_COAP=${MSGS_COAP:-2000}
 IDLE_N=${IDLE_N:-15000}
 IDLE_PROTOS=${IDLE_PROTOS:-mqtt mqtt-ws}
+QUIET_GAPS=${QUIET_GAPS:-20ms,200ms}
+QUIET_SAMPLES=${QUIET_SAMPLES:-100}
+QUIET_KINDS=${QUIET_KINDS:-ping,subscribe,puback}
+ORDER_TRIALS=${ORDER_TRIALS:-200}
+ORDER_IDLE=${ORDER_IDLE:-200ms}
+ORDER_WAIT=${ORDER_WAIT:-300ms}
+ORDER_PROTOS=${ORDER_PROTOS:-mqtt mqtt5 stomp mqttsn}
+LOWRATE_RATE=${LOWRATE_RATE:-100}
+LOWRATE_PAIRS=${LOWRATE_PAIRS:-100}
+LOWRATE_SECS=${LOWRATE_SECS:-10}
+LOWRATE_QOS=${LOWRATE_QOS:-0 1}
+FANIN0_PUBS=${FANIN0_PUBS:-100}
+FANIN0_MSGS=${FANIN0_MSGS:-2000}
 DURATION=${DURATION:-20s}
 REPEAT=${REPEAT:-1}
 PIN=${PIN:-0}
@@ -303,50 +356,83 @@ LOAD_START=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-# run_case BROKER ADDR ARGS... runs one load-generator invocation and keeps
-# its JSON line even when it fails, so the table can say what went wrong.
-run_case() {
-	local name=$1 addr=$2 line rate kib err
-	shift 2
-	# In the background plus 'wait' because bash runs traps only between
-	# foreground commands: Ctrl-C or TERM must not wait out a 20 s run.
-	"${BENCH[@]}" -json -label "$name" -addr "$addr" -duration "$DURATION" "$@" \
-		>"$TMP/case.json" 2>>"$TMP/bench.err" &
+# jfield LINE NAME prints field NAME of a JSON result line (flat: strings
+# and numbers only), or nothing when it is absent.
+jfield() {
+	printf '%s' "$1" | sed -n -e 's/.*"'"$2"'":"\([^"]*\)".*/\1/p;t' -e 's/.*"'"$2"'":\([-0-9.eE+]*\).*/\1/p'
+}
+
+# bench_run ARGS... runs the load generator with -json into $TMP/case.json.
+# In the background plus 'wait' because bash runs traps only between
+# foreground commands: Ctrl-C or TERM must not wait out a long run. It
+# returns the generator's exit status and logs when there was no output.
+bench_run() {
+	"${BENCH[@]}" -json "$@" >"$TMP/case.json" 2>>"$TMP/bench.err" &
 	BENCH_PID=$!
 	local rc=0
 	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=
-	line=$(cat "$TMP/case.json")
-	if [[ -z $line ]]; then
-		log "  $name: load generator produced no result (exit status $rc$( ((rc > 128)) && echo ", signal $((rc - 128))")); stderr tail:"
+	if [[ ! -s $TMP/case.json ]]; then
+		log "  load generator produced no result (exit status $rc$( ((rc > 128)) && echo ", signal $((rc - 128))")); stderr tail:"
 		tail -n 5 "$TMP/bench.err" >&2 || true
-		return
+		return 1
 	fi
-	printf '%s\n' "$line" >>"$RESULTS"
+	cat "$TMP/case.json" >>"$RESULTS"
+}
+
+# run_case BROKER ADDR ARGS... runs one load-generator invocation and keeps
+# its JSON line even when it fails, so the table can say what went wrong.
+run_case() {
+	local name=$1 addr=$2 line rate kib err p99
+	shift 2
+	bench_run -label "$name" -addr "$addr" -duration "$DURATION" "$@" || return 0
+	line=$(cat "$TMP/case.json")
 	# A one-line progress note; the table at the end is the real output.
-	rate=$(printf '%s' "$line" | sed -n 's/.*"rate":\([0-9.]*\).*/\1/p')
-	kib=$(printf '%s' "$line" | sed -n 's/.*"rss_per_conn_kib":\([0-9.-]*\).*/\1/p')
-	err=$(printf '%s' "$line" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')
-	local p99
-	p99=$(printf '%s' "$line" | sed -n 's/.*"p99_us":\([0-9.]*\).*/\1/p')
+	rate=$(jfield "$line" rate)
+	kib=$(jfield "$line" rss_per_conn_kib)
+	err=$(jfield "$line" error)
+	p99=$(jfield "$line" p99_us)
 	if [[ -n $kib ]]; then
 		log "  $(printf '%-9s' "$name") $kib KiB/connection"
 	else
-		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s, p99 ${p99%.*} µs"
+		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s, p99 ${p99%.*} µs, loss $(jfield "$line" loss_pct) %"
 	fi
 	if [[ -n $err ]]; then log "  $(printf '%-9s' "$name") error: $err"; fi
 }
 
+# run_multi ARGS... runs one invocation that measures every live broker at
+# once (quiet, order: -addrs) and keeps all its JSON lines, one per broker
+# and row. Their run time follows their schedule, so no DURATION.
+run_multi() {
+	local line
+	bench_run "$@" || return 0
+	while IFS= read -r line; do
+		local what sub p50 p90
+		if [[ -n $(jfield "$line" trials) ]]; then
+			sub=$(jfield "$line" sub_proto)
+			what="${sub:-mqtt} subscriber: $(jfield "$line" misses) misses of $(jfield "$line" trials)"
+		else
+			p50=$(jfield "$line" p50_us) p90=$(jfield "$line" p90_us)
+			what="$(jfield "$line" kind) after $(jfield "$line" gap_ms)ms: p50 ${p50%.*} µs, p90 ${p90%.*} µs"
+		fi
+		log "  $(printf '%-9s' "$(jfield "$line" label)") $what"
+		if [[ -n $(jfield "$line" error) ]]; then log "    error: $(jfield "$line" error)"; fi
+	done <"$TMP/case.json"
+}
+
 msg_scenarios=()
-want_latency=0
-want_protocols=0
-want_idle=0
+want_latency=0 want_protocols=0 want_idle=0
+want_quiet=0 want_order=0 want_lowrate=0 want_fanin0=0
 for s in $SCENARIOS; do
 	case $s in
 	pairs | fanin | fanout) msg_scenarios+=("$s") ;;
 	latency) want_latency=1 ;;
 	protocols) want_protocols=1 ;;
 	idle) want_idle=1 ;;
+	quiet) want_quiet=1 ;;
+	order) want_order=1 ;;
+	lowrate) want_lowrate=1 ;;
+	fanin0) want_fanin0=1 ;;
 	*) log "unknown scenario $s" && exit 2 ;;
 	esac
 done
@@ -377,7 +463,8 @@ alive() {
 	return 1
 }
 
-if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 ]]; then
+if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 || $want_quiet == 1 ||
+	$want_order == 1 || $want_lowrate == 1 ]]; then
 	# Both brokers run at once and the cases alternate between them, so slow
 	# drift on a shared machine hits both sides alike instead of one.
 	declare -A ADDR PID IOTGW_ADDR
@@ -420,6 +507,54 @@ if [[ ${#msg_scenarios[@]} -gt 0 || $want_latency == 1 || $want_protocols == 1 ]
 				run_case "$b" "${ADDR[$b]}" -scenario latency -rate "$LAT_RATE" -qos 1 -n "$PAIRS" \
 					-msgs "$lat_msgs" -size "$SIZE" -window "$WINDOW"
 			done
+		done
+	fi
+
+	if [[ $want_lowrate == 1 ]]; then
+		lowrate_msgs=$((LOWRATE_RATE * LOWRATE_SECS / LOWRATE_PAIRS))
+		for q in $LOWRATE_QOS; do
+			for r in $(seq "$REPEAT"); do
+				log "lowrate n=$LOWRATE_PAIRS qos=$q at $LOWRATE_RATE msg/s for ${LOWRATE_SECS}s run $r/$REPEAT"
+				for b in "${live[@]+"${live[@]}"}"; do
+					alive "$b" || continue
+					run_case "$b" "${ADDR[$b]}" -tag lowrate -scenario latency -rate "$LOWRATE_RATE" -qos "$q" \
+						-n "$LOWRATE_PAIRS" -msgs "$lowrate_msgs" -warmup 1 -size "$SIZE" -window "$WINDOW" \
+						-duration "$((LOWRATE_SECS + 20))s"
+				done
+			done
+		done
+	fi
+
+	# quiet and order measure every live broker in one run, interleaved.
+	multi_addrs=
+	for b in "${live[@]+"${live[@]}"}"; do
+		if alive "$b"; then multi_addrs+="$b=${ADDR[$b]},"; fi
+	done
+	multi_addrs=${multi_addrs%,}
+	if [[ $want_quiet == 1 && -n $multi_addrs ]]; then
+		for r in $(seq "$REPEAT"); do
+			log "quiet gaps $QUIET_GAPS, $QUIET_SAMPLES samples at the longest, $multi_addrs interleaved, run $r/$REPEAT"
+			run_multi -scenario quiet -addrs "$multi_addrs" -quiet-gaps "$QUIET_GAPS" \
+				-quiet-samples "$QUIET_SAMPLES" -quiet-kinds "$QUIET_KINDS" -size "$SIZE"
+		done
+	fi
+	if [[ $want_order == 1 && -n $multi_addrs ]]; then
+		# STOMP and MQTT-SN subscribers exist on iotgw only; MQTT ones
+		# use each broker's MQTT address.
+		sub_addrs=
+		if [[ -n ${PID[iotgw]:-} ]]; then
+			for p in $ORDER_PROTOS; do
+				case $p in
+				mqtt | mqtt5) ;;
+				*) sub_addrs+="iotgw/$p=${IOTGW_ADDR[$p]},";;
+				esac
+			done
+		fi
+		order_protos=$(echo $ORDER_PROTOS | tr ' ' ,)
+		for r in $(seq "$REPEAT"); do
+			log "order $ORDER_TRIALS trials, idle $ORDER_IDLE, subscribers $order_protos, run $r/$REPEAT"
+			run_multi -scenario order -addrs "$multi_addrs" -sub-addrs "${sub_addrs%,}" -order-protos "$order_protos" \
+				-trials "$ORDER_TRIALS" -idle "$ORDER_IDLE" -order-wait "$ORDER_WAIT"
 		done
 	fi
 
@@ -484,6 +619,21 @@ if [[ $want_idle == 1 ]]; then
 				-duration 60s
 			stop_pid "$BROKER_PID"
 		fi
+	done
+fi
+
+if [[ $want_fanin0 == 1 ]]; then
+	# A fresh broker per run, like idle: the peak RSS must be this run's,
+	# not what earlier runs left allocated.
+	for r in $(seq "$REPEAT"); do
+		for b in "${BROKERS[@]}"; do
+			log "fanin0 $FANIN0_PUBS->1 qos=0 firehose (window 0), $FANIN0_MSGS msgs each, fresh $b, run $r/$REPEAT"
+			if start_broker "$b"; then
+				run_case "$b" "$BROKER_ADDR" -tag fanin0 -scenario fanin -qos 0 -n "$FANIN0_PUBS" \
+					-msgs "$FANIN0_MSGS" -window 0 -size "$SIZE" -broker-pid "$BROKER_PID"
+				stop_pid "$BROKER_PID"
+			fi
+		done
 	done
 fi
 

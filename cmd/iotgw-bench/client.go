@@ -261,6 +261,7 @@ type source struct {
 type subscriber struct {
 	base    uint32 // publisher index of sources[0]; sources are contiguous
 	msgs    uint32 // messages per publisher; larger sequence numbers are foreign
+	warmup  uint32 // sequence numbers below it are counted but not timed (-warmup)
 	sources []source
 	hist    histogram
 
@@ -292,7 +293,9 @@ func (s *subscriber) deliver(payload []byte, now int64) {
 	src := &s.sources[idx]
 	s.received.Add(1)
 	s.lastRecv = now
-	s.hist.record(now - sentAt)
+	if seq >= s.warmup {
+		s.hist.record(now - sentAt)
+	}
 	if src.seen.testAndSet(seq) {
 		s.dups++
 		return

@@ -33,7 +33,21 @@
 //	         CoAP: N registered clients, each with a subscription or
 //	         observation); with -broker-pid reports the broker's RSS growth
 //	         per connection
+//	quiet    request/reply round trips on quiet MQTT 3.1.1 connections:
+//	         PINGREQ, SUBSCRIBE (a new filter each time) and QoS 1 PUBLISH
+//	         (no subscriber), each after its connection was silent for each
+//	         -quiet-gaps gap; p50/p90/p99 per (broker, kind, gap)
+//	order    the cross-client ordering probe: fresh subscriber B and MQTT
+//	         3.1.1 publisher A idle for -idle, then B writes SUBSCRIBE t and
+//	         A at once PUBLISH t (QoS 0); misses out of -trials per (broker,
+//	         subscriber protocol of -order-protos)
 //	probe    connect until the broker answers (for scripts), bounded by -duration
+//
+// quiet and order take several brokers at once (-addrs label=host:port,...)
+// and interleave them, each round visiting every broker once in a random
+// order, so that a shared machine's noise hits all of them alike; they print
+// one result (one -json line) per broker and row. Their -duration defaults to
+// what their schedule needs.
 //
 // Every payload carries its send time and a per-publisher sequence number, so
 // subscribers compute end-to-end latency, loss and duplicates themselves.
@@ -62,10 +76,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -84,7 +100,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.pubProto, "pub-proto", "", "publishers' protocol (default -proto)")
 	fs.StringVar(&cfg.subProto, "sub-proto", "", "subscribers' protocol (default -proto)")
 	fs.StringVar(&cfg.wsPath, "ws-path", "", "WebSocket path for a host:port address (default /mqtt or /stomp)")
-	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | latency | idle | probe")
+	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | latency | idle | quiet | order | probe")
 	fs.Float64Var(&cfg.rate, "rate", 0, "offered `msg/s` over all publishers (latency: required; others: 0 = as fast as the window allows)")
 	fs.DurationVar(&cfg.retry, "retry", time.Second, "UDP protocols: resend a QoS 1/2 message not acknowledged for this long")
 	fs.IntVar(&cfg.qos, "qos", 0, "QoS for publishes and subscriptions: 0, 1 or 2")
@@ -99,11 +115,22 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "idle: wait before each RSS reading so the broker is quiescent")
 	fs.BoolVar(&cfg.e2e, "e2e", false, "QoS 1/2: also bound messages not yet received by subscribers")
 	fs.BoolVar(&persistentSessions, "persistent", false, "connect with clean session 0, so the broker keeps (and with a durable store, persists) QoS 1/2 messages")
+	fs.IntVar(&cfg.warmup, "warmup", 0, "leave each publisher's first `N` messages out of the latency figures (still counted for loss): at a low -rate they meet the connection's start-up, e.g. a broker without TCP_NODELAY holding the first PUBLISH after SUBACK until the delayed ACK")
 	fs.IntVar(&cfg.refill, "refill", 1, "free window slots a blocked publisher waits for before sending again")
 	fs.IntVar(&cfg.brokerPID, "broker-pid", 0, "broker process id: idle samples its VmRSS (/proc/<pid>/status); messaging runs report its CPU time per message (/proc/<pid>/stat)")
 	fs.IntVar(&cfg.parallel, "parallel", 64, "concurrent connection attempts while setting up")
 	fs.StringVar(&cfg.label, "label", "", "broker name recorded in -json output (used by -report)")
 	fs.StringVar(&cfg.tag, "tag", "", "group recorded in -json output; -report shows tag \"proto\" rows in the protocol table")
+	fs.StringVar(&cfg.addrs, "addrs", "", "quiet, order: brokers to interleave, `label=host:port,...` (MQTT over TCP; default -label at -addr)")
+	fs.StringVar(&cfg.subAddrs, "sub-addrs", "", "order: subscriber addresses other than the -addrs one, `label/protocol=address,...` (iotgw/stomp=127.0.0.1:61613)")
+	fs.StringVar(&cfg.quietGaps, "quiet-gaps", "20ms,200ms", "quiet: how long each connection is silent before each request, `list`")
+	fs.StringVar(&cfg.quietKinds, "quiet-kinds", strings.Join(quietKinds, ","), "quiet: request kinds, `list`")
+	fs.IntVar(&cfg.quietSamples, "quiet-samples", 100, "quiet: samples per broker and kind at the longest gap (shorter gaps: as many as fit in the same time, at most 10x)")
+	fs.DurationVar(&cfg.idle, "idle", 200*time.Millisecond, "order: how long both fresh connections stay quiet before the probe")
+	fs.IntVar(&cfg.trials, "trials", 200, "order: probes per broker and subscriber protocol")
+	fs.StringVar(&cfg.orderProtos, "order-protos", protoMQTT, "order: subscriber protocols, `list` (mqtt, mqtt5, stomp, mqttsn, ...-ws; the publisher is MQTT 3.1.1)")
+	fs.DurationVar(&cfg.orderWait, "order-wait", 300*time.Millisecond, "order: how long the subscriber waits for the message before counting a miss")
+	fs.BoolVar(&cfg.orderSuback, "order-suback", false, "order: publish only after the subscription's answer (SUBACK, RECEIPT): a control that should miss nothing")
 	jsonOut := fs.Bool("json", false, "print one machine-readable JSON line instead of text")
 	freeUDP := fs.Bool("free-udp-port", false, "print a loopback port free for both TCP and UDP and exit")
 	report := fs.String("report", "", "print a comparison table from a `file` of -json lines, then exit")
@@ -118,8 +145,11 @@ func run(args []string) int {
 	if cfg.subProto == "" {
 		cfg.subProto = *proto
 	}
-	windowSet := false
-	fs.Visit(func(f *flag.Flag) { windowSet = windowSet || f.Name == "window" })
+	windowSet, durationSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		windowSet = windowSet || f.Name == "window"
+		durationSet = durationSet || f.Name == "duration"
+	})
 	if !windowSet && isUDP(cfg.pubProto) {
 		// iotgw's UDP sockets keep the kernel's default receive buffer;
 		// 100 datagrams per publisher overflow it (see bench/compare.sh).
@@ -160,6 +190,13 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
 		return 2
 	}
+	if !durationSet {
+		// These two run for as long as their schedule takes; the 5 s
+		// default fits the message scenarios only.
+		if d, ok := scheduleBudget(cfg); ok {
+			cfg.duration = d
+		}
+	}
 
 	// Belt and braces: every wait in the run honours ctx, but should anything
 	// still hang (a kernel-level stall, a bug), the process ends regardless.
@@ -172,8 +209,9 @@ func run(args []string) int {
 	defer cancel()
 
 	var (
-		res result
-		err error
+		res  result
+		many []result // quiet, order: one result per broker and row
+		err  error
 	)
 	switch cfg.scenario {
 	case "probe":
@@ -184,6 +222,10 @@ func run(args []string) int {
 		return 0
 	case "idle":
 		res, err = runIdle(ctx, cfg)
+	case "quiet":
+		many, err = runQuiet(ctx, cfg)
+	case "order":
+		many, err = runOrder(ctx, cfg)
 	default:
 		res, err = runMessaging(ctx, cfg)
 	}
@@ -191,11 +233,24 @@ func run(args []string) int {
 		res.Error = err.Error()
 		res.Errors++
 	}
-	if *jsonOut {
-		b, _ := json.Marshal(res)
-		fmt.Println(string(b))
-	} else {
-		printText(res)
+	if many == nil {
+		if res.Scenario == "" {
+			res.Label, res.Scenario = cfg.label, cfg.scenario
+		}
+		many = []result{res}
+	}
+	for _, r := range many {
+		if *jsonOut {
+			b, _ := json.Marshal(r)
+			fmt.Println(string(b))
+		} else {
+			printText(r)
+		}
+	}
+	for _, r := range many {
+		if err == nil && r.Error != "" {
+			err = errors.New(r.Label + ": " + r.Error)
+		}
 	}
 	if err != nil {
 		if !*jsonOut {
@@ -209,9 +264,30 @@ func run(args []string) int {
 // udpWindow is the default -window of MQTT-SN and CoAP publishers.
 const udpWindow = 10
 
+// scheduleBudget is the default -duration of the scenarios that run for as
+// long as their schedule: quiet and order.
+func scheduleBudget(cfg config) (time.Duration, bool) {
+	switch cfg.scenario {
+	case "quiet":
+		gaps, _ := parseGaps(cfg.quietGaps)
+		return quietBudget(gaps, cfg.quietSamples), true
+	case "order":
+		targets, _, err := orderTargets(cfg)
+		if err != nil {
+			return 0, false
+		}
+		return orderBudget(cfg, len(targets)), true
+	}
+	return 0, false
+}
+
 func validate(cfg config) error {
 	switch cfg.scenario {
 	case "pairs", "fanin", "fanout", "latency", "idle", "probe":
+	case "quiet":
+		return validateQuiet(cfg)
+	case "order":
+		return validateOrder(cfg)
 	default:
 		return fmt.Errorf("unknown -scenario %q", cfg.scenario)
 	}
@@ -245,6 +321,8 @@ func validate(cfg config) error {
 		return fmt.Errorf("-n must be at least 1")
 	case cfg.msgs < 1 || cfg.msgs > 1<<31:
 		return fmt.Errorf("-msgs must be between 1 and 2^31")
+	case cfg.warmup < 0 || cfg.warmup >= cfg.msgs:
+		return fmt.Errorf("-warmup must be at least 0 and below -msgs")
 	case cfg.size < payloadHeader || cfg.size > maxPacket-1024:
 		return fmt.Errorf("-size must be between %d and %d", payloadHeader, maxPacket-1024)
 	case cfg.window < 0 || cfg.window >= 65535:
@@ -259,13 +337,78 @@ func validate(cfg config) error {
 	return nil
 }
 
+// validateQuiet checks the quiet scenario's flags.
+func validateQuiet(cfg config) error {
+	if _, err := parseAddrs(cfg.addrs, cfg.label, cfg.addr); err != nil {
+		return err
+	}
+	gaps, err := parseGaps(cfg.quietGaps)
+	if err != nil {
+		return err
+	}
+	// A gap near the keep-alive would have the broker drop the connection.
+	if slices.Max(gaps) > cfg.keepAlive/2 {
+		return fmt.Errorf("-quiet-gaps must stay below half the -keepalive (%v)", cfg.keepAlive)
+	}
+	kinds := parseList(cfg.quietKinds)
+	if len(kinds) == 0 {
+		return errors.New("-quiet-kinds is empty")
+	}
+	for _, k := range kinds {
+		if !slices.Contains(quietKinds, k) {
+			return fmt.Errorf("-quiet-kinds: unknown kind %q (want %s)", k, strings.Join(quietKinds, ", "))
+		}
+	}
+	switch {
+	case cfg.quietSamples < 1:
+		return errors.New("-quiet-samples must be at least 1")
+	case cfg.size < 1 || cfg.size > 64<<10:
+		return errors.New("quiet: -size must be between 1 and 65536")
+	case cfg.duration <= 0 || cfg.keepAlive < 2*time.Second:
+		return errors.New("-duration must be positive, -keepalive at least 2s")
+	}
+	return nil
+}
+
+// validateOrder checks the order scenario's flags.
+func validateOrder(cfg config) error {
+	if _, _, err := orderTargets(cfg); err != nil {
+		return err
+	}
+	switch {
+	case cfg.trials < 1:
+		return errors.New("-trials must be at least 1")
+	case cfg.idle < 0 || cfg.orderWait <= 0:
+		return errors.New("-idle must not be negative, -order-wait must be positive")
+	case cfg.idle > cfg.keepAlive/2:
+		return fmt.Errorf("-idle must stay below half the -keepalive (%v)", cfg.keepAlive)
+	case cfg.size < 1 || cfg.size > 1024:
+		// One MQTT-SN datagram must hold the message.
+		return errors.New("order: -size must be between 1 and 1024")
+	case cfg.duration <= 0 || cfg.keepAlive < 2*time.Second:
+		return errors.New("-duration must be positive, -keepalive at least 2s")
+	}
+	return nil
+}
+
 // printText renders a result for people.
 func printText(r result) {
 	label := ""
 	if r.Label != "" {
 		label = " [" + r.Label + "]"
 	}
-	if r.Scenario == "idle" {
+	switch r.Scenario {
+	case "quiet":
+		fmt.Printf("quiet%s %s after %.0fms silent: %d samples  p50 %s  p90 %s  p99 %s  max %s\n",
+			label, r.Kind, r.GapMs, r.Samples, fmtUs(r.P50us), fmtUs(r.P90us), fmtUs(r.P99us), fmtUs(r.MaxUs))
+	case "order":
+		misses := 0
+		if r.Misses != nil {
+			misses = *r.Misses
+		}
+		fmt.Printf("order%s %s %s, idle %.0fms: %d misses of %d trials  (hits: p50 %s  p99 %s)\n",
+			label, protoLabel(r), r.Kind, r.GapMs, misses, r.Trials, fmtUs(r.P50us), fmtUs(r.P99us))
+	case "idle":
 		fmt.Printf("idle%s %s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, r.Proto, r.QoS, r.Conns, r.N, r.ConnectRate)
 		if r.RSSAfterKiB > 0 {
 			fmt.Printf("  broker RSS  %d KiB -> %d KiB  = %.2f KiB per connection\n",
@@ -273,7 +416,7 @@ func printText(r result) {
 		} else {
 			fmt.Println("  broker RSS  not measured (pass -broker-pid)")
 		}
-	} else {
+	default:
 		fmt.Printf("%s%s %s qos=%d n=%d msgs=%d size=%d window=%d\n",
 			r.Scenario, label, protoLabel(r), r.QoS, r.N, r.Msgs, r.Size, r.Window)
 		if r.OfferedRate > 0 {
@@ -287,6 +430,9 @@ func printText(r result) {
 		if r.Foreign > 0 || r.BadAcks > 0 || r.Stalls > 0 || r.Retransmits > 0 {
 			fmt.Printf("  foreign payloads %d  unexpected acks %d  QoS 0 stalls %d  retransmits %d\n",
 				r.Foreign, r.BadAcks, r.Stalls, r.Retransmits)
+		}
+		if r.PeakRSSKiB > 0 {
+			fmt.Printf("  broker RSS  %d KiB at the start, peak %d KiB\n", r.RSSBeforeKiB, r.PeakRSSKiB)
 		}
 	}
 	if r.TimedOut {

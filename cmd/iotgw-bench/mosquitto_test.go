@@ -96,6 +96,17 @@ func TestAgainstMosquitto(t *testing.T) {
 		t.Errorf("latency: %+v", res)
 	}
 
+	// quiet, and the ordering probe's control (publish after the SUBACK),
+	// which no broker should miss.
+	checkQuiet(t, runMany(t, quietConfig("quiet", "mosquitto="+addr)), []string{"mosquitto"})
+	qc := quietConfig("order", "mosquitto="+addr)
+	qc.orderProtos, qc.orderSuback = "mqtt,mqtt5", true
+	for _, r := range runMany(t, qc) {
+		if r.Trials != 4 || misses(r) != 0 || r.Errors != 0 {
+			t.Errorf("order, suback first: %+v", r)
+		}
+	}
+
 	cfg = testConfig(addr, "idle", 1, 300, 1)
 	cfg.brokerPID = pid
 	cfg.settle = 100 * time.Millisecond

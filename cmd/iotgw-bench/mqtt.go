@@ -378,11 +378,7 @@ func connackReceiveMax(props []byte) (int, error) {
 // subscribe sends one SUBSCRIBE and waits for its SUBACK.
 func (c *mqttConn) subscribe(filter string, qos byte) (byte, error) {
 	const id = 1
-	pkt := appendSubscribe(nil, id, filter, qos)
-	if c.v5 {
-		pkt = appendSubscribe5(nil, id, filter, qos)
-	}
-	if err := c.writeFlush(pkt); err != nil {
+	if err := c.writeFlush(c.subscribePacket(nil, id, filter, qos)); err != nil {
 		return 0, err
 	}
 	for {
@@ -411,6 +407,14 @@ func (c *mqttConn) subscribe(filter string, qos byte) (byte, error) {
 		}
 		return codes[0], nil
 	}
+}
+
+// subscribePacket appends a SUBSCRIBE in the connection's protocol version.
+func (c *mqttConn) subscribePacket(b []byte, id uint16, filter string, qos byte) []byte {
+	if c.v5 {
+		return appendSubscribe5(b, id, filter, qos)
+	}
+	return appendSubscribe(b, id, filter, qos)
 }
 
 func (c *mqttConn) preparePublish(p *publisher, topic string) error {

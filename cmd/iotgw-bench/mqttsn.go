@@ -142,10 +142,7 @@ func (c *snConn) setupID() uint16 {
 
 func (c *snConn) subscribe(filter string, qos byte) (byte, error) {
 	id := c.setupID()
-	req := snAppend(nil, snSubscribe, 3+len(filter))
-	req = append(req, qos<<5) // topic id type 0: a topic name
-	req = binary.BigEndian.AppendUint16(req, id)
-	req = append(req, filter...)
+	req := snSubscribeMsg(id, filter, qos)
 	ctx, cancel := c.setupCtx(10 * time.Second)
 	defer cancel()
 	var granted, rc byte
@@ -164,6 +161,14 @@ func (c *snConn) subscribe(filter string, qos byte) (byte, error) {
 		return 0, fmt.Errorf("subscription to %q %w with return code %d", filter, errRefused, rc)
 	}
 	return granted, nil
+}
+
+// snSubscribeMsg is a SUBSCRIBE by topic name with message id id.
+func snSubscribeMsg(id uint16, filter string, qos byte) []byte {
+	req := snAppend(nil, snSubscribe, 3+len(filter))
+	req = append(req, qos<<5) // topic id type 0: a topic name
+	req = binary.BigEndian.AppendUint16(req, id)
+	return append(req, filter...)
 }
 
 // preparePublish REGISTERs the topic name for its id.
@@ -252,6 +257,13 @@ func (c *snConn) retransmit() error {
 	})
 }
 
+// snRegackFor appends the REGACK accepting a gateway's REGISTER, whose body
+// (topic id, message id, ...) is reg.
+func snRegackFor(b []byte, reg []byte) []byte {
+	b = snAppend(b, snRegack, 5)
+	return append(b, reg[0], reg[1], reg[2], reg[3], snAccepted)
+}
+
 // snAck appends PUBREC, PUBREL or PUBCOMP.
 func snAck(b []byte, typ byte, mid uint16) []byte {
 	return append(b, 4, typ, byte(mid>>8), byte(mid))
@@ -333,9 +345,7 @@ func (c *snConn) readLoop(r *reader) error {
 			if len(body) < 4 {
 				return errSNMalformed
 			}
-			b := snAppend(ack[:0], snRegack, 5)
-			b = append(b, body[0], body[1], body[2], body[3], snAccepted)
-			if err := c.write(b); err != nil {
+			if err := c.write(snRegackFor(ack[:0], body)); err != nil {
 				return err
 			}
 		case snPuback, snPubrec, snPubcomp:

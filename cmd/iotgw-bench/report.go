@@ -20,10 +20,13 @@ type caseKey struct {
 	qos      int
 	n        int
 	rate     float64 // offered rate (latency)
+	kind     string  // quiet: request kind; order: probe mode
+	gap      float64 // quiet: gap, order: idle, in ms
 }
 
 func keyOf(r result) caseKey {
-	return caseKey{tag: r.Tag, scenario: r.Scenario, proto: protoLabel(r), qos: r.QoS, n: r.N, rate: r.OfferedRate}
+	return caseKey{tag: r.Tag, scenario: r.Scenario, proto: protoLabel(r), qos: r.QoS, n: r.N, rate: r.OfferedRate,
+		kind: r.Kind, gap: r.GapMs}
 }
 
 // readResults parses -json lines. Lines that are not results (a broker's log
@@ -49,18 +52,24 @@ func readResults(r io.Reader) ([]result, error) {
 
 // pick returns the median run by the scenario's headline number, so that with
 // REPEAT>1 one lucky or unlucky run on a noisy machine does not decide.
-func pick(runs []result) (result, bool) {
+func pick(runs []result) (result, bool) { return pickBy(runs, headline) }
+
+// pickBy returns the median run by by(run).
+func pickBy(runs []result, by func(result) float64) (result, bool) {
 	if len(runs) == 0 {
 		return result{}, false
 	}
 	s := append([]result(nil), runs...)
-	sort.Slice(s, func(i, j int) bool { return headline(s[i]) < headline(s[j]) })
+	sort.SliceStable(s, func(i, j int) bool { return by(s[i]) < by(s[j]) })
 	return s[(len(s)-1)/2], true
 }
 
 func headline(r result) float64 {
-	if r.Scenario == "idle" {
+	switch r.Scenario {
+	case "idle":
 		return r.RSSPerConnKiB
+	case "quiet":
+		return r.P50us
 	}
 	return r.Rate
 }
@@ -88,11 +97,17 @@ func printReport(w io.Writer, path, a, b string) error {
 		}
 		runs[k][r.Label] = append(runs[k][r.Label], r)
 	}
-	var matrix, latency, protos, idle []caseKey
+	var matrix, latency, protos, idle, quiet, probes, fanin0 []caseKey
 	for _, k := range order {
 		switch {
 		case k.scenario == "idle":
 			idle = append(idle, k)
+		case k.scenario == "quiet":
+			quiet = append(quiet, k)
+		case k.scenario == "order":
+			probes = append(probes, k)
+		case k.tag == "fanin0":
+			fanin0 = append(fanin0, k)
 		case k.tag == "proto":
 			protos = append(protos, k)
 		case k.scenario == "latency":
@@ -132,19 +147,18 @@ func printReport(w io.Writer, path, a, b string) error {
 	if len(latency) > 0 {
 		section()
 		tw := newTable(w)
-		fmt.Fprintf(tw, "latency\tprotocol\tqos\toffered msg/s\t%s p50\tp90\tp99\tmax\t%s p50\tp90\tp99\tmax\tp99 %s/%s\tloss%% %s\tloss%% %s\t\n",
+		fmt.Fprintf(tw, "latency\tprotocol\tqos\toffered msg/s\t%s p50\tp90\tp99\tmax\t%s p50\tp90\tp99\tmax\tp50 %s/%s\tp90\tp99\tloss%% %s\tloss%% %s\t\n",
 			a, b, a, b, a, b)
 		for _, k := range latency {
 			ra, okA := pickLatency(runs[k][a])
 			rb, okB := pickLatency(runs[k][b])
-			fmt.Fprintf(tw, "pairs %d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				k.n, k.proto, k.qos, fmtRate(k.rate),
-				cell(okA, ra, fmtUs(ra.P50us)), cell(okA, ra, fmtUs(ra.P90us)),
-				cell(okA, ra, fmtUs(ra.P99us)), cell(okA, ra, fmtUs(ra.MaxUs)),
-				cell(okB, rb, fmtUs(rb.P50us)), cell(okB, rb, fmtUs(rb.P90us)),
-				cell(okB, rb, fmtUs(rb.P99us)), cell(okB, rb, fmtUs(rb.MaxUs)),
-				ratio(okA && okB && ra.Error == "" && rb.Error == "", ra.P99us, rb.P99us),
-				cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)))
+			both := okA && okB && ra.Error == "" && rb.Error == ""
+			c := []string{"pairs " + strconv.Itoa(k.n), k.proto, strconv.Itoa(k.qos), fmtRate(k.rate)}
+			c = append(c, usCells(okA, ra, ra.P50us, ra.P90us, ra.P99us, ra.MaxUs)...)
+			c = append(c, usCells(okB, rb, rb.P50us, rb.P90us, rb.P99us, rb.MaxUs)...)
+			writeRow(tw, append(c,
+				ratio(both, ra.P50us, rb.P50us), ratio(both, ra.P90us, rb.P90us), ratio(both, ra.P99us, rb.P99us),
+				cell(okA, ra, fmt.Sprintf("%.2f", ra.LossPct)), cell(okB, rb, fmt.Sprintf("%.2f", rb.LossPct)))...)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -202,6 +216,17 @@ func printReport(w io.Writer, path, a, b string) error {
 			return err
 		}
 	}
+	for _, t := range []struct {
+		keys  []caseKey
+		print func(io.Writer, []caseKey, map[caseKey]map[string][]result, string, string) error
+	}{{quiet, printQuiet}, {probes, printOrder}, {fanin0, printFanin0}} {
+		if len(t.keys) > 0 {
+			section()
+			if err := t.print(w, t.keys, runs, a, b); err != nil {
+				return err
+			}
+		}
+	}
 	// Problems go under the tables rather than into them, so columns stay
 	// readable while nothing is silently dropped.
 	for _, k := range order {
@@ -222,12 +247,7 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 // pickLatency is pick by p99: the median run's tail, not its throughput.
 func pickLatency(runs []result) (result, bool) {
-	if len(runs) == 0 {
-		return result{}, false
-	}
-	s := append([]result(nil), runs...)
-	sort.Slice(s, func(i, j int) bool { return s[i].P99us < s[j].P99us })
-	return s[(len(s)-1)/2], true
+	return pickBy(runs, func(r result) float64 { return r.P99us })
 }
 
 // baseline is the MQTT run a protocol row's cost is measured against: the
@@ -254,6 +274,10 @@ func scenarioName(k caseKey) string {
 		return "fanout 1→" + strconv.Itoa(k.n)
 	case "latency":
 		return "latency " + strconv.Itoa(k.n) + " @" + fmtRate(k.rate)
+	case "quiet":
+		return "quiet " + k.kind + " after " + fmtMs(k.gap)
+	case "order":
+		return "order " + k.kind + " idle " + fmtMs(k.gap)
 	}
 	return k.scenario + " " + strconv.Itoa(k.n)
 }
@@ -285,6 +309,20 @@ func cell(ok bool, r result, v string) string {
 		return "err"
 	}
 	return v
+}
+
+// usCells is one cell per latency in vs (µs) of run r, as cell shows them.
+func usCells(ok bool, r result, vs ...float64) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = cell(ok, r, fmtUs(v))
+	}
+	return out
+}
+
+// writeRow writes one table row of cells.
+func writeRow(tw io.Writer, cells ...string) {
+	fmt.Fprint(tw, strings.Join(cells, "\t")+"\t\n")
 }
 
 func ratio(ok bool, a, b float64) string {

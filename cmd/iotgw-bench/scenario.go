@@ -38,7 +38,20 @@ type config struct {
 	label     string
 	tag       string        // free-form group for -report (compare.sh: "proto")
 	rate      float64       // offered msg/s over all publishers; 0 = unpaced
+	warmup    int           // first messages per publisher not timed
 	retry     time.Duration // UDP retransmission timeout
+
+	// quiet and order: several brokers in one run, interleaved.
+	addrs        string // label=host:port,... ("" = -label at -addr)
+	subAddrs     string // label/proto=address,...: subscribers not on the -addrs address
+	quietGaps    string // durations, comma-separated
+	quietKinds   string // ping, subscribe, puback
+	quietSamples int    // per (broker, kind) at the longest gap
+	idle         time.Duration
+	trials       int
+	orderProtos  string // subscriber protocols, comma-separated
+	orderWait    time.Duration
+	orderSuback  bool
 }
 
 // side returns the protocol and address of the publishing or subscribing side.
@@ -67,6 +80,7 @@ type result struct {
 	Size     int    `json:"size"`
 	Window   int    `json:"window"`
 	E2E      bool   `json:"e2e,omitempty"`
+	Warmup   int    `json:"warmup,omitempty"` // first messages per publisher left out of the latencies
 	Tag      string `json:"tag,omitempty"`
 
 	Sent        int64   `json:"sent"`
@@ -97,6 +111,17 @@ type result struct {
 	// /proc/<pid>/stat; -broker-pid) per delivered message over the run:
 	// the protocol's cost independent of windows and round trips.
 	CPUusPerMsg float64 `json:"cpu_us_per_msg,omitempty"`
+	// PeakRSSKiB is the highest VmRSS of the broker (-broker-pid) sampled
+	// every rssEvery while messages flow; RSSBeforeKiB is the first sample.
+	PeakRSSKiB int64 `json:"peak_rss_kib,omitempty"`
+
+	// quiet and order.
+	Kind    string  `json:"kind,omitempty"`    // quiet: ping, subscribe, puback; order: no-wait, suback-first
+	GapMs   float64 `json:"gap_ms,omitempty"`  // quiet: silence before each request; order: -idle
+	Samples int     `json:"samples,omitempty"` // quiet: round trips measured
+	Trials  int     `json:"trials,omitempty"`  // order: probes fired
+	// Misses (order) is a pointer so that a run with none still says 0.
+	Misses *int `json:"misses,omitempty"`
 
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Errors   int64  `json:"errors,omitempty"`
@@ -287,7 +312,7 @@ func planTopology(scenario string, n int) (topology, error) {
 func runMessaging(ctx context.Context, cfg config) (result, error) {
 	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n,
 		Msgs: cfg.msgs, Size: cfg.size, Window: cfg.window, OfferedRate: cfg.rate,
-		E2E: cfg.e2e || cfg.qos == 0, Tag: cfg.tag}
+		E2E: cfg.e2e || cfg.qos == 0, Tag: cfg.tag, Warmup: cfg.warmup}
 	res.Proto, res.SubProto = protoNames(cfg)
 	topo, err := planTopology(cfg.scenario, cfg.n)
 	if err != nil {
@@ -324,6 +349,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	for i := range subs {
 		b := topo.subBase[i]
 		subs[i] = newSubscriber(uint32(b), pubs[b:b+topo.subCount[i]], cfg.msgs)
+		subs[i].warmup = uint32(cfg.warmup)
 	}
 	_, err = parallel(len(subConns), par, true, func(i int) error {
 		c, err := s.dial(false, cfg.scenario+"-s"+strconv.Itoa(i), bufSizes{read: 64 << 10, write: 4 << 10})
@@ -361,6 +387,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	}
 
 	cpuBefore := brokerCPU(cfg.brokerPID)
+	rss := sampleRSS(cfg.brokerPID)
 	var pubWG sync.WaitGroup
 	for _, p := range pubs {
 		pubWG.Add(1)
@@ -403,6 +430,9 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 			res.CPUusPerMsg = float64(cpuAfter-cpuBefore) / float64(time.Microsecond) / float64(n)
 		}
 	}
+	if first, peak := rss.finish(); peak > 0 {
+		res.RSSBeforeKiB, res.PeakRSSKiB = first, peak
+	}
 	res.TimedOut = ctx.Err() != nil
 	s.close()
 	<-pubsDone
@@ -439,10 +469,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 	if firstSend >= 0 && lastSend > firstSend {
 		res.PublishRate = float64(res.Sent) / (float64(lastSend-firstSend) / 1e9)
 	}
-	res.P50us = float64(hist.quantile(0.50)) / 1e3
-	res.P90us = float64(hist.quantile(0.90)) / 1e3
-	res.P99us = float64(hist.quantile(0.99)) / 1e3
-	res.MaxUs = float64(hist.max) / 1e3
+	histResult(&res, &hist)
 	res.Errors = s.errs.n.Load()
 	if e := s.errs.firstErr(); e != nil {
 		res.Error = e.Error()
@@ -561,6 +588,58 @@ func parseStatCPU(stat string) (time.Duration, error) {
 		return 0, errors.New("malformed /proc stat times")
 	}
 	return time.Duration(u+st) * clockTick, nil
+}
+
+// rssEvery is how often a messaging run samples the broker's VmRSS: often
+// enough to catch the peak of a burst that lasts a second or two.
+const rssEvery = 50 * time.Millisecond
+
+// rssSampler follows a broker's resident memory during a run.
+type rssSampler struct {
+	stop        chan struct{}
+	done        chan struct{}
+	first, peak int64
+}
+
+// sampleRSS starts sampling pid's VmRSS every rssEvery; without a pid it
+// does nothing.
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	if pid <= 0 {
+		close(s.done)
+		return s
+	}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(rssEvery)
+		defer t.Stop()
+		for {
+			if kib, err := readRSS(pid); err == nil {
+				if s.first == 0 {
+					s.first = kib
+				}
+				s.peak = max(s.peak, kib)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// finish stops the sampler and returns its first and highest samples in
+// KiB (0 when nothing was sampled).
+func (s *rssSampler) finish() (first, peak int64) {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	return s.first, s.peak
 }
 
 // readRSS returns VmRSS of pid in KiB from /proc/<pid>/status.

@@ -77,15 +77,24 @@ func hostOnly(addr string) string {
 	return "localhost"
 }
 
-func (c *stompConn) subscribe(filter string, qos byte) (byte, error) {
-	f := "SUBSCRIBE\nid:0\ndestination:" + filter + "\n"
+// subscribeFrame is a SUBSCRIBE (id 0) to dest. With receipt the broker
+// answers RECEIPT receipt-id:sub once the subscription is in place; the
+// order scenario leaves it out so that nothing waits for it.
+func subscribeFrame(dest string, qos byte, receipt bool) []byte {
+	f := "SUBSCRIBE\nid:0\ndestination:" + dest + "\n"
 	if qos == 0 {
 		f += "ack:auto\n"
 	} else {
 		f += "ack:client-individual\nqos:" + strconv.Itoa(int(qos)) + "\n"
 	}
-	f += "receipt:sub\n\n" + stompEOF
-	if err := c.writeFlush([]byte(f)); err != nil {
+	if receipt {
+		f += "receipt:sub\n"
+	}
+	return []byte(f + "\n" + stompEOF)
+}
+
+func (c *stompConn) subscribe(filter string, qos byte) (byte, error) {
+	if err := c.writeFlush(subscribeFrame(filter, qos, true)); err != nil {
 		return 0, err
 	}
 	for {
