@@ -104,25 +104,42 @@ type orderShard struct {
 	ring [orderShardSize]orderEntry
 }
 
-// orderEntry is one logged publication.
+// orderEntry is one logged publication. Its fields are written under the
+// shard's mutex, except state, which routed sets without it.
 type orderEntry struct {
 	msg     *Message
 	arrived int64
 	seq     uint64 // its k in the shard; 0 for an empty slot
-	gen     uint64 // the trie generation it was routed against, plus 1; 0 while routing
 	pub     uint64 // its number among its session's publications (Session.pubSeq); 0 without one
+	// state is pendingState(seq) while the publication is being
+	// matched, then routedState(gen): gen is the trie generation it was
+	// routed against. routed sets it by compare-and-swap from the
+	// pending value, which names the entry, so a publisher whose entry
+	// was overwritten meanwhile cannot mark its successor.
+	state atomic.Uint64
 }
+
+func pendingState(seq uint64) uint64 { return seq<<1 | 1 }
+func routedState(gen uint64) uint64  { return gen << 1 }
+
+// routedGen returns the generation of a routed state, ok false while
+// pending.
+func routedGen(state uint64) (gen uint64, ok bool) { return state >> 1, state&1 == 0 }
 
 // orderRef names an entry for routed.
 type orderRef struct {
-	sh  *orderShard
+	e   *orderEntry
 	seq uint64
 }
 
-// replayCand is an entry a scan found, with its shard.
+// replayCand is an entry a scan found, copied out of its shard.
 type replayCand struct {
-	orderEntry
-	shard int
+	msg     *Message
+	arrived int64
+	seq     uint64
+	pub     uint64
+	shard   int
+	state   uint64 // orderEntry.state as last read
 }
 
 func newOrderLog(window time.Duration) *orderLog {
@@ -150,22 +167,20 @@ func (l *orderLog) record(msg *Message, from *Session) orderRef {
 	sh.mu.Lock()
 	sh.n++
 	seq := sh.n
-	sh.ring[(seq-1)%orderShardSize] = orderEntry{msg: msg, arrived: msg.Arrived, seq: seq, pub: pub}
+	e := &sh.ring[(seq-1)%orderShardSize]
+	e.msg, e.arrived, e.seq, e.pub = msg, msg.Arrived, seq, pub
+	e.state.Store(pendingState(seq))
 	sh.mu.Unlock()
 	if !l.armed.Load() && l.armed.CompareAndSwap(false, true) {
 		l.sweeper.Reset(time.Duration(l.window))
 	}
-	return orderRef{sh: sh, seq: seq}
+	return orderRef{e: e, seq: seq}
 }
 
 // routed records the trie generation the entry's routing matched against
-// (unless the ring has moved past the entry meanwhile).
+// (unless the ring has moved past the entry meanwhile). It takes no lock.
 func (l *orderLog) routed(r orderRef, gen uint64) {
-	r.sh.mu.Lock()
-	if e := &r.sh.ring[(r.seq-1)%orderShardSize]; e.seq == r.seq {
-		e.gen = gen + 1
-	}
-	r.sh.mu.Unlock()
+	r.e.state.CompareAndSwap(pendingState(r.seq), routedState(gen))
 }
 
 // owed returns, in arrival order, the logged publications matching filter
@@ -183,11 +198,15 @@ func (l *orderLog) owed(filter string, after int64, gen uint64, st *Stats) []rep
 		sh.mu.Lock()
 		for k := range sh.ring {
 			e := &sh.ring[k]
-			if e.seq == 0 || e.arrived <= after || e.gen > gen || !topic.Matches(filter, e.msg.Topic) {
+			if e.seq == 0 || e.arrived <= after {
 				continue
 			}
-			out = append(out, replayCand{orderEntry: *e, shard: i})
-			if e.gen == 0 {
+			st := e.state.Load()
+			if g, ok := routedGen(st); (ok && g >= gen) || !topic.Matches(filter, e.msg.Topic) {
+				continue // it saw the subscription, or is not for it
+			}
+			out = append(out, replayCand{msg: e.msg, arrived: e.arrived, seq: e.seq, pub: e.pub, shard: i, state: st})
+			if st&1 != 0 {
 				pending++
 			}
 		}
@@ -196,7 +215,10 @@ func (l *orderLog) owed(filter string, after int64, gen uint64, st *Stats) []rep
 	if pending > 0 {
 		l.resolve(out, pending, st)
 	}
-	out = slices.DeleteFunc(out, func(c replayCand) bool { return c.gen == 0 || c.gen > gen })
+	out = slices.DeleteFunc(out, func(c replayCand) bool {
+		g, ok := routedGen(c.state)
+		return !ok || g >= gen
+	})
 	slices.SortFunc(out, func(a, b replayCand) int {
 		return cmp.Or(cmp.Compare(a.arrived, b.arrived), cmp.Compare(a.msg.Origin.sessionKey, b.msg.Origin.sessionKey),
 			cmp.Compare(a.pub, b.pub), cmp.Compare(a.shard, b.shard), cmp.Compare(a.seq, b.seq))
@@ -255,27 +277,33 @@ func (l *orderLog) resolve(cands []replayCand, pending int, st *Stats) {
 		pending = 0
 		for k := range cands {
 			c := &cands[k]
-			if c.gen != 0 || c.seq == 0 {
+			if c.state&1 == 0 || c.seq == 0 {
 				continue
 			}
-			sh := &l.shards[c.shard]
-			sh.mu.Lock()
-			cur := sh.ring[(c.seq-1)%orderShardSize]
-			sh.mu.Unlock()
-			switch {
-			case cur.seq != c.seq:
+			// The state moves from pending for this seq only to this
+			// entry's routed state; any other value means overwritten.
+			switch s := l.shards[c.shard].ring[(c.seq-1)%orderShardSize].state.Load(); {
+			case s == c.state:
+				pending++
+			case s&1 == 0 && l.stillHolds(c):
+				c.state = s
+			default:
 				c.seq = 0 // overwritten before its publisher filled it in
 				st.ReplaysUnresolved.Add(1)
-			case cur.gen == 0:
-				pending++
-			default:
-				c.gen = cur.gen
 			}
 		}
 	}
 	if pending > 0 {
 		st.ReplaysUnresolved.Add(uint64(pending))
 	}
+}
+
+// stillHolds reports whether c's slot still holds c's entry.
+func (l *orderLog) stillHolds(c *replayCand) bool {
+	sh := &l.shards[c.shard]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.ring[(c.seq-1)%orderShardSize].seq == c.seq
 }
 
 // sweep releases the entries older than the window and re-arms itself
@@ -294,10 +322,11 @@ func (l *orderLog) sweep() {
 			e := &sh.ring[k]
 			switch {
 			case e.seq == 0:
-			case e.gen != 0 && (e.arrived <= oldest || e.arrived > newest):
+			case e.state.Load()&1 == 0 && (e.arrived <= oldest || e.arrived > newest):
 				// Too old, or dated implausibly far ahead (the clock
 				// was set back): no subscription can be owed it.
-				*e = orderEntry{}
+				e.msg, e.arrived, e.seq, e.pub = nil, 0, 0, 0
+				e.state.Store(0)
 			default:
 				left = true
 			}

@@ -333,15 +333,15 @@ func TestOrderLogBounds(t *testing.T) {
 	for i := range 3 * orderShards * orderShardSize {
 		l.routed(l.record(&Message{Topic: "t", Arrived: now + int64(i)}, nil), 0)
 	}
-	if big := l.record(&Message{Topic: "t", Payload: make([]byte, orderMaxPayload+1), Arrived: now}, nil); big.sh != nil {
+	if big := l.record(&Message{Topic: "t", Payload: make([]byte, orderMaxPayload+1), Arrived: now}, nil); big.e != nil {
 		t.Fatal("a large payload was logged")
 	}
 	count := func() (n int) {
 		for i := range l.shards {
 			sh := &l.shards[i]
 			sh.mu.Lock()
-			for _, e := range sh.ring {
-				if e.seq != 0 {
+			for k := range sh.ring {
+				if sh.ring[k].seq != 0 {
 					n++
 				}
 			}
@@ -376,7 +376,7 @@ func TestOrderLogPending(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		l.routed(ref, 4)
 	}()
-	if got := l.owed("t", now, 5, &st); len(got) != 1 || got[0].gen != 5 {
+	if got := l.owed("t", now, 5, &st); len(got) != 1 || got[0].state != routedState(4) {
 		t.Fatalf("owed = %+v, want the entry routed against generation 4", got)
 	}
 	if got := l.owed("t", now, 4, &st); len(got) != 0 {
@@ -400,10 +400,10 @@ func TestOrderLogPending(t *testing.T) {
 func TestOrderKeepPublisherOrder(t *testing.T) {
 	a, b := &Message{Origin: Origin{sessionKey: "a"}}, &Message{Origin: Origin{sessionKey: "b"}}
 	c := []replayCand{
-		{orderEntry: orderEntry{msg: a, arrived: 1, pub: 2}},
-		{orderEntry: orderEntry{msg: b, arrived: 2, pub: 1}},
-		{orderEntry: orderEntry{msg: a, arrived: 3, pub: 1}},
-		{orderEntry: orderEntry{msg: b, arrived: 4, pub: 2}},
+		{msg: a, arrived: 1, pub: 2},
+		{msg: b, arrived: 2, pub: 1},
+		{msg: a, arrived: 3, pub: 1},
+		{msg: b, arrived: 4, pub: 2},
 	}
 	keepPublisherOrder(c)
 	var got []string

@@ -38,7 +38,7 @@ func (b *Broker) route(msg *Message, from *Session, w *writes) {
 		ref = b.order.record(msg, from)
 	}
 	matches, gen := b.subs.MatchGen(msg.Topic)
-	if ref.sh != nil {
+	if ref.e != nil {
 		b.order.routed(ref, gen)
 	}
 	if len(matches) == 0 {
