@@ -55,15 +55,23 @@ func BenchmarkPublishFanoutArrived(b *testing.B) { benchFanout(b, time.Now().Uni
 // allocation (the publication's empty write batch is recycled).
 func BenchmarkPublishFanoutStore(b *testing.B) { benchFanout(b, 0, WithStore(store.NewMemory())) }
 
+// arrivalCases are the sub-benchmarks without and with receive times.
+func arrivalCases() []struct {
+	name string
+	at   int64
+} {
+	return []struct {
+		name string
+		at   int64
+	}{{"plain", 0}, {"arrived", time.Now().UnixNano()}}
+}
+
 // BenchmarkPublishParallel publishes from one session per goroutine to
 // one subscriber; with "arrived" every message has a receive time, and
 // the order log's shards are the only state the publishers share besides
 // the subscriber.
 func BenchmarkPublishParallel(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		at   int64
-	}{{"plain", 0}, {"arrived", time.Now().UnixNano()}} {
+	for _, c := range arrivalCases() {
 		b.Run(c.name, func(b *testing.B) {
 			br, _ := benchBroker(b, 1, 0)
 			var next atomic.Int64
@@ -145,10 +153,7 @@ func (a *ackSink) Close(error)             {}
 // messages. "arrived" gives every message a receive time, so each is
 // logged for the order replay.
 func BenchmarkPublishRing(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		at   int64
-	}{{"plain", 0}, {"arrived", time.Now().UnixNano()}} {
+	for _, c := range arrivalCases() {
 		b.Run(c.name, func(b *testing.B) {
 			_, pub := benchBroker(b, 1, 0)
 			var ring [4096]Message
