@@ -52,6 +52,9 @@ type Broker struct {
 	storeFailedOnce sync.Once
 	// delayedSeq numbers $delayed messages in the store.
 	delayedSeq atomic.Uint64
+	// order is the log of recent publications (order.go); nil when
+	// session.order_window is 0.
+	order *orderLog
 
 	stats   Stats
 	started time.Time
@@ -110,6 +113,7 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
 		seed:     maphash.MakeSeed(),
 		started:  time.Now(),
 		stop:     make(chan struct{}),
+		order:    newOrderLog(cfg.OrderWindow),
 	}
 	for i := range b.shards {
 		b.shards[i].m = make(map[string]*Session)
@@ -145,6 +149,7 @@ func (b *Broker) Close() {
 	}
 	close(b.stop)
 	b.wg.Wait()
+	b.order.stop()
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
@@ -444,6 +449,7 @@ func (b *Broker) publishWill(w *Will, clientID string) {
 	b.stats.WillsPublished.Add(1)
 	m := *w.Msg
 	m.Created = time.Now()
+	m.Arrived = 0 // published now, not when its CONNECT arrived
 	if w.Expiry > 0 {
 		m.ExpiresAt = m.Created.Add(w.Expiry)
 	}

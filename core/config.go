@@ -58,6 +58,11 @@ type Config struct {
 	// MaxDelayed bounds pending $delayed/{seconds}/{topic} messages; 0
 	// disables delayed publishing (such topics are then ordinary).
 	MaxDelayed int
+	// OrderWindow is how long the core remembers recent publications
+	// (those with Message.Arrived set) to give them to a subscription whose
+	// SUBSCRIBE arrived before them but was added after they were routed
+	// (order.go); 0 disables it (session.order_window).
+	OrderWindow time.Duration
 	// SharedStrategy picks the member of a shared subscription group that
 	// receives a message: round_robin, random, sticky, hash_clientid or
 	// hash_topic.
@@ -77,6 +82,7 @@ func DefaultConfig() Config {
 		SysInterval:         10 * time.Second,
 		SharedStrategy:      SharedRoundRobin,
 		MaxDelayed:          10000,
+		OrderWindow:         DefaultOrderWindow,
 		Version:             "iotgw dev",
 	}
 }
@@ -101,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExpiry < 0 {
 		errs = append(errs, fmt.Errorf("session.max_expiry: %v is negative", c.MaxExpiry))
+	}
+	if c.OrderWindow < 0 {
+		errs = append(errs, fmt.Errorf("session.order_window: %v is negative", c.OrderWindow))
 	}
 	if c.SysInterval < 0 {
 		errs = append(errs, fmt.Errorf("sys.interval: %v is negative", c.SysInterval))

@@ -40,6 +40,7 @@ func (b *Broker) delay(msg *Message, info *ClientInfo, w *writes) error {
 	}
 	m := *msg
 	m.Topic = real
+	m.Arrived = 0 // it is published when due: no older than a subscription then
 	d := time.Duration(secs) * time.Second
 	id := b.storeDelayed(w, &m, time.Now().Add(d))
 	b.scheduleDelayed(&m, id, d)

@@ -51,6 +51,11 @@ type Message struct {
 	UserProps       []UserProperty
 	Created         time.Time
 	Origin          Origin
+	// Arrived is the kernel receive time of the packet that carried the
+	// message (SO_TIMESTAMPNS), in Unix nanoseconds; 0 when unknown. The
+	// core orders publications against subscriptions by it (order.go);
+	// it is not stored or forwarded.
+	Arrived int64
 }
 
 // Expired reports whether the message's expiry has passed at now.

@@ -28,8 +28,19 @@ type subscriber struct {
 // route delivers msg to every matching subscription. Overlapping
 // subscriptions of one session get a single delivery at the highest QoS
 // carrying every subscription identifier [MQTT-3.3.5-1], [MQTT-3.3.4-3..5].
+//
+// A publication with an arrival time is logged first (order.go), so that a
+// subscription whose SUBSCRIBE arrived before it but is added only after
+// this match still gets it.
 func (b *Broker) route(msg *Message, from *Session, w *writes) {
-	matches := b.subs.Match(msg.Topic)
+	var ref orderRef
+	if msg.Arrived != 0 && b.order != nil {
+		ref = b.order.record(msg, from)
+	}
+	matches, gen := b.subs.MatchGen(msg.Topic)
+	if ref.e != nil {
+		b.order.routed(ref, gen)
+	}
 	if len(matches) == 0 {
 		b.stats.DroppedNoSubscriber.Add(1)
 		return
@@ -141,15 +152,16 @@ func (b *Broker) deliverTo(sub *subscriber, msg *Message, ids []uint32, from *Se
 	if sub.opts.NoLocal && msg.Origin.sessionKey == sub.sess.key {
 		return // [MQTT-3.8.3-3]
 	}
-	qos := msg.QoS
-	if sub.opts.QoS < qos {
-		qos = sub.opts.QoS
-	}
-	// Retain is cleared on normal delivery unless Retain As Published
-	// [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
-	retainFlag := sub.opts.RetainAsPublished && msg.Retain
-	room := sub.sess.enqueue(queued{msg: msg, qos: qos, retain: retainFlag, ids: ids, filter: sub.filter, group: sub.shared}, w)
+	room := sub.sess.enqueue(sub.queuedFor(msg, ids), w)
 	if room != nil && from != nil && from != sub.sess {
 		from.addWait(room)
 	}
+}
+
+// queuedFor is msg as sub receives it with identifiers ids: at the lower
+// of the two QoS [MQTT-3.8.4-8], and with the retain flag cleared unless
+// Retain As Published [MQTT-3.3.1-9], [MQTT-3.3.1-12], [MQTT-3.3.1-13].
+func (sub *subscriber) queuedFor(msg *Message, ids []uint32) queued {
+	return queued{msg: msg, qos: min(msg.QoS, sub.opts.QoS), retain: sub.opts.RetainAsPublished && msg.Retain,
+		ids: ids, filter: sub.filter, group: sub.shared}
 }

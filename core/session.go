@@ -19,6 +19,9 @@ type Session struct {
 	key      string // unique per incarnation (trie key, no-local identity)
 	info     atomic.Pointer[ClientInfo]
 	online   atomic.Bool
+	// pubSeq numbers the session's logged publications, which keeps
+	// their order among the order replay's (order.go).
+	pubSeq atomic.Uint64
 
 	mu       sync.Mutex
 	sink     Sink
@@ -278,10 +281,17 @@ func (s *Session) redeliverLocked(id uint16) bool {
 // persistent session's QoS 1/2 message gets its sequence number and
 // record here, under mu, so its queue order and its records agree.
 func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
-	st := &s.b.stats
 	s.mu.Lock()
+	room := s.enqueueLocked(q, w)
+	s.mu.Unlock()
+	return room
+}
+
+// enqueueLocked is enqueue with s.mu held (the order replay holds it
+// across a subscription's trie add and its replays: order.go).
+func (s *Session) enqueueLocked(q queued, w *writes) <-chan struct{} {
+	st := &s.b.stats
 	if s.ended {
-		s.mu.Unlock()
 		return nil
 	}
 	live := s.sink != nil && !s.paused
@@ -296,7 +306,6 @@ func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 					room = p.Room()
 				}
 			}
-			s.mu.Unlock()
 			if ok {
 				st.MessagesSent.Add(1)
 				st.BytesSent.Add(uint64(len(q.msg.Payload) + len(q.msg.Topic)))
@@ -306,7 +315,6 @@ func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 			return room
 		}
 		if s.sink == nil && !s.b.cfg.QueueQoS0 {
-			s.mu.Unlock()
 			st.DroppedOffline.Add(1)
 			return nil
 		}
@@ -326,7 +334,6 @@ func (s *Session) enqueue(q queued, w *writes) <-chan struct{} {
 	default:
 		s.pushLocked(q, wb)
 	}
-	s.mu.Unlock()
 	return room
 }
 

@@ -128,17 +128,25 @@ func (g *sharedGroup) isMember(ms []*subscriber, m *subscriber) bool {
 // with NUL, so the two kinds of key never clash.
 func sharedKey(group string) string { return "\x00share\x00" + group }
 
-func (b *Broker) addShared(group, inner string, sub *subscriber) {
+// addShared makes sub a member of the group, creating the group if need
+// be. created reports that it did, and gen is then the trie generation
+// the group entered (see topic.Trie.AddGen).
+func (b *Broker) addShared(group, inner string, sub *subscriber) (created bool, gen uint64) {
 	b.sharedMu.Lock()
 	defer b.sharedMu.Unlock()
 	gsub, ok := b.subs.Get(inner, sharedKey(group))
-	if !ok || gsub.group == nil {
-		g := &sharedGroup{name: group, filter: inner, strategy: b.cfg.SharedStrategy, seed: b.seed}
-		gsub = &subscriber{group: g, filter: inner}
-		b.subs.Add(inner, sharedKey(group), gsub)
+	if ok && gsub.group != nil {
+		sub.shared = gsub.group
+		gsub.group.set(sub)
+		return false, 0
 	}
-	sub.shared = gsub.group
-	gsub.group.set(sub)
+	g := &sharedGroup{name: group, filter: inner, strategy: b.cfg.SharedStrategy, seed: b.seed}
+	sub.shared = g
+	// The member first: a publication that matches the new group
+	// must find someone to pick.
+	g.set(sub)
+	_, gen = b.subs.AddGen(inner, sharedKey(group), &subscriber{group: g, filter: inner})
+	return true, gen
 }
 
 func (b *Broker) removeSub(s *Session, filter string, sub *subscriber) {

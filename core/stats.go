@@ -29,6 +29,12 @@ type Stats struct {
 	// BackpressureTimeouts counts publishers released by the timeout
 	// while a subscriber was still congested.
 	BackpressureTimeouts atomic.Uint64
+	// MessagesReplayed counts deliveries of recent publications to a
+	// subscription whose SUBSCRIBE arrived before them (order.go);
+	// ReplaysUnresolved, publications left out because their routing
+	// could not be told in time.
+	MessagesReplayed  atomic.Uint64
+	ReplaysUnresolved atomic.Uint64
 
 	packetsMu sync.Mutex
 	packets   []*PacketCounters

@@ -25,7 +25,24 @@ type SubResult struct {
 // "$share/{group}/..." or "$queue/..." filter). It does not send retained
 // messages; call SendRetained after acknowledging the subscription, so the
 // acknowledgement precedes them on the wire.
+//
+// Subscribe is SubscribeAt with the arrival unknown.
 func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
+	return s.SubscribeAt(filter, opts, 0)
+}
+
+// SubscribeAt is Subscribe for a SUBSCRIBE whose packet arrived at
+// arrived: the kernel receive time, Unix nanoseconds, as in
+// Message.Arrived (0: unknown). Publications that arrived after it but
+// were routed before the subscription was in place are then delivered to
+// it too, in their arrival order, possibly before SubscribeAt returns
+// (order.go); they may precede the adapter's acknowledgement.
+//
+// The arrival is an argument rather than a SubOptions field because it
+// describes the packet, not the subscription: SubOptions is copied into
+// every trie entry and stored with persistent sessions, which need not
+// carry it.
+func (s *Session) SubscribeAt(filter string, opts SubOptions, arrived int64) SubResult {
 	res := SubResult{Filter: filter}
 	group, inner, shared, err := topic.ParseShared(filter)
 	if err == nil {
@@ -47,6 +64,9 @@ func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
 	if opts.ID != 0 {
 		sub.ids = []uint32{opts.ID}
 	}
+	// s.mu is held across the trie add, so that no delivery routed after
+	// it can overtake the replays (order.go), and so that a session that
+	// ends meanwhile cannot leave the subscription behind in the trie.
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -64,27 +84,60 @@ func (s *Session) Subscribe(filter string, opts SubOptions) SubResult {
 		wb.PutSubscription(&store.Subscription{ClientID: s.clientID, Filter: filter, QoS: opts.QoS, NoLocal: opts.NoLocal,
 			RetainAsPublished: opts.RetainAsPublished, RetainHandling: opts.RetainHandling, ID: opts.ID})
 	}
-	s.mu.Unlock()
+	added, gen := true, uint64(0)
 	if shared {
-		s.b.addShared(group, inner, sub)
+		added, gen = s.b.addShared(group, inner, sub)
 	} else {
-		s.b.subs.Add(inner, s.key, sub)
+		_, gen = s.b.subs.AddGen(inner, s.key, sub)
 	}
-	s.flushWrites(true) // before SUBACK: a restart keeps what was granted
+	var owed []replayCand
+	if arrived != 0 && s.b.order != nil && added && !res.Existed {
+		owed = s.b.order.owed(inner, arrived, gen, &s.b.stats)
+	}
+	var w *writes
+	if len(owed) > 0 {
+		// Retained first: a message this subscription gets as retained
+		// is not replayed as well.
+		res.retain = s.b.retainedFor(inner, opts, shared, res.Existed)
+		w = s.b.newWrites()
+		s.replayLocked(sub, owed, res.retain, w)
+	}
+	s.mu.Unlock()
+	// Before SUBACK: a restart keeps what was granted, and the replays
+	// are as durable as deliveries routed by their publishers.
+	var errc chan error
+	if w != nil {
+		errc = make(chan error, 1)
+		s.b.submit(w, func(err error) { errc <- err })
+	}
+	s.flushWrites(true)
+	if errc != nil {
+		<-errc
+	}
 	res.QoS = opts.QoS
 	res.sub = sub
-	// Retained messages: not for shared subscriptions (4.8.2); per
-	// Retain Handling otherwise [MQTT-3.3.1-9..11].
-	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !res.Existed)) {
-		now := time.Now()
-		s.b.retained.Match(inner, func(_ string, m *Message) bool {
-			if !m.Expired(now) {
-				res.retain = append(res.retain, m)
-			}
-			return true
-		})
+	if len(owed) == 0 {
+		res.retain = s.b.retainedFor(inner, opts, shared, res.Existed)
 	}
 	return res
+}
+
+// retainedFor returns the retained messages a new subscription gets: none
+// for a shared subscription (4.8.2); per Retain Handling otherwise
+// [MQTT-3.3.1-9..11].
+func (b *Broker) retainedFor(inner string, opts SubOptions, shared, existed bool) []*Message {
+	if shared || !(opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !existed)) {
+		return nil
+	}
+	var out []*Message
+	now := time.Now()
+	b.retained.Match(inner, func(_ string, m *Message) bool {
+		if !m.Expired(now) {
+			out = append(out, m)
+		}
+		return true
+	})
+	return out
 }
 
 // SendRetained delivers the retained messages a successful Subscribe

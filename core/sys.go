@@ -55,6 +55,7 @@ func (b *Broker) SysSnapshot() map[string]string {
 		"$SYS/broker/dropped/expired":           u(st.DroppedExpired.Load()),
 		"$SYS/broker/dropped/no_subscriber":     u(st.DroppedNoSubscriber.Load()),
 		"$SYS/broker/backpressure/timeouts":     u(st.BackpressureTimeouts.Load()),
+		"$SYS/broker/publish/messages/replayed": u(st.MessagesReplayed.Load()),
 		"$SYS/broker/delayed/pending":           i(st.DelayedPending.Load()),
 		"$SYS/broker/wills/published":           u(st.WillsPublished.Load()),
 	}

@@ -197,9 +197,11 @@ func (ep *endpoint) nextSeqLocked() uint32 {
 }
 
 // observe registers (or replaces, RFC 7641 §4.1) the observation of
-// filter with token. The observation is not ready until markReady, so no
-// notification can overtake the registration response.
-func (ep *endpoint) observe(filter string, token []byte, qos byte) (*observation, core.SubResult, uint32) {
+// filter with token, whose request arrived at arrived (Unix ns, 0
+// unknown; see core.Session.SubscribeAt). The observation is not ready
+// until markReady, so no notification, replayed ones included, can
+// overtake the registration response.
+func (ep *endpoint) observe(filter string, token []byte, qos byte, arrived int64) (*observation, core.SubResult, uint32) {
 	o := &observation{id: ep.srv.nextSubID(), token: token, filter: filter, wildcard: hasWildcard(filter), qos: qos}
 	ep.mu.Lock()
 	if ep.closed {
@@ -216,7 +218,7 @@ func (ep *endpoint) observe(filter string, token []byte, qos byte) (*observation
 	if old != nil && bytes.Equal(old.token, token) {
 		rh = 1
 	}
-	res := ep.sess.Subscribe(filter, core.SubOptions{QoS: qos, RetainHandling: rh, ID: o.id})
+	res := ep.sess.SubscribeAt(filter, core.SubOptions{QoS: qos, RetainHandling: rh, ID: o.id}, arrived)
 
 	ep.mu.Lock()
 	if res.Err != nil {

@@ -134,10 +134,10 @@ func optionField(b []byte, i, nibble int) (v, n int, ok bool) {
 // topic is the publish topic, as request.topic computes it.
 func (fp *fastPub) topic() string { return strings.Join(fp.segments[1:], "/") }
 
-// fastRequest serves b on the fast path and reports whether it did; false
-// hands it to go-coap. Counters, inactivity and deduplication are kept as
+// fastRequest serves b, received at at (Unix ns, 0 unknown), on the fast
+// path and reports whether it did; false hands it to go-coap. Counters, inactivity and deduplication are kept as
 // go-coap's path keeps them.
-func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage) bool {
+func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage, at int64) bool {
 	if s.cfg.ConnectionRequired {
 		return false
 	}
@@ -170,7 +170,7 @@ func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage)
 		return true
 	}
 	req := &request{method: fp.code, con: fp.con, q: fp.q, cf: fp.cf, hasCF: fp.hasCF,
-		peerAddr: p.addr, genID: p.clientID}
+		peerAddr: p.addr, genID: p.clientID, arrived: at}
 	c, rerr := s.identify(req, p.raddr)
 	if rerr == nil {
 		rerr = s.authenticate(c)

@@ -152,7 +152,7 @@ func (s *Server) publish(w respWriter, r *pool.Message, req *request, peer *net.
 // retain flag, Content-Format and expiry from the request (shared by the
 // fast path, so both paths publish the same message).
 func (s *Server) publishMessage(req *request, topic string, body []byte) *core.Message {
-	msg := &core.Message{Topic: topic, Payload: body, QoS: byte(s.defaultQoS(req)), Retain: req.q.retain}
+	msg := &core.Message{Topic: topic, Payload: body, QoS: byte(s.defaultQoS(req)), Retain: req.q.retain, Arrived: req.arrived}
 	if req.hasCF {
 		applyContentFormat(msg, req.cf)
 		if req.cf == uint32(message.TextPlain) && utf8.Valid(body) {
@@ -190,7 +190,7 @@ func (s *Server) subscribe(w respWriter, r *pool.Message, req *request, peer *ne
 			return
 		}
 	}
-	o, res, seq := ep.observe(filter, req.token, byte(s.defaultQoS(req)))
+	o, res, seq := ep.observe(filter, req.token, byte(s.defaultQoS(req)), req.arrived)
 	if res.Err != nil {
 		if !ep.connMode {
 			ep.dropIfUnused()

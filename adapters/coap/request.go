@@ -34,6 +34,9 @@ type request struct {
 	// peerAddr and genID are the sender's address and generated client
 	// id, computed once per peer (empty when unknown).
 	peerAddr, genID string
+	// arrived is the kernel receive time of the request's datagram (the
+	// last one of a block-wise body), Unix ns; 0 unknown.
+	arrived int64
 }
 
 // query holds the recognised Uri-Query parameters. The short names are

@@ -235,8 +235,17 @@ func (s *Server) onError(err error) {
 // counts them and routes ACK and RST to the endpoint at their address, so
 // that an RST is told apart from an ACK (go-coap completes the CON
 // exchange on either).
+//
+// It also gives a request that may publish or observe its datagram's
+// receive time (transport.at), which processReceived takes for the
+// exchange.
 func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
 	s.b.Stats().WireBytesReceived.Add(wireSize(req, 0))
+	if at := s.tr.at; at != 0 {
+		if c := req.Code(); c == codes.GET || c == codes.POST || c == codes.PUT {
+			req.SetContext(context.WithValue(req.Context(), arrivedKey{}, at))
+		}
+	}
 	switch req.Type() {
 	case message.Confirmable:
 		s.pc.In(pktCON)
@@ -274,6 +283,10 @@ func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
 	return false, nil
 }
 
+// arrivedKey carries a request's receive time (int64 Unix ns) in the
+// request message's context, from monitor to processReceived.
+type arrivedKey struct{}
+
 // exchangeKey carries a request's *exchange in the context of the
 // response being built (the same response writer reaches the handler
 // through go-coap's block-wise layer, the request message may not).
@@ -282,6 +295,7 @@ type exchangeKey struct{}
 // exchange is what processReceived tells the handlers about a request.
 type exchange struct {
 	typ   message.Type // the type it arrived with (go-coap sees ACK)
+	at    int64        // its (last block's) kernel receive time, Unix ns; 0 unknown
 	peer  *peerState   // nil only if go-coap made no connection state
 	hooks []func()     // to run once the response is on the wire
 }
@@ -367,6 +381,7 @@ func (s *Server) processReceived(req *pool.Message, cc *udpClient.Conn, handler 
 	}
 	req.SetType(message.Acknowledgement)
 	ex := &exchange{typ: typ, peer: ps}
+	ex.at, _ = req.Context().Value(arrivedKey{}).(int64)
 	var own []byte // the request's token, when go-coap sees another
 	if ps != nil {
 		if canon := s.bt.canonical(ps.addr, req, s.cfg.ExchangeLifetime); canon != nil {
@@ -469,6 +484,7 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*udpClient.Conn], r *po
 	req, rerr := parseRequest(r)
 	if ex := exchangeOf(w); req != nil && ex != nil {
 		req.con = ex.typ == message.Confirmable
+		req.arrived = ex.at
 		if ex.peer != nil {
 			req.peerAddr, req.genID = ex.peer.addr, ex.peer.clientID
 		}

@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
 // transport owns the adapter's UDP socket in place of go-coap's udp
@@ -53,6 +55,10 @@ type transport struct {
 	// Only the read goroutine touches them.
 	out    []ipv4.Message
 	outBuf [][]byte
+	// at is the kernel receive time of the datagram go-coap is being
+	// handed (Unix ns, 0 unknown): read goroutine only, and read by the
+	// request monitor, which Conn.Process calls synchronously.
+	at int64
 }
 
 // batchConn is the batch I/O of x/net's ipv4 and ipv6 PacketConn (their
@@ -94,6 +100,13 @@ func newTransport(s *Server, uc *net.UDPConn, handler udpServer.HandlerFunc) *tr
 	// NewUDPConn also asks the kernel for each datagram's destination
 	// (IP_PKTINFO), which a wildcard listener needs.
 	t.ln = coapNet.NewUDPConn("udp", uc)
+	// Each datagram's receive time orders its publish or observation
+	// against other clients' packets in the core (core/order.go).
+	if rc, err := uc.SyscallConn(); err == nil {
+		if err := rxtime.Enable(rc); err != nil {
+			s.log.Debug("no receive timestamps", zap.Error(err))
+		}
+	}
 	if t.v6 {
 		t.bc = ipv6.NewPacketConn(uc)
 	} else {
@@ -228,9 +241,7 @@ func (t *transport) serve() {
 	ms := make([]ipv4.Message, readBatch)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, maxDatagram)}
-		if t.wildcard {
-			ms[i].OOB = t.newOOB()
-		}
+		ms[i].OOB = t.newOOB()
 	}
 	for {
 		n, err := t.bc.ReadBatch(ms, 0)
@@ -257,8 +268,10 @@ func (t *transport) serve() {
 
 // dispatch handles one datagram: the fast path answers it, or the peer's
 // go-coap connection processes it (decoding, deduplication and the
-// handlers of server.go).
+// handlers of server.go). oob holds its receive time and, for a wildcard
+// listener, its destination.
 func (t *transport) dispatch(b []byte, raddr *net.UDPAddr, oob []byte) {
+	at := rxtime.Parse(oob)
 	laddr := t.laddr
 	var cm *coapNet.ControlMessage
 	if t.wildcard && len(oob) > 0 {
@@ -273,10 +286,13 @@ func (t *transport) dispatch(b []byte, raddr *net.UDPAddr, oob []byte) {
 	if err != nil {
 		return
 	}
-	if t.s.fastRequest(p, b, cm) {
+	if t.s.fastRequest(p, b, cm, at) {
 		return
 	}
-	if err := p.cc.Process(cm, b); err != nil {
+	t.at = at
+	err = p.cc.Process(cm, b)
+	t.at = 0
+	if err != nil {
 		t.s.onError(fmt.Errorf("%v: cannot process packet: %w", raddr, err))
 		t.mu.Lock()
 		t.dropLocked(keyOf(raddr, laddr), p)
@@ -284,11 +300,18 @@ func (t *transport) dispatch(b []byte, raddr *net.UDPAddr, oob []byte) {
 	}
 }
 
+// newOOB returns a datagram's out-of-band buffer: room for its receive
+// time and, on a wildcard listener, its destination.
 func (t *transport) newOOB() []byte {
-	if t.v6 {
-		return ipv6.NewControlMessage(ipv6.FlagDst | ipv6.FlagInterface)
+	n := rxtime.OOBSize
+	switch {
+	case !t.wildcard:
+	case t.v6:
+		n += len(ipv6.NewControlMessage(ipv6.FlagDst | ipv6.FlagInterface))
+	default:
+		n += len(ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface))
 	}
-	return ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface)
+	return make([]byte, n)
 }
 
 func (t *transport) parseOOB(oob []byte) *coapNet.ControlMessage {

@@ -11,12 +11,12 @@ import (
 	"github.com/iotgw/iotgw/core"
 )
 
-// publishMinus1 handles a QoS -1 PUBLISH from a client without a
-// connection (§6.8): only predefined ids and short names can be
+// publishMinus1 handles a QoS -1 PUBLISH, received at at, from a client
+// without a connection (§6.8): only predefined ids and short names can be
 // resolved; the message is published at QoS 0 as QoSMinus1ClientID. The
 // read loop authenticates each one, so a slow Authenticator slows the
 // socket: keep QoS -1 off when authentication calls out.
-func (s *Server) publishMinus1(p *peer, m *codec.Publish) {
+func (s *Server) publishMinus1(p *peer, m *codec.Publish, at int64) {
 	if !s.cfg.QoSMinus1 {
 		s.dropped(p, m, "QoS -1 publish refused by configuration")
 		s.reply(p, &codec.Puback{TopicID: m.TopicID, MsgID: m.MsgID, Code: codec.NotSupported})
@@ -41,7 +41,7 @@ func (s *Server) publishMinus1(p *peer, m *codec.Publish) {
 		s.dropped(p, m, "QoS -1 publisher not authenticated")
 		return
 	}
-	err := s.b.PublishAs(info, &core.Message{Topic: name, Payload: m.Data, Retain: m.Flags.Retain})
+	err := s.b.PublishAs(info, &core.Message{Topic: name, Payload: m.Data, Retain: m.Flags.Retain, Arrived: at})
 	if err != nil {
 		if ce := s.log.Check(zap.DebugLevel, "QoS -1 publish refused"); ce != nil {
 			ce.Write(zap.String("remote", p.key), zap.String("topic", name), zap.Error(err))

@@ -51,6 +51,7 @@ const (
 type event struct {
 	kind evKind
 	msg  codec.Message
+	at   int64 // evMsg: the datagram's kernel receive time, Unix ns (0 unknown)
 	d    core.Delivery
 	l    *link
 	err  error
@@ -89,6 +90,7 @@ type vconn struct {
 	keepAlive time.Duration
 	sleep     time.Duration
 	lastSeen  time.Time
+	at        int64 // receive time of the client message being handled (event.at)
 	connectBy time.Time
 	fifo      []core.Delivery // deliveries in order, waiting for the wire
 	out       map[uint16]*flight
@@ -222,6 +224,7 @@ func (vc *vconn) handle(ev *event) {
 	switch ev.kind {
 	case evMsg:
 		vc.lastSeen = time.Now()
+		vc.at = ev.at
 		vc.onMessage(ev.msg)
 	case evDeliver:
 		if ev.l != vc.link {

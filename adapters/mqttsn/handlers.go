@@ -300,7 +300,7 @@ func (vc *vconn) onPublish(m *codec.Publish) {
 		vc.send(&codec.Puback{TopicID: m.TopicID, MsgID: m.MsgID, Code: codec.InvalidTopicID})
 		return
 	}
-	msg := &core.Message{Topic: name, Payload: m.Data, QoS: qos, Retain: m.Flags.Retain}
+	msg := &core.Message{Topic: name, Payload: m.Data, QoS: qos, Retain: m.Flags.Retain, Arrived: vc.at}
 	var err error
 	if qos == 2 {
 		_, err = vc.sess.PublishExactlyOnce(m.MsgID, msg)
@@ -440,7 +440,10 @@ func (vc *vconn) onSubscribe(m *codec.Subscribe) {
 	if m.Flags.DUP {
 		opts.RetainHandling = 1 // a retransmission does not resend retained messages
 	}
-	res := vc.sess.Subscribe(filter, opts)
+	// With the SUBSCRIBE's arrival, publications that arrived after it
+	// from other clients reach the subscription even if they were routed
+	// before it was added (core/order.go).
+	res := vc.sess.SubscribeAt(filter, opts, vc.at)
 	if res.Err != nil {
 		vc.log.Debug("subscribe refused", zap.String("filter", filter), zap.Error(res.Err))
 		vc.send(&codec.Suback{Flags: codec.Flags{QoS: qos}, MsgID: m.MsgID, Code: returnCodeFor(res.Err)})

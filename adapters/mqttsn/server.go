@@ -14,6 +14,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
 // listenerName is the Listener of MQTT-SN clients in core.ClientInfo.
@@ -107,6 +108,13 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	if err := s.uc.SetReadBuffer(udpReadBuffer); err != nil {
 		s.log.Debug("socket read buffer not raised", zap.Error(err))
 	}
+	// Each datagram's kernel receive time orders its PUBLISH or SUBSCRIBE
+	// against other clients' packets in the core (core/order.go).
+	if rc, err := s.uc.SyscallConn(); err == nil {
+		if err := rxtime.Enable(rc); err != nil {
+			s.log.Debug("no receive timestamps", zap.Error(err))
+		}
+	}
 	s.log.Info("listening", zap.String("transport", "udp"), zap.Stringer("addr", s.uc.LocalAddr()),
 		zap.Int("predefined_topics", len(s.cfg.Predefined)))
 	s.loops.Add(2)
@@ -197,13 +205,14 @@ type peer struct {
 func (p *peer) String() string { return p.key }
 
 // readLoop is the socket's only reader: it decodes each datagram and
-// hands it to the virtual connection of its sender.
+// hands it, with its kernel receive time, to the virtual connection of
+// its sender.
 func (s *Server) readLoop() {
 	defer s.loops.Done()
-	buf := make([]byte, 65536)
+	buf, oob := make([]byte, 65536), make([]byte, rxtime.OOBSize)
 	stats := s.b.Stats()
 	for {
-		n, addr, err := s.uc.ReadFromUDP(buf)
+		n, oobn, _, addr, err := s.uc.ReadMsgUDP(buf, oob)
 		if err != nil {
 			select {
 			case <-s.stop:
@@ -219,12 +228,13 @@ func (s *Server) readLoop() {
 		}
 		stats.WireBytesReceived.Add(uint64(n))
 		// Decoded messages alias their datagram, so each gets its own copy.
-		s.datagram(append([]byte(nil), buf[:n]...), addr)
+		s.datagram(append([]byte(nil), buf[:n]...), addr, rxtime.Parse(oob[:oobn]))
 	}
 }
 
-// datagram decodes one datagram, unwrapping a forwarder's encapsulation.
-func (s *Server) datagram(data []byte, addr *net.UDPAddr) {
+// datagram decodes one datagram, received at at (Unix ns, 0 unknown),
+// unwrapping a forwarder's encapsulation.
+func (s *Server) datagram(data []byte, addr *net.UDPAddr, at int64) {
 	p := &peer{addr: addr}
 	m, err := codec.Decode(data)
 	if err == nil {
@@ -250,7 +260,7 @@ func (s *Server) datagram(data []byte, addr *net.UDPAddr) {
 		return
 	}
 	s.pc.In(int(m.Type()))
-	s.dispatch(p, m)
+	s.dispatch(p, m, at)
 }
 
 // dispatch routes a message to its virtual connection, creating or
@@ -258,16 +268,16 @@ func (s *Server) datagram(data []byte, addr *net.UDPAddr) {
 // loop calls it, so map changes here never race with each other. A
 // virtual connection may finish between lookup and hand-over; the
 // message is then dispatched again, without it.
-func (s *Server) dispatch(p *peer, m codec.Message) {
-	if !s.dispatchOnce(p, m) {
-		s.dispatchOnce(p, m)
+func (s *Server) dispatch(p *peer, m codec.Message, at int64) {
+	if !s.dispatchOnce(p, m, at) {
+		s.dispatchOnce(p, m, at)
 	}
 }
 
-// handOver posts a client message to vc. It returns false (having
-// removed vc from the maps) only when vc has just finished.
-func (s *Server) handOver(vc *vconn, m codec.Message) bool {
-	if vc.post(event{kind: evMsg, msg: m}) {
+// handOver posts a client message, received at at, to vc. It returns
+// false (having removed vc from the maps) only when vc has just finished.
+func (s *Server) handOver(vc *vconn, m codec.Message, at int64) bool {
+	if vc.post(event{kind: evMsg, msg: m, at: at}) {
 		return true
 	}
 	if vc.isDead() {
@@ -278,7 +288,7 @@ func (s *Server) handOver(vc *vconn, m codec.Message) bool {
 	return true
 }
 
-func (s *Server) dispatchOnce(p *peer, m codec.Message) bool {
+func (s *Server) dispatchOnce(p *peer, m codec.Message, at int64) bool {
 	switch m := m.(type) {
 	case *codec.SearchGW:
 		// Any gateway may answer; the answer names this one (§6.1).
@@ -287,11 +297,11 @@ func (s *Server) dispatchOnce(p *peer, m codec.Message) bool {
 	case *codec.Advertise, *codec.GWInfo:
 		return true // other gateways' announcements; this gateway needs none
 	case *codec.Connect:
-		return s.dispatchConnect(p, m)
+		return s.dispatchConnect(p, m, at)
 	case *codec.Pingreq:
 		if m.ClientID != "" {
 			if vc := s.rebind(p, m.ClientID); vc != nil {
-				return s.handOver(vc, m)
+				return s.handOver(vc, m, at)
 			}
 		}
 	}
@@ -304,18 +314,18 @@ func (s *Server) dispatchOnce(p *peer, m codec.Message) bool {
 			// if it moves the client to another virtual connection.
 			vc.setCreds(a)
 		}
-		return s.handOver(vc, m)
+		return s.handOver(vc, m, at)
 	}
 	switch m := m.(type) {
 	case *codec.Publish:
 		if m.Flags.QoS == codec.QoSMinus1 {
-			s.publishMinus1(p, m)
+			s.publishMinus1(p, m, at)
 			return true
 		}
 	case *codec.Auth:
 		if vc := s.newConn(p); vc != nil {
 			vc.setCreds(m)
-			vc.post(event{kind: evMsg, msg: m})
+			vc.post(event{kind: evMsg, msg: m, at: at})
 		}
 		return true
 	case *codec.Disconnect, *codec.Pingreq, *codec.Register, *codec.Subscribe:
@@ -339,7 +349,7 @@ func (s *Server) dropped(p *peer, m codec.Message, why string) {
 
 // dispatchConnect finds the virtual connection of a CONNECT: the client
 // id's own (rebinding it to this address), the address's, or a new one.
-func (s *Server) dispatchConnect(p *peer, m *codec.Connect) bool {
+func (s *Server) dispatchConnect(p *peer, m *codec.Connect, at int64) bool {
 	var vc *vconn
 	if m.ClientID != "" {
 		vc = s.rebind(p, m.ClientID)
@@ -365,7 +375,7 @@ func (s *Server) dispatchConnect(p *peer, m *codec.Connect) bool {
 		}
 		s.mu.Unlock()
 	}
-	return s.handOver(vc, m)
+	return s.handOver(vc, m, at)
 }
 
 // rebind returns the virtual connection of clientID bound to p's address,

@@ -55,10 +55,11 @@ type Trie[V any] struct {
 // it. A cache object is only ever filled with results computed from the
 // single trie state that was current when it was installed: see Match.
 type matchCache struct {
-	m     sync.Map     // string -> *cached[V]
-	n     atomic.Int64 // entries stored
-	hits  atomic.Int64 // entries that were hit at least once
-	skips atomic.Int64 // misses not stored because the cache was full
+	m     sync.Map      // string -> *cached[V]
+	gen   atomic.Uint64 // the trie generation every entry describes (see mutated)
+	n     atomic.Int64  // entries stored
+	hits  atomic.Int64  // entries that were hit at least once
+	skips atomic.Int64  // misses not stored because the cache was full
 }
 
 // cached is one cache entry. hit is set on the entry's first hit only, so
@@ -111,6 +112,14 @@ func NewTrie[V any]() *Trie[V] {
 // Add stores v for (filter, key). If the pair already exists its value is
 // replaced and Add returns false; otherwise it returns true.
 func (t *Trie[V]) Add(filter, key string, v V) (added bool) {
+	added, _ = t.AddGen(filter, key, v)
+	return added
+}
+
+// AddGen is Add also returning the generation of the first trie state that
+// holds v: a MatchGen reporting a generation at least gen saw v (unless it
+// was removed again), one reporting less did not.
+func (t *Trie[V]) AddGen(filter, key string, v V) (added bool, gen uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
@@ -142,7 +151,7 @@ func (t *Trie[V]) Add(filter, key string, v V) (added bool) {
 	}
 	// A replacement changes what Match returns, so it invalidates too.
 	t.mutated()
-	return added
+	return added, t.gen.Load()
 }
 
 // Remove deletes the (filter, key) entry and prunes nodes left empty. It
@@ -204,6 +213,17 @@ func (t *Trie[V]) Generation() uint64 {
 // just before or just after it; a Match that starts after a mutation has
 // returned always observes it.
 func (t *Trie[V]) Match(topic string) []V {
+	res, _ := t.MatchGen(topic)
+	return res
+}
+
+// MatchGen is Match also returning the generation (see Generation) of the
+// trie state the result was computed from, exactly: the result holds every
+// value added at or before gen (see AddGen) and not removed by then, and
+// nothing added later. A cached result reports the generation it was
+// cached at, which may be older than Generation when a mutation runs
+// concurrently (its result is then the one from just before it).
+func (t *Trie[V]) MatchGen(topic string) ([]V, uint64) {
 	// Fast path: no mutex. Whatever cache object we load holds only
 	// results that were correct for the trie state it was installed for,
 	// and it is replaced before any mutation returns.
@@ -213,12 +233,15 @@ func (t *Trie[V]) Match(topic string) []V {
 			if !e.hit.Load() && e.hit.CompareAndSwap(false, true) {
 				c.hits.Add(1)
 			}
-			return e.res
+			// c holds entries, so its generation no longer changes
+			// (mutated replaces a cache that has any).
+			return e.res, c.gen.Load()
 		}
 	}
 
 	t.mu.RLock()
 	res := t.match(topic)
+	gen := t.gen.Load() // stable: mutations hold the write lock
 	// The cache pointer must be loaded here, while the read lock that
 	// covered the walk is still held. Mutations swap in a fresh cache
 	// while holding the write lock, so under our read lock the current
@@ -238,7 +261,9 @@ func (t *Trie[V]) Match(topic string) []V {
 		// above: no mutation can run while we hold it, so every cache
 		// installed now describes the state we walked. The CAS lets
 		// one of several racing readers do the reset.
-		t.cache.CompareAndSwap(c, new(matchCache))
+		nc := new(matchCache)
+		nc.gen.Store(gen)
+		t.cache.CompareAndSwap(c, nc)
 		c, insert = t.cache.Load(), true
 	}
 	if insert {
@@ -249,7 +274,7 @@ func (t *Trie[V]) Match(topic string) []V {
 		}
 	}
 	t.mu.RUnlock()
-	return res
+	return res, gen
 }
 
 // limit returns the cache bound in entries.
@@ -262,13 +287,25 @@ func (t *Trie[V]) limit() int64 {
 
 // mutated records a mutation. It must be called with the write lock held,
 // which is what makes the cache swap safe (see Match).
+//
+// Every cache describes one generation (MatchGen reports it): a new one
+// gets the current generation, and an empty one that is kept moves on to
+// it, which is safe because it has no entry yet (entries are only added
+// under the read lock, so none can be added meanwhile).
 func (t *Trie[V]) mutated() {
-	t.gen.Add(1)
+	gen := t.gen.Add(1)
 	// An empty cache holds nothing stale, and no reader can be filling it
 	// while we hold the write lock, so keep it: bulk subscribes (session
 	// restore, benchmarks) then do not allocate a cache per Add.
-	if c := t.cache.Load(); c != nil && c.n.Load() > 0 {
-		t.cache.Store(new(matchCache))
+	c := t.cache.Load()
+	switch {
+	case c == nil:
+	case c.n.Load() > 0:
+		nc := new(matchCache)
+		nc.gen.Store(gen)
+		t.cache.Store(nc)
+	default:
+		c.gen.Store(gen)
 	}
 }
 

@@ -482,3 +482,69 @@ func TestTrieConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestTrieMatchGenExact checks MatchGen's generation against AddGen's
+// while the trie changes: a result holds value i of a replaced entry
+// exactly when its generation is in [gen(i), gen(i+1)), on the cached and
+// the walked path alike.
+func TestTrieMatchGenExact(t *testing.T) {
+	tr := NewTrie[int]()
+	const n = 20000
+	gens := make([]uint64, n+2)
+	gens[n+1] = ^uint64(0)
+	type seen struct {
+		v   int // 0: no value of key "w"
+		gen uint64
+	}
+	var wg, started sync.WaitGroup
+	var stop atomic.Bool
+	obs := make([][]seen, 3)
+	for r := range obs {
+		wg.Add(1)
+		started.Add(1)
+		go func() {
+			defer wg.Done()
+			started.Done()
+			for !stop.Load() {
+				res, g := tr.MatchGen("a/b")
+				s := seen{gen: g}
+				for _, v := range res {
+					if v > 0 {
+						s.v = v
+					}
+				}
+				obs[r] = append(obs[r], s)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // other mutations move the generation on in between
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			tr.Add("x/#", "noise", -1)
+			tr.Remove("x/#", "noise")
+		}
+	}()
+	started.Wait()
+	for i := 1; i <= n; i++ {
+		_, gens[i] = tr.AddGen("a/+", "w", i)
+	}
+	stop.Store(true)
+	wg.Wait()
+	for _, list := range obs {
+		for _, s := range list {
+			if s.v == 0 {
+				if s.gen >= gens[1] {
+					t.Fatalf("generation %d has no value, but value 1 was added at %d", s.gen, gens[1])
+				}
+				continue
+			}
+			if s.gen < gens[s.v] || s.gen >= gens[s.v+1] {
+				t.Fatalf("value %d seen at generation %d, but it was current in [%d, %d)", s.v, s.gen, gens[s.v], gens[s.v+1])
+			}
+		}
+	}
+	if _, g := tr.MatchGen("a/b"); g != tr.Generation() {
+		t.Fatalf("quiescent MatchGen generation %d, trie at %d", g, tr.Generation())
+	}
+}

@@ -187,6 +187,7 @@ func settings() []setting {
 		{"session.queue_qos0", dc.QueueQoS0, boolean(func(c *Config) *bool { return &c.Core.QueueQoS0 })},
 		{"session.default_expiry", dc.DefaultExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.DefaultExpiry })},
 		{"session.max_expiry", dc.MaxExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.MaxExpiry })},
+		{"session.order_window", dc.OrderWindow.String(), duration(func(c *Config) *time.Duration { return &c.Core.OrderWindow })},
 
 		{"limits.max_topic_levels", dc.MaxTopicLevels, integer(func(c *Config) *int { return &c.Core.MaxTopicLevels })},
 		{"limits.max_topic_length", dc.MaxTopicLength, integer(func(c *Config) *int { return &c.Core.MaxTopicLength })},
