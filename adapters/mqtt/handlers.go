@@ -90,7 +90,7 @@ func (c *conn) onPublish(p *codec.Publish) error {
 		c.fail(codec.RetainNotSupported, errProtocol)
 		return fmt.Errorf("%w: retain not available [MQTT-3.2.2-14]", errProtocol)
 	}
-	msg := &core.Message{Topic: topicName, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	msg := &core.Message{Topic: topicName, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Arrived: c.eng.Arrived()}
 	rc := codec.Success
 	if v5 {
 		if p.Props.Has(codec.PropSubscriptionID) {
@@ -250,7 +250,10 @@ func (c *conn) onSubscribe(p *codec.Subscribe) error {
 			opts.RetainAsPublished = s.RetainAsPublished
 			opts.RetainHandling = s.RetainHandling
 		}
-		r := c.sess.Subscribe(s.Filter, opts)
+		// The arrival lets the core give this subscription what other
+		// clients published after it reached us, even if that was
+		// routed first (docs/design.md, "Ordering across clients").
+		r := c.sess.SubscribeAt(s.Filter, opts, c.eng.Arrived())
 		results[i] = r
 		if r.Err != nil {
 			c.logAt(zap.DebugLevel, "subscribe refused", zap.String("filter", s.Filter), zap.Error(r.Err))

@@ -239,6 +239,7 @@ func (c *conn) onSend(f *frame.Frame) error {
 		}
 		return c.addOp(t, txOp{msg: msg})
 	}
+	msg.Arrived = c.eng.Arrived()
 	// The RECEIPT follows the core's acceptance (Publish has routed the
 	// message by then) and, with a store, the message being durable: it
 	// waits in the receipt pipe while this goroutine reads on, and leaves
@@ -305,7 +306,10 @@ func (c *conn) onSubscribe(f *frame.Frame) error {
 	g, rebound := st.rt.add(s)
 	num, qos := g.num, g.maxQoS()
 	st.mu.Unlock()
-	res := c.sess.Subscribe(dest, core.SubOptions{QoS: qos, ID: num})
+	// The arrival lets the core give this subscription what other
+	// clients published after it reached us, even if that was routed
+	// first (docs/design.md, "Ordering across clients").
+	res := c.sess.SubscribeAt(dest, core.SubOptions{QoS: qos, ID: num}, c.eng.Arrived())
 	if res.Err != nil {
 		st.mu.Lock()
 		acks, empty := st.rt.remove(s)
@@ -563,6 +567,7 @@ func (c *conn) commit(t *transaction) error {
 			}
 			continue
 		}
+		op.msg.Arrived = c.eng.Arrived() // published by the COMMIT
 		if err := c.sess.Publish(op.msg); err != nil {
 			// Checked above; only a concurrent change (an ACL reload)
 			// gets here.

@@ -1,22 +1,16 @@
 package tcpconn
 
 import (
-	"encoding/binary"
 	"io"
 	"syscall"
 	"unsafe"
+
+	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
-// oobSize holds one SCM_TIMESTAMPNS message: a cmsghdr and a timespec.
-const oobSize = 32
-
-func enableStamps(rc syscall.RawConn) bool {
-	ok := false
-	_ = rc.Control(func(fd uintptr) {
-		ok = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1) == nil
-	})
-	return ok
-}
+// oobSize holds one SCM_TIMESTAMPNS message (rxtime.OOBSize is 32 on
+// 64-bit Linux), with room to spare.
+const oobSize = 64
 
 // rawRead is one recvmsg attempt on the reader's behalf (see Read); it
 // reports false to have the runtime wait until the socket is readable.
@@ -35,7 +29,7 @@ func (c *Conn) rawRead(fd uintptr) bool {
 		default:
 			raceAcquire()
 			c.rn = n
-			if ts := stampOf(c.oob[:oobn]); ts != 0 {
+			if ts := rxtime.Parse(c.oob[:oobn]); ts != 0 {
 				c.last = ts
 			}
 		}
@@ -63,28 +57,4 @@ func recvmsg(fd int, p, oob []byte) (n, oobn int, err error) {
 		return 0, 0, e
 	}
 	return int(r), int(msg.Controllen), nil
-}
-
-// stampOf finds the SCM_TIMESTAMPNS time in a control buffer (0 if none).
-func stampOf(oob []byte) int64 {
-	for len(oob) >= syscall.SizeofCmsghdr {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < syscall.SizeofCmsghdr || l > len(oob) {
-			return 0
-		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS && l >= syscall.SizeofCmsghdr+16 {
-			d := oob[syscall.SizeofCmsghdr:]
-			sec := int64(binary.NativeEndian.Uint64(d[0:8]))
-			nsec := int64(binary.NativeEndian.Uint64(d[8:16]))
-			return sec*1e9 + nsec
-		}
-		// Next message: lengths are aligned to the native word.
-		a := (l + 7) &^ 7
-		if a >= len(oob) {
-			return 0
-		}
-		oob = oob[a:]
-	}
-	return 0
 }

@@ -23,6 +23,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
 // Conn is a TCP connection whose reads record the kernel's receive time.
@@ -56,7 +58,7 @@ func Wrap(nc net.Conn) net.Conn {
 		return nc
 	}
 	c.rc = rc
-	c.stamps = enableStamps(rc)
+	c.stamps = rxtime.Enable(rc) == nil // elsewhere Read records when it returned
 	c.readFn = c.rawRead
 	return c
 }
@@ -83,38 +85,6 @@ func (c *Conn) Read(p []byte) (int, error) {
 // Read returned; where the platform has no receive times, the time that
 // Read returned it. Zero before the first byte.
 func (c *Conn) Arrived() int64 { return c.last }
-
-// TryWrite writes as much of b as the socket takes without waiting and
-// returns how much that was; err is set only when the connection failed
-// (not when the socket buffer is full).
-func (c *Conn) TryWrite(b []byte) (n int, err error) {
-	werr := c.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			if e == syscall.EINTR {
-				continue
-			}
-			if e == syscall.EAGAIN {
-				return true // full: the rest is a writer goroutine's
-			}
-			if e != nil {
-				err = e
-				return true
-			}
-		}
-		return true
-	})
-	if werr != nil {
-		return n, wrapErr(c, werr)
-	}
-	if err != nil {
-		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-	}
-	return n, nil
-}
 
 // wrapErr gives the errors of raw reads and writes the shape net.TCPConn's
 // have: closed is net.ErrClosed, a deadline a net.Error that times out.
