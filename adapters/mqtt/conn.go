@@ -361,3 +361,17 @@ func (c *conn) Ended() {
 	}
 	c.srv.forget(c)
 }
+
+// pingresp is PINGRESP on the wire, the same in every version.
+var pingresp = []byte{0xD0, 0x00}
+
+// Quick implements streamconn.Quicker: a PINGREQ [MQTT-3.12.4-1] read by
+// the wait is answered without decoding.
+func (c *conn) Quick(in []byte) (int, []byte) {
+	if len(in) < 2 || in[0] != 0xC0 || in[1] != 0x00 || !c.connected {
+		return 0, nil
+	}
+	c.srv.pc.In(int(codec.TypePingreq))
+	c.srv.pc.Out(int(codec.TypePingresp))
+	return 2, pingresp
+}

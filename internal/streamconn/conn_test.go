@@ -379,3 +379,58 @@ func TestInlineDelivery(t *testing.T) {
 	}
 	expectLine(t, c, r, "inline")
 }
+
+// quickProto answers "q" straight from the wait's buffer (Quicker).
+type quickProto struct{ lineProto }
+
+func (p *quickProto) Quick(in []byte) (int, []byte) {
+	if len(in) >= 2 && in[0] == 'q' && in[1] == '\n' {
+		return 2, []byte("Q\n")
+	}
+	return 0, nil
+}
+
+// A Quicker's unit is answered without the unit reader, in order with
+// everything else.
+func TestQuickReply(t *testing.T) {
+	g := newGroup(Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan *quickProto, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		p := &quickProto{lineProto{ended: make(chan struct{}), hold: make(chan struct{})}}
+		p.eng.Init(g, p, tcpconn.Wrap(nc), Options{})
+		p.eng.Start()
+		done <- p
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := <-done
+	r := bufio.NewReader(c)
+	io.WriteString(c, "hello\n")
+	expectLine(t, c, r, "welcome")
+	for i := 0; i < 3; i++ {
+		time.Sleep(5 * time.Millisecond) // each "q" arrives on a quiet connection
+		io.WriteString(c, "q\n")
+		expectLine(t, c, r, "Q")
+	}
+	io.WriteString(c, "q\nping\n") // after a quick one, the rest goes to the unit reader
+	expectLine(t, c, r, "Q")
+	expectLine(t, c, r, "pong")
+	p.mu.Lock()
+	got := strings.Join(p.got, ",")
+	p.mu.Unlock()
+	if got != "hello,ping" {
+		t.Fatalf("the unit reader saw %q, want hello,ping", got)
+	}
+}
