@@ -183,18 +183,16 @@ type Conn[T any] struct {
 	g    *Group
 	p    Proto[T]
 	nc   net.Conn
-	tw   tryWriter     // nil: no inline writes
-	arr  arrivalSource // nil: no receive times
+	tw   tryWriter // nil: no inline writes
 	opts Options
 
 	// Reader goroutine state.
 	br          *bufio.Reader // borrowed while input is buffered
-	src         source
+	in          inputState
 	established bool
-	lastInput   time.Time // when the reader last ran out of input
-	lingerSet   time.Time // when the linger deadline was last set
-	lingering   bool      // the read deadline is the linger, not IdleDeadline
-	idleFn      func()    // c.idleRead, bound once
+	lingering   bool  // the read deadline is the linger, not IdleDeadline
+	lastInput   int64 // when the reader last ran out of input, Unix ns
+	lingerSet   int64 // when the linger deadline was last set, Unix ns
 
 	// Writing side; guarded by mu unless noted.
 	mu         sync.Mutex
@@ -205,8 +203,8 @@ type Conn[T any] struct {
 	closing    bool
 	writing    bool          // someone writes: a writer goroutine, the reader, or an inline writer
 	rest       *Batch        // bytes an inline write left for the writer goroutine
-	wake       chan struct{} // wakes a running writer goroutine
-	writerDone chan struct{} // closed once the sending side is over
+	wake       chan struct{} // wakes the writer goroutine; made when one starts
+	writerDone chan struct{} // closed once the sending side is over; made by CloseWith
 	closed     atomic.Bool   // closing, readable without mu
 	drainBy    atomic.Int64  // read deadline of a closing connection (Unix ns)
 	lastWrite  atomic.Int64  // Unix ns of the last write to the socket
@@ -230,11 +228,6 @@ const readBufSize = 4096
 func (c *Conn[T]) Init(g *Group, p Proto[T], nc net.Conn, opts Options) {
 	c.g, c.p, c.nc, c.opts = g, p, nc, opts
 	c.tw, _ = nc.(tryWriter)
-	c.arr, _ = nc.(arrivalSource)
-	c.src = source{nc: nc, stats: g.stats, lingering: &c.lingering, closed: &c.closed, slow: c.slowUnit}
-	c.wake = make(chan struct{}, 1)
-	c.writerDone = make(chan struct{})
-	c.idleFn = c.idleRead
 	c.lastWrite.Store(time.Now().UnixNano())
 }
 
@@ -253,8 +246,8 @@ func (c *Conn[T]) Established() { c.established = true }
 // Arrived returns the receive time (Unix ns) of the input being handled:
 // the kernel's where the transport has it, else zero. Reader only.
 func (c *Conn[T]) Arrived() int64 {
-	if c.arr != nil {
-		return c.arr.Arrived()
+	if a, ok := c.nc.(arrivalSource); ok {
+		return a.Arrived()
 	}
 	return 0
 }
@@ -284,28 +277,27 @@ func (c *Conn[T]) readBursts(err error) {
 			c.finish()
 			return
 		}
-		if err == nil && !c.src.pending() && (c.br == nil || c.br.Buffered() == 0) {
+		if err == nil && !c.in.pending() && (c.br == nil || c.br.Buffered() == 0) {
 			c.flushReplies()
 			var idle bool
 			idle, err = c.awaitData()
 			if idle {
 				c.dropQueues()
 				c.g.wg.Add(1)
-				go c.idleFn()
+				go c.idleRead()
 				return
 			}
 			continue // closing may have come meanwhile
 		}
 		if err != nil {
-			c.src.fail(err) // the unit reader meets it, and the protocol answers it
+			c.in.fail(err) // the unit reader meets it, and the protocol answers it
 			err = nil
 		}
 		if c.br == nil {
 			if c.quick() {
 				continue
 			}
-			c.br = c.g.readers.Get().(*bufio.Reader)
-			c.br.Reset(&c.src)
+			c.borrowReader()
 		}
 		if herr := c.p.Next(c.br); herr != nil {
 			c.finish()
@@ -321,23 +313,23 @@ func (c *Conn[T]) readBursts(err error) {
 // when nothing else is queued or being written, so order holds.
 func (c *Conn[T]) quick() bool {
 	q, ok := c.p.(Quicker)
-	if !ok || !c.established || c.tw == nil || c.src.off >= c.src.n || c.src.err != nil {
+	s := &c.in
+	if !ok || !c.established || c.tw == nil || s.off >= s.n || s.err != nil {
 		return false
 	}
-	n, reply := q.Quick(c.src.buf[c.src.off:c.src.n])
+	n, reply := q.Quick(s.buf[s.off:s.n])
 	if n == 0 {
 		return false
 	}
-	c.src.off += n
+	s.off += uint8(n)
 	if len(reply) == 0 {
 		return true
 	}
 	c.mu.Lock()
 	if c.writing || len(c.out) > 0 || c.closing {
 		c.mu.Unlock()
-		c.src.off -= n // the unit reader takes it after all, in order
-		c.br = c.g.readers.Get().(*bufio.Reader)
-		c.br.Reset(&c.src)
+		s.off -= uint8(n) // the unit reader takes it after all, in order
+		c.borrowReader()
 		return false
 	}
 	c.writing = true
@@ -354,8 +346,7 @@ func (c *Conn[T]) quick() bool {
 		b := c.batch()
 		b.Buf = append(b.Buf, reply[w:]...)
 		c.rest = b
-		c.g.wg.Add(1)
-		go c.writeLoop()
+		c.spawnWriterLocked()
 	} else {
 		c.writing = false
 	}
@@ -385,20 +376,20 @@ func (c *Conn[T]) awaitData() (idle bool, err error) {
 	c.releaseReader()
 	if c.established {
 		// The reader has just run out of input: idle deadlines count from here.
-		now := time.Now()
+		now := time.Now().UnixNano()
 		c.lastInput = now
 		switch {
 		case c.opts.NoLinger:
-			if now.Sub(c.lingerSet) >= readerLinger/2 {
+			if now-c.lingerSet >= int64(readerLinger/2) {
 				c.lingerSet = now
 				c.idleDeadline(now)
 			}
-		case !c.lingering || now.Sub(c.lingerSet) >= readerLinger/2:
+		case !c.lingering || now-c.lingerSet >= int64(readerLinger/2):
 			// Re-arming costs a timer update; skip it while the linger
 			// set last is at least half a linger away.
 			c.lingering = true
 			c.lingerSet = now
-			c.setReadDeadline(now.Add(readerLinger))
+			c.setReadDeadline(time.Unix(0, now+int64(readerLinger)))
 		}
 	}
 	if err := c.readFirst(); err != nil {
@@ -410,15 +401,11 @@ func (c *Conn[T]) awaitData() (idle bool, err error) {
 	return false, nil
 }
 
-// readFirst waits for input, reading it into the connection's own small
-// buffer.
-func (c *Conn[T]) readFirst() error { return c.src.first() }
-
 // idleDeadline sets the established connection's input deadline counted
-// from the input at from, and ends the linger.
-func (c *Conn[T]) idleDeadline(from time.Time) {
+// from the input at from (Unix ns), and ends the linger.
+func (c *Conn[T]) idleDeadline(from int64) {
 	c.lingering = false
-	c.setReadDeadline(c.p.IdleDeadline(from))
+	c.setReadDeadline(c.p.IdleDeadline(time.Unix(0, from)))
 }
 
 // setReadDeadline sets the read deadline unless the connection is
@@ -431,6 +418,12 @@ func (c *Conn[T]) setReadDeadline(t time.Time) {
 	if c.closed.Load() { // closing began meanwhile
 		_ = c.nc.SetReadDeadline(time.Unix(0, c.drainBy.Load()))
 	}
+}
+
+// borrowReader takes a read buffer from the pool, reading the input.
+func (c *Conn[T]) borrowReader() {
+	c.br = c.g.readers.Get().(*bufio.Reader)
+	c.br.Reset((*input[T])(c))
 }
 
 func (c *Conn[T]) releaseReader() {
@@ -455,7 +448,7 @@ func (c *Conn[T]) finish() {
 	c.CloseWith(nil)
 	c.p.Ended()
 	<-c.writerDone
-	if !c.src.ended() {
+	if !c.in.end {
 		c.drainInput()
 	}
 	c.nc.Close()

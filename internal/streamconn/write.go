@@ -148,13 +148,23 @@ func (c *Conn[T]) PushLocked(it T, inlineOK bool) (inline bool) {
 func (c *Conn[T]) startWriterLocked() {
 	if !c.writing {
 		c.writing = true
-		c.g.wg.Add(1)
-		go c.writeLoop()
+		c.spawnWriterLocked()
 		return
 	}
-	if len(c.out) == 1 {
+	if len(c.out) == 1 && c.wake != nil {
 		linger.Wake(c.wake)
 	}
+}
+
+// spawnWriterLocked starts a writer goroutine for a connection whose
+// writing role its caller holds. The wake channel exists only while a
+// writer goroutine may wait on it (an idle connection holds none).
+func (c *Conn[T]) spawnWriterLocked() {
+	if c.wake == nil {
+		c.wake = make(chan struct{}, 1)
+	}
+	c.g.wg.Add(1)
+	go c.writeLoop(c.wake)
 }
 
 // Kick hands the reader's pending replies to a writer goroutine; the
@@ -190,8 +200,13 @@ func (c *Conn[T]) CloseWith(last *T) {
 	now := time.Now()
 	c.drainBy.Store(now.Add(c.g.cfg.CloseDrain).UnixNano())
 	c.closed.Store(true)
+	if c.writerDone == nil {
+		c.writerDone = make(chan struct{})
+	}
 	if c.writing {
-		linger.Wake(c.wake)
+		if c.wake != nil {
+			linger.Wake(c.wake)
+		}
 	} else {
 		c.startWriterLocked()
 	}
@@ -204,7 +219,7 @@ func (c *Conn[T]) CloseWith(last *T) {
 
 // writeLoop is the writer goroutine: it drains the queue, then lingers
 // briefly for more work before it exits.
-func (c *Conn[T]) writeLoop() {
+func (c *Conn[T]) writeLoop(wake chan struct{}) {
 	defer c.g.wg.Done()
 	b := c.batch()
 	defer c.putBatch(b)
@@ -213,7 +228,7 @@ func (c *Conn[T]) writeLoop() {
 		return
 	}
 	for c.drain(false, b) {
-		if !c.waitForWork(&idle) {
+		if !c.waitForWork(wake, &idle) {
 			return
 		}
 	}
@@ -263,8 +278,7 @@ func (c *Conn[T]) WriteInline() {
 		// then the acks (never run inside a Sink call), then the queue.
 		b.Buf = b.Buf[n:]
 		c.rest = b
-		c.g.wg.Add(1)
-		go c.writeLoop()
+		c.spawnWriterLocked()
 		c.mu.Unlock()
 		return
 	}
@@ -374,8 +388,7 @@ func (c *Conn[T]) drain(reader bool, b *Batch) bool {
 			if len(c.out) == 0 && !c.closing {
 				c.writing = false
 			} else {
-				c.g.wg.Add(1)
-				go c.writeLoop()
+				c.spawnWriterLocked()
 			}
 			c.mu.Unlock()
 			return true
@@ -436,9 +449,13 @@ func (c *Conn[T]) writeFailed(err error) {
 		close(c.room)
 		c.room = nil
 	}
+	if c.writerDone == nil {
+		c.writerDone = make(chan struct{})
+	}
+	done := c.writerDone
 	c.mu.Unlock()
 	c.nc.Close()
-	close(c.writerDone)
+	close(done)
 }
 
 // endSending ends the sending side once the final unit is written: a TCP
@@ -448,13 +465,16 @@ func (c *Conn[T]) endSending() {
 	if cw, ok := c.nc.(closeWriter); !ok || cw.CloseWrite() != nil {
 		c.nc.Close()
 	}
-	close(c.writerDone)
+	c.mu.Lock()
+	done := c.writerDone // made by CloseWith, which set closing
+	c.mu.Unlock()
+	close(done)
 }
 
 // waitForWork blocks until the writer is woken, or retires the writer
 // after writerLinger without work (returning false).
-func (c *Conn[T]) waitForWork(idle **time.Timer) bool {
-	if linger.Wait(c.wake, idle, writerLinger) {
+func (c *Conn[T]) waitForWork(wake chan struct{}, idle **time.Timer) bool {
+	if linger.Wait(wake, idle, writerLinger) {
 		return true
 	}
 	c.mu.Lock()
@@ -464,6 +484,7 @@ func (c *Conn[T]) waitForWork(idle **time.Timer) bool {
 	}
 	c.writing = false
 	c.out, c.spare = nil, nil
+	c.wake = nil // a stale signal in it must not wake the next writer early
 	return false
 }
 

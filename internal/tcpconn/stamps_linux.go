@@ -8,9 +8,9 @@ import (
 	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
-// oobSize holds one SCM_TIMESTAMPNS message (rxtime.OOBSize is 32 on
-// 64-bit Linux), with room to spare.
-const oobSize = 64
+// oobSize holds one SCM_TIMESTAMPNS message, the only control message
+// enabled (rxtime.OOBSize: 32 on 64-bit Linux, 28 on 32-bit).
+const oobSize = 32
 
 // rawRead is one recvmsg attempt on the reader's behalf (see Read); it
 // reports false to have the runtime wait until the socket is readable.
