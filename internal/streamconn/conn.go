@@ -258,9 +258,6 @@ func (c *Conn[T]) NetConn() net.Conn { return c.nc }
 // Closing reports whether the connection is closing (safe anywhere).
 func (c *Conn[T]) Closing() bool { return c.closed.Load() }
 
-// errClosing ends a reader whose connection closed under it.
-var errClosing = errors.New("connection closing")
-
 func (c *Conn[T]) readLoop() {
 	c.setReadDeadline(time.Now().Add(c.g.cfg.ConnectTimeout))
 	c.readBursts(nil)

@@ -3,6 +3,7 @@ package tcpconn
 import (
 	"io"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/iotgw/iotgw/internal/rxtime"
@@ -29,9 +30,13 @@ func (c *Conn) rawRead(fd uintptr) bool {
 		default:
 			raceAcquire()
 			c.rn = n
-			if ts := rxtime.Parse(c.oob[:oobn]); ts != 0 {
-				c.last = ts
+			ts := rxtime.Parse(c.oob[:oobn])
+			if ts == 0 {
+				// Data that arrived before the first socket of the
+				// process turned stamping on carries none.
+				ts = time.Now().UnixNano()
 			}
+			c.last = ts
 		}
 		return true
 	}
