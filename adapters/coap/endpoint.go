@@ -159,7 +159,7 @@ func (ep *endpoint) Deliver(d core.Delivery) bool {
 	return true
 }
 
-// Room implements core.Pacer: while more than coap.max_pending_qos0 QoS 0
+// Room implements core.Pacer: while coap.max_pending_qos0 or more QoS 0
 // notifications wait for the writer, publishers that can be slowed (MQTT,
 // STOMP) wait on the returned channel, closed once the writer has sent
 // half of them (next). A notification sent inline never waited, so that

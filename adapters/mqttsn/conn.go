@@ -166,7 +166,7 @@ func (l *link) Deliver(d core.Delivery) bool {
 	return true
 }
 
-// Room implements core.Pacer: while more than mqttsn.max_pending_qos0
+// Room implements core.Pacer: while mqttsn.max_pending_qos0 or more
 // QoS 0 deliveries wait for the worker (a REGISTER awaiting its REGACK
 // holds those behind it; a flood outruns the worker), publishers that can
 // be slowed wait on the returned channel, closed once the worker has sent
