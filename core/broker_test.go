@@ -484,3 +484,23 @@ func TestBackpressureKeepsMessagesAndHoldsPublisher(t *testing.T) {
 		t.Fatalf("subscriber got %d of 4", got)
 	}
 }
+
+// TestSkipWait: a publisher that cannot be slowed forgets the congested
+// subscribers its publications found, so a later publication does not
+// wait for them.
+func TestSkipWait(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.MaxInflight = 1; c.MaxQueued = 1 })
+	sub, _, _ := connect(t, b, "slow", true, 0, nil)
+	sub.Subscribe("t", SubOptions{QoS: 1})
+	pub, _, _ := connect(t, b, "udp", true, 0, nil)
+	for i := 0; i < 2; i++ { // 1 inflight + 1 queued: at the limit
+		pub.Publish(&Message{Topic: "t", QoS: 1})
+	}
+	if !pub.MustWait() {
+		t.Fatal("setup: publisher not told to wait")
+	}
+	pub.SkipWait()
+	if pub.MustWait() || !pub.WaitForRoom(time.Millisecond) {
+		t.Fatal("waits kept after SkipWait")
+	}
+}

@@ -428,6 +428,17 @@ func (s *Session) WaitForRoom(timeout time.Duration) bool {
 	return true
 }
 
+// SkipWait forgets what the session's last publications would wait for.
+// An adapter whose publisher cannot be slowed (an MQTT-SN QoS 0 client
+// over UDP, a CoAP connection) calls it after Publish instead of
+// WaitForRoom: otherwise the channels pile up in the session and a later
+// QoS 1/2 publication would wait for them too.
+func (s *Session) SkipWait() {
+	s.waitMu.Lock()
+	s.waits = nil
+	s.waitMu.Unlock()
+}
+
 // SetQueueLimit bounds this session's queue below the broker-wide
 // session.max_queued (e.g. MQTT-SN's buffer for a sleeping client); n <= 0
 // restores the broker-wide limit.

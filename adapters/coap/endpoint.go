@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/pace"
 )
 
 // endpoint is one CoAP client as the core sees it: a core session and the
@@ -37,15 +38,15 @@ type endpoint struct {
 	lastSeen atomic.Int64 // unix nanoseconds of the last request (connection mode)
 	hbTimer  *time.Timer
 
-	mu          sync.Mutex
-	addr        *net.UDPAddr // where notifications go
-	laddr       *net.UDPAddr // the gateway address the client talks to
-	obs         map[uint32]*observation
-	filters     map[string]*observation // the current observation per filter
-	queue       []outItem
-	pendingQoS0 int
-	closed      bool
-	closeWhy    error
+	mu       sync.Mutex
+	addr     *net.UDPAddr // where notifications go
+	laddr    *net.UDPAddr // the gateway address the client talks to
+	obs      map[uint32]*observation
+	filters  map[string]*observation // the current observation per filter
+	queue    []outItem
+	qos0     pace.Bound // QoS 0 deliveries in queue (coap.max_pending_qos0)
+	closed   bool
+	closeWhy error
 	// busy: a notification is being sent, by the writer or inline by
 	// Deliver; the other waits, so notifications keep their order.
 	busy     bool
@@ -106,11 +107,14 @@ const nonMIDLimit = 64
 // anyway, so that a vanished client is noticed [RFC 7641 §4.5].
 const livenessInterval = 24 * time.Hour
 
-var _ core.Sink = (*endpoint)(nil)
+var (
+	_ core.Sink  = (*endpoint)(nil)
+	_ core.Pacer = (*endpoint)(nil)
+)
 
 func newEndpoint(s *Server, clientID string, connMode bool, addr, laddr *net.UDPAddr) *endpoint {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &endpoint{
+	ep := &endpoint{
 		ctx:      ctx,
 		cancel:   cancel,
 		srv:      s,
@@ -125,11 +129,17 @@ func newEndpoint(s *Server, clientID string, connMode bool, addr, laddr *net.UDP
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
+	ep.qos0.Init(s.cfg.MaxPendingQoS0, s.backpressure)
+	return ep
 }
 
 // Deliver sends a QoS 0 delivery at once when nothing is ahead of it
-// (deliverInline) and otherwise queues it for the writer; it never blocks. QoS 0 beyond
-// coap.max_pending_qos0 is refused (the core counts the drop).
+// (deliverInline) and otherwise queues it for the writer; it never blocks.
+// Queued QoS 0 deliveries are bounded by coap.max_pending_qos0, twice it
+// under backpressure (see Room); beyond, they are refused and the core
+// counts the drop. The core calls it with the subscriber's session
+// locked: ep.mu is taken after that lock, and is never held while the
+// endpoint calls into its session.
 func (ep *endpoint) Deliver(d core.Delivery) bool {
 	if ep.deliverInline(d) {
 		return true
@@ -139,17 +149,31 @@ func (ep *endpoint) Deliver(d core.Delivery) bool {
 		ep.mu.Unlock()
 		return false
 	}
-	if d.QoS == 0 && !d.Release {
-		if ep.pendingQoS0 >= ep.srv.cfg.MaxPendingQoS0 {
-			ep.mu.Unlock()
-			return false
-		}
-		ep.pendingQoS0++
+	if d.QoS == 0 && !d.Release && !ep.qos0.Admit() {
+		ep.mu.Unlock()
+		return false
 	}
 	ep.queue = append(ep.queue, outItem{d: d})
 	ep.mu.Unlock()
 	ep.signal()
 	return true
+}
+
+// Room implements core.Pacer: while coap.max_pending_qos0 or more QoS 0
+// notifications wait for the writer, publishers that can be slowed (MQTT,
+// STOMP) wait on the returned channel, closed once the writer has sent
+// half of them (next). A notification sent inline never waited, so that
+// path costs one atomic load here.
+func (ep *endpoint) Room() <-chan struct{} {
+	if !ep.qos0.Over() {
+		return nil
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.closed {
+		return nil
+	}
+	return ep.qos0.Room()
 }
 
 // Close implements core.Sink (takeover, kick, shutdown): the writer ends
@@ -163,6 +187,7 @@ func (ep *endpoint) close(reason error) {
 		ep.closed = true
 		ep.closeWhy = reason
 	}
+	ep.qos0.Release() // nobody waits for a closing endpoint
 	ep.mu.Unlock()
 	ep.cancel()
 	ep.signal()

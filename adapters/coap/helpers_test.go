@@ -106,13 +106,24 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 // malformed returns the adapter's count of dropped malformed datagrams.
-func (g *gateway) malformed() uint64 {
+func (g *gateway) malformed() uint64 { return g.packets("malformed", false) }
+
+// notifications returns the adapter's count of notifications sent.
+func (g *gateway) notifications() uint64 { return g.packets("notification", true) }
+
+// packets returns the adapter's $SYS packet counter name, of packets sent
+// or received.
+func (g *gateway) packets(name string, sent bool) uint64 {
 	for _, p := range g.b.Stats().AllPackets() {
 		if p.Protocol == core.ProtoCoAP {
 			for i, n := range p.Names {
-				if n == "malformed" {
-					return p.Received(i)
+				if n != name {
+					continue
 				}
+				if sent {
+					return p.Sent(i)
+				}
+				return p.Received(i)
 			}
 		}
 	}

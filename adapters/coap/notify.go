@@ -56,7 +56,9 @@ func (ep *endpoint) next() (outItem, bool) {
 				ep.queue = nil // give back a burst's memory
 			}
 			if it.remove == nil && it.d.QoS == 0 && !it.d.Release {
-				ep.pendingQoS0--
+				// Taken to be sent: at half the bound, paced publishers
+				// go on (their next messages queue behind the rest).
+				ep.qos0.Done(1)
 			}
 			ep.mu.Unlock()
 			return it, true
@@ -294,6 +296,7 @@ func (ep *endpoint) teardown() {
 	ep.filters = map[string]*observation{}
 	ep.obs = map[uint32]*observation{}
 	ep.queue = nil
+	ep.qos0.Reset()
 	if ep.hbTimer != nil {
 		ep.hbTimer.Stop()
 	}

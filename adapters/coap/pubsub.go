@@ -135,6 +135,13 @@ func (s *Server) publish(w respWriter, r *pool.Message, req *request, peer *net.
 	msg := s.publishMessage(req, topic, body)
 	if c.ep != nil {
 		err = c.ep.sess.Publish(msg)
+		// CoAP publishers are not held, CON ones included: a handler
+		// that waited would stop the peer's go-coap goroutine, whose
+		// full channel then stops the read loop of every client, and a
+		// held piggybacked ACK brings the client's retransmissions
+		// (docs/design.md, CoAP adapter). A connectionless publish has
+		// no session to collect waits in; a connection's are dropped.
+		c.ep.sess.SkipWait()
 	} else if rerr = s.authenticate(c); rerr != nil {
 		replyError(w, rerr)
 		return

@@ -41,6 +41,9 @@ type Server struct {
 	seed  maphash.Seed
 	subID atomic.Uint32
 	bt    block1Tokens
+	// backpressure: session.queue_full_policy is backpressure, so QoS 0
+	// notifications pace their publishers (endpoint.Room).
+	backpressure bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -97,6 +100,7 @@ func (s *Server) Name() string { return "coap" }
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoCoAP, PacketNames)
+	s.backpressure = b.Config().QueueFullPolicy == core.Backpressure
 	if s.cfg.UDP == "" {
 		return nil
 	}

@@ -39,11 +39,16 @@ type Config struct {
 	// subscriptions, topic registry and queued messages) outlives its
 	// connection; 0 uses the core's session.default_expiry.
 	SessionExpiry time.Duration
-	// MaxSleepBuffer bounds the messages buffered for one client: the
-	// QoS 0 messages this adapter holds, and the session's queue of
-	// messages waiting while the client sleeps or behind its inflight
-	// window (beyond it the session's queue-full policy applies).
+	// MaxSleepBuffer bounds the session's queue of messages for one
+	// client, waiting while it sleeps (QoS 0 included) or behind its
+	// inflight window (beyond it the session's queue-full policy applies).
 	MaxSleepBuffer int
+	// MaxPendingQoS0 bounds the QoS 0 messages this adapter holds for an
+	// active or awake client, on their way to the wire. Under the
+	// backpressure policy it is the point where publishers that can be
+	// slowed (MQTT, STOMP, MQTT-SN QoS 1/2) wait; twice it, messages are
+	// dropped (counted). Otherwise they are dropped beyond it.
+	MaxPendingQoS0 int
 	// RetryInterval is Tretry (§6.13): the wait for a reply before a
 	// REGISTER, PUBLISH or PUBREL to a client is sent again.
 	RetryInterval time.Duration
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		QoSMinus1ClientID: "mqttsn-qos-1",
 		SessionExpiry:     2 * time.Hour,
 		MaxSleepBuffer:    1000,
+		MaxPendingQoS0:    1000,
 		RetryInterval:     10 * time.Second,
 		MaxRetries:        3,
 		MaxInflight:       1,
@@ -136,6 +142,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSleepBuffer < 1 {
 		add("max_sleep_buffer", "%d must be at least 1", c.MaxSleepBuffer)
+	}
+	if c.MaxPendingQoS0 < 1 {
+		add("max_pending_qos0", "%d must be at least 1", c.MaxPendingQoS0)
 	}
 	if c.RetryInterval <= 0 {
 		add("retry_interval", "%v must be positive", c.RetryInterval)

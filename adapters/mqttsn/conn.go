@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/pace"
 )
 
 // state is a client's state as the gateway sees it (§6.14, Figure 4),
@@ -74,7 +75,7 @@ type vconn struct {
 	inbox   []event
 	running bool
 	dead    bool
-	qos0    int // QoS 0 deliveries held (inbox and fifo), bounded by MaxSleepBuffer
+	qos0    pace.Bound // QoS 0 deliveries held (inbox and fifo): mqttsn.max_pending_qos0
 	creds   *credentials
 	timer   *time.Timer
 
@@ -126,8 +127,10 @@ type flight struct {
 }
 
 func newVconn(s *Server, p *peer) *vconn {
-	return &vconn{srv: s, key: p.key, p: p, log: s.log.With(zap.String("remote", p.key)),
+	vc := &vconn{srv: s, key: p.key, p: p, log: s.log.With(zap.String("remote", p.key)),
 		out: make(map[uint16]*flight), lastSeen: time.Now(), connectBy: time.Now().Add(s.cfg.ConnectTimeout)}
+	vc.qos0.Init(s.cfg.MaxPendingQoS0, s.backpressure)
+	return vc
 }
 
 // link is the core.Sink of one session attachment. A new CONNECT on the
@@ -138,11 +141,17 @@ type link struct {
 	closed atomic.Bool
 }
 
-var _ core.Sink = (*link)(nil)
+var (
+	_ core.Sink  = (*link)(nil)
+	_ core.Pacer = (*link)(nil)
+)
 
 // Deliver queues a delivery for the worker; it never blocks. QoS 0 beyond
-// MaxSleepBuffer is refused (the core counts the drop); QoS 1/2 are
-// bounded by the session's inflight window.
+// mqttsn.max_pending_qos0 (twice it under backpressure, see Room) is
+// refused and the core counts the drop; QoS 1/2 are bounded by the
+// session's inflight window. The core calls it with the subscriber's
+// session locked: vc.mu is taken after that lock, and the worker never
+// holds it while calling into the session.
 func (l *link) Deliver(d core.Delivery) bool {
 	vc := l.vc
 	vc.mu.Lock()
@@ -150,14 +159,29 @@ func (l *link) Deliver(d core.Delivery) bool {
 	if vc.dead || l.closed.Load() {
 		return false
 	}
-	if d.QoS == 0 && !d.Release {
-		if vc.qos0 >= vc.srv.cfg.MaxSleepBuffer {
-			return false
-		}
-		vc.qos0++
+	if d.QoS == 0 && !d.Release && !vc.qos0.Admit() {
+		return false
 	}
 	vc.enqueueLocked(event{kind: evDeliver, d: d, l: l})
 	return true
+}
+
+// Room implements core.Pacer: while mqttsn.max_pending_qos0 or more
+// QoS 0 deliveries wait for the worker (a REGISTER awaiting its REGACK
+// holds those behind it; a flood outruns the worker), publishers that can
+// be slowed wait on the returned channel, closed once the worker has sent
+// half of them (popFront). A client keeping up costs one atomic load.
+func (l *link) Room() <-chan struct{} {
+	vc := l.vc
+	if !vc.qos0.Over() {
+		return nil
+	}
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.dead || l.closed.Load() {
+		return nil
+	}
+	return vc.qos0.Room()
 }
 
 // Close implements core.Sink; the worker ends the virtual connection.
@@ -252,11 +276,12 @@ func (vc *vconn) handle(ev *event) {
 	}
 }
 
-// releaseQoS0 gives back a QoS 0 delivery's place in the buffer bound.
+// releaseQoS0 gives back a QoS 0 delivery's place in the bound (sent or
+// discarded); at half of it, paced publishers go on.
 func (vc *vconn) releaseQoS0(d core.Delivery) {
 	if d.QoS == 0 && !d.Release {
 		vc.mu.Lock()
-		vc.qos0--
+		vc.qos0.Done(1)
 		vc.mu.Unlock()
 	}
 }
@@ -321,6 +346,7 @@ func (vc *vconn) end(publishWill, notify bool) {
 	vc.mu.Lock()
 	vc.dead = true
 	vc.inbox = nil
+	vc.qos0.Reset() // its deliveries are gone: nobody waits for them
 	if vc.timer != nil {
 		vc.timer.Stop()
 	}
@@ -473,6 +499,12 @@ func (vc *vconn) dropTopic(name string) {
 func (vc *vconn) goToSleep() {
 	vc.st = stAsleep
 	vc.sess.Pause()
+	// The QoS 0 kept below wait for the wake-up: publishers must not
+	// wait for a sleeper (the paused session gets no deliveries, so no
+	// new wait starts until Start).
+	vc.mu.Lock()
+	vc.qos0.Release()
+	vc.mu.Unlock()
 	kept := vc.fifo[:0]
 	for _, d := range vc.fifo {
 		if d.QoS == 0 && !d.Release {

@@ -313,8 +313,15 @@ func (vc *vconn) onPublish(m *codec.Publish) {
 	} else if qos > 0 {
 		// A congested subscriber holds this client's acknowledgement (in
 		// this client's own worker; other clients go on) rather than
-		// the message being dropped later.
+		// the message being dropped later. The client waits for it, so
+		// it is slowed to the subscriber's pace.
 		vc.sess.WaitForRoom(vc.srv.b.Config().BackpressureTimeout)
+	} else {
+		// Nothing tells a QoS 0 client over UDP to slow down: waiting
+		// would only hold its worker (its deliveries, its other packets)
+		// while it sends on. Its messages beyond a subscriber's hard
+		// bound are dropped and counted.
+		vc.sess.SkipWait()
 	}
 	switch {
 	case rc != codec.Accepted:

@@ -29,6 +29,9 @@ type Server struct {
 	pc  *core.PacketCounters
 	pre *predefined
 	uc  *net.UDPConn
+	// backpressure: session.queue_full_policy is backpressure, so QoS 0
+	// deliveries pace their publishers (link.Room).
+	backpressure bool
 
 	mu       sync.Mutex
 	byAddr   map[string]*vconn // by peer key (address, plus node id when forwarded)
@@ -90,6 +93,7 @@ const udpReadBuffer = 4 << 20
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoMQTTSN, packetNames())
+	s.backpressure = b.Config().QueueFullPolicy == core.Backpressure
 	if s.cfg.UDP == "" {
 		return nil
 	}

@@ -156,6 +156,7 @@ func settings() []setting {
 		{"mqttsn.qos_minus1_client_id", dn.QoSMinus1ClientID, str(func(c *Config) *string { return &c.MQTTSN.QoSMinus1ClientID })},
 		{"mqttsn.session_expiry", dn.SessionExpiry.String(), duration(func(c *Config) *time.Duration { return &c.MQTTSN.SessionExpiry })},
 		{"mqttsn.max_sleep_buffer", dn.MaxSleepBuffer, integer(func(c *Config) *int { return &c.MQTTSN.MaxSleepBuffer })},
+		{"mqttsn.max_pending_qos0", dn.MaxPendingQoS0, integer(func(c *Config) *int { return &c.MQTTSN.MaxPendingQoS0 })},
 		{"mqttsn.retry_interval", dn.RetryInterval.String(), duration(func(c *Config) *time.Duration { return &c.MQTTSN.RetryInterval })},
 		{"mqttsn.max_retries", dn.MaxRetries, integer(func(c *Config) *int { return &c.MQTTSN.MaxRetries })},
 		{"mqttsn.max_inflight", dn.MaxInflight, integer(func(c *Config) *int { return &c.MQTTSN.MaxInflight })},
