@@ -13,8 +13,8 @@
 // (UDP), or waits that timed out. Under the other policies the soft bound
 // is the hard one and nobody waits.
 //
-// internal/streamconn keeps the same rule inline for MQTT and STOMP; its
-// writer takes the whole queue at once, so it releases on every take.
+// internal/streamconn uses it for MQTT and STOMP; its writer takes the
+// whole queue at once, so a take always releases.
 package pace
 
 import "sync/atomic"
@@ -25,9 +25,11 @@ import "sync/atomic"
 // here blocks; the sink's mutex is taken after the session's, never the
 // other way round.
 type Bound struct {
-	soft         int
+	// int32 and packed: every connection of every stream and UDP sink
+	// carries one, idle ones included.
+	soft         int32
+	n            int32
 	backpressure bool
-	n            int
 	room         chan struct{}
 	// over mirrors "n past soft, publishers may wait", so that Pacer.Room
 	// costs one atomic load, not the sink's lock, on the common path (a
@@ -38,7 +40,7 @@ type Bound struct {
 // Init sets the soft bound (at least 1) and whether the broker's policy
 // is backpressure.
 func (b *Bound) Init(soft int, backpressure bool) {
-	b.soft, b.backpressure = max(soft, 1), backpressure
+	b.soft, b.backpressure = int32(min(max(soft, 1), 1<<30)), backpressure
 }
 
 // Admit counts one more held QoS 0 delivery, or reports false when the
@@ -78,7 +80,7 @@ func (b *Bound) Room() <-chan struct{} {
 // Done counts k held deliveries gone (sent, or discarded); at half the
 // soft bound the waiting publishers are released.
 func (b *Bound) Done(k int) {
-	b.n -= k
+	b.n -= int32(k)
 	if b.n <= b.soft/2 {
 		b.release()
 	}
@@ -97,7 +99,7 @@ func (b *Bound) Reset() {
 }
 
 // Len returns the number of held deliveries.
-func (b *Bound) Len() int { return b.n }
+func (b *Bound) Len() int { return int(b.n) }
 
 func (b *Bound) release() {
 	if b.over.Load() {

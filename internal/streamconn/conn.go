@@ -52,6 +52,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/pace"
 )
 
 // Config is what a family of connections (one adapter's) shares.
@@ -198,8 +199,7 @@ type Conn[T any] struct {
 	mu         sync.Mutex
 	out        []T
 	spare      []T
-	pending0   int           // QoS 0 deliveries queued since the writer last took the queue
-	room       chan struct{} // closed when the writer takes a congested queue
+	qos0       pace.Bound    // QoS 0 deliveries queued since the writer last took the queue
 	closing    bool
 	writing    bool          // someone writes: a writer goroutine, the reader, or an inline writer
 	rest       *Batch        // bytes an inline write left for the writer goroutine
@@ -228,6 +228,7 @@ const readBufSize = 4096
 func (c *Conn[T]) Init(g *Group, p Proto[T], nc net.Conn, opts Options) {
 	c.g, c.p, c.nc, c.opts = g, p, nc, opts
 	c.tw, _ = nc.(tryWriter)
+	c.qos0.Init(g.cfg.MaxPendingQoS0, g.cfg.Backpressure)
 	c.lastWrite.Store(time.Now().UnixNano())
 }
 

@@ -157,7 +157,7 @@ func TestQoS0Backpressure(t *testing.T) {
 	if !p.eng.Deliver("m0\n", true) {
 		t.Fatal("first delivery refused")
 	}
-	waitFor(t, func() bool { p.eng.Lock(); defer p.eng.Unlock(); return p.eng.pending0 == 0 })
+	waitFor(t, func() bool { p.eng.Lock(); defer p.eng.Unlock(); return p.eng.qos0.Len() == 0 })
 	for i := 1; i <= 4; i++ {
 		if !p.eng.Deliver("m\n", true) {
 			t.Fatalf("delivery %d refused below twice the bound", i)

@@ -95,35 +95,23 @@ func (c *Conn[T]) AdmitLocked(qos0 bool) bool {
 	if c.closing {
 		return false
 	}
-	if qos0 {
-		max := c.g.cfg.MaxPendingQoS0
-		if c.g.cfg.Backpressure {
-			max *= 2
-		}
-		if c.pending0 >= max {
-			return false
-		}
-		c.pending0++
-	}
-	return true
+	return !qos0 || c.qos0.Admit()
 }
 
-// Room implements core.Pacer: past MaxPendingQoS0 queued QoS 0
-// deliveries it returns a channel closed when the writer takes the queue,
-// for publishers to wait on; otherwise nil.
+// Room implements core.Pacer (internal/pace's rule): past
+// MaxPendingQoS0 queued QoS 0 deliveries it returns a channel closed when
+// the writer takes the queue, for publishers to wait on; otherwise nil,
+// without the lock.
 func (c *Conn[T]) Room() <-chan struct{} {
-	if !c.g.cfg.Backpressure {
+	if !c.qos0.Over() {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pending0 < c.g.cfg.MaxPendingQoS0 || c.closing {
+	if c.closing {
 		return nil
 	}
-	if c.room == nil {
-		c.room = make(chan struct{})
-	}
-	return c.room
+	return c.qos0.Room()
 }
 
 // PushLocked queues it for the writer. With inlineOK, a quiet connection
@@ -193,10 +181,7 @@ func (c *Conn[T]) CloseWith(last *T) {
 		c.out = append(c.out, *last)
 	}
 	c.closing = true
-	if c.room != nil {
-		close(c.room) // publishers must not wait for a closing subscriber
-		c.room = nil
-	}
+	c.qos0.Reset() // publishers must not wait for a closing subscriber
 	now := time.Now()
 	c.drainBy.Store(now.Add(c.g.cfg.CloseDrain).UnixNano())
 	c.closed.Store(true)
@@ -312,11 +297,7 @@ func (c *Conn[T]) takeLocked() []T {
 	items := c.out
 	c.out = c.spare[:0]
 	c.spare = nil
-	c.pending0 = 0
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	c.qos0.Reset()
 	return items
 }
 
@@ -445,10 +426,7 @@ func (c *Conn[T]) writeFailed(err error) {
 	c.closed.Store(true)
 	c.out = nil
 	c.writing = false
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
+	c.qos0.Reset()
 	if c.writerDone == nil {
 		c.writerDone = make(chan struct{})
 	}
