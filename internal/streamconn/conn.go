@@ -199,7 +199,7 @@ type Conn[T any] struct {
 	mu         sync.Mutex
 	out        []T
 	spare      []T
-	qos0       pace.Bound    // QoS 0 deliveries queued since the writer last took the queue
+	qos0       pace.Bound // QoS 0 deliveries queued since the writer last took the queue
 	closing    bool
 	writing    bool          // someone writes: a writer goroutine, the reader, or an inline writer
 	rest       *Batch        // bytes an inline write left for the writer goroutine
