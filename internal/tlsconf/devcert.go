@@ -46,7 +46,7 @@ func WriteDevCerts(dir string, overwrite bool) (DevFiles, error) {
 	if !overwrite {
 		for _, p := range []string{f.CA, f.CAKey, f.Server, f.ServerKey, f.Client, f.ClientKey} {
 			if _, err := os.Lstat(p); err == nil {
-				return f, fmt.Errorf("%s exists; remove it or overwrite explicitly", p)
+				return f, fmt.Errorf("%s exists: not overwritten", p)
 			}
 		}
 	}
