@@ -24,6 +24,10 @@ const settleDelay = 100 * time.Millisecond
 // (SIGHUP). New handshakes take the new material; live connections keep
 // the one they were made with. A file that does not load is logged and
 // the old material kept.
+//
+// Make one Source per distinct configuration: listeners whose merged
+// configurations are equal may share one (each takes its own
+// ServerConfig or DTLSConfig from it), and Close it when they stop.
 type Source struct {
 	cfg Config
 	log *zap.Logger
