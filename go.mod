@@ -6,8 +6,11 @@ require (
 	github.com/cockroachdb/pebble v1.1.5
 	github.com/eclipse/paho.golang v0.22.0
 	github.com/eclipse/paho.mqtt.golang v1.5.0
+	github.com/fsnotify/fsnotify v1.7.0
 	github.com/go-stomp/stomp/v3 v3.1.5
 	github.com/gorilla/websocket v1.5.3
+	github.com/pion/dtls/v3 v3.1.2
+	github.com/pion/logging v0.2.4
 	github.com/plgd-dev/go-coap/v3 v3.5.1
 	github.com/spf13/cast v1.6.0
 	github.com/spf13/viper v1.19.0
@@ -25,7 +28,6 @@ require (
 	github.com/cockroachdb/redact v1.1.5 // indirect
 	github.com/cockroachdb/tokenbucket v0.0.0-20230807174530-cc333fc44b06 // indirect
 	github.com/dsnet/golib/memfile v1.0.0 // indirect
-	github.com/fsnotify/fsnotify v1.7.0 // indirect
 	github.com/getsentry/sentry-go v0.27.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/protobuf v1.5.3 // indirect
@@ -38,8 +40,6 @@ require (
 	github.com/matttproud/golang_protobuf_extensions v1.0.4 // indirect
 	github.com/mitchellh/mapstructure v1.5.0 // indirect
 	github.com/pelletier/go-toml/v2 v2.2.2 // indirect
-	github.com/pion/dtls/v3 v3.1.2 // indirect
-	github.com/pion/logging v0.2.4 // indirect
 	github.com/pion/transport/v4 v4.0.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_golang v1.15.0 // indirect

@@ -1,9 +1,11 @@
 // Command iotgw runs the iotgw multi-protocol IoT gateway.
 //
 //	iotgw [--config FILE] [--print-keys]
+//	iotgw cert dev [-force] DIR
 //
 // With no configuration file it runs on embedded defaults; every key can
-// be overridden by an IOTGW_<SECTION>_<KEY> environment variable.
+// be overridden by an IOTGW_<SECTION>_<KEY> environment variable. "cert
+// dev" writes throw-away certificates for trying the TLS listeners.
 package main
 
 import (
@@ -31,6 +33,11 @@ func main() {
 // configuration problem or a listener that cannot start, 1 after a failed
 // store write.
 func run() int {
+	// A subcommand is a first argument that is not a flag, so plain
+	// "iotgw" and "iotgw --config FILE" run the gateway as before.
+	if len(os.Args) > 1 && os.Args[1] == "cert" {
+		return runCert(os.Args[2:], os.Stdout, os.Stderr)
+	}
 	fs := flag.NewFlagSet("iotgw", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration file (optional)")
 	printKeys := fs.Bool("print-keys", false, "print every configuration key and exit")

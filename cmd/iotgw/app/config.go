@@ -22,6 +22,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
 // Config is the whole gateway's typed configuration.
@@ -41,6 +42,12 @@ type Config struct {
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
 	Users          []core.User
 	AllowAnonymous bool
+	// TLS is the shared tls section of every secured listener; TLSFor
+	// merges a listener's own section into it.
+	TLS tlsconf.Config
+	// tlsOverrides are the listeners' own tls sections that set a key, by
+	// section key ("mqtt.tls_config"); see tlsOverrideSettings.
+	tlsOverrides map[string]*tlsconf.Override
 }
 
 // setting is one configuration key: its default and how it is stored into
@@ -52,40 +59,43 @@ type setting struct {
 	apply func(c *Config, v any) error
 }
 
-func str(f func(c *Config) *string) func(*Config, any) error {
-	return func(c *Config, v any) error {
+// The setters are generic over the struct they fill, so a section type
+// of another package (tlsconf.Config) is set the same way as Config.
+
+func str[T any](f func(c *T) *string) func(*T, any) error {
+	return func(c *T, v any) error {
 		s, err := cast.ToStringE(v)
 		*f(c) = s
 		return err
 	}
 }
 
-func integer(f func(c *Config) *int) func(*Config, any) error {
-	return func(c *Config, v any) error {
+func integer[T any](f func(c *T) *int) func(*T, any) error {
+	return func(c *T, v any) error {
 		n, err := cast.ToIntE(v)
 		*f(c) = n
 		return err
 	}
 }
 
-func boolean(f func(c *Config) *bool) func(*Config, any) error {
-	return func(c *Config, v any) error {
+func boolean[T any](f func(c *T) *bool) func(*T, any) error {
+	return func(c *T, v any) error {
 		b, err := cast.ToBoolE(v)
 		*f(c) = b
 		return err
 	}
 }
 
-func float(f func(c *Config) *float64) func(*Config, any) error {
-	return func(c *Config, v any) error {
+func float[T any](f func(c *T) *float64) func(*T, any) error {
+	return func(c *T, v any) error {
 		x, err := cast.ToFloat64E(v)
 		*f(c) = x
 		return err
 	}
 }
 
-func duration(f func(c *Config) *time.Duration) func(*Config, any) error {
-	return func(c *Config, v any) error {
+func duration[T any](f func(c *T) *time.Duration) func(*T, any) error {
+	return func(c *T, v any) error {
 		// A bare number is seconds, the unit every protocol here uses.
 		if n, err := cast.ToIntE(v); err == nil {
 			*f(c) = time.Duration(n) * time.Second
@@ -104,7 +114,7 @@ func settings() []setting {
 	dn := mqttsn.DefaultConfig()
 	dc2 := coap.DefaultConfig()
 	dst := store.DefaultConfig()
-	return []setting{
+	return append([]setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
 
@@ -212,7 +222,7 @@ func settings() []setting {
 		{"store.dir", dst.Dir, str(func(c *Config) *string { return &c.Store.Dir })},
 		{"store.fsync", dst.Fsync, str(func(c *Config) *string { return &c.Store.Fsync })},
 		{"store.batch_window", dst.BatchWindow.String(), duration(func(c *Config) *time.Duration { return &c.Store.BatchWindow })},
-	}
+	}, tlsSettings()...)
 }
 
 func aclDefault(c *Config, v any) error {
@@ -356,12 +366,19 @@ func Keys() []string {
 // variables (an empty value counts: it disables a listener). Every problem
 // is reported, naming its key.
 func Load(yamlDoc []byte, environ []string) (Config, error) {
+	return load(yamlDoc, environ, settings())
+}
+
+// load is Load with the table of keys as a parameter, for tests of rows
+// not in the gateway's table yet.
+func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
-	all := settings()
 	known := make(map[string]bool, len(all))
 	for _, s := range all {
-		v.SetDefault(s.key, s.def)
+		if s.def != nil { // a listener's own tls keys have none: unset means inherited
+			v.SetDefault(s.key, s.def)
+		}
 		known[s.key] = true
 	}
 	var errs []error
@@ -390,7 +407,7 @@ func Load(yamlDoc []byte, environ []string) (Config, error) {
 		}
 		v.Set(key, val)
 	}
-	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig()}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig(), TLS: tlsconf.DefaultConfig()}
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
@@ -402,18 +419,16 @@ func Load(yamlDoc []byte, environ []string) (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// envKey maps IOTGW_MQTT_WS_PATH to "mqtt.ws_path": the first underscore
-// after the prefix separates section and key, since keys contain
-// underscores themselves.
+// envKey maps IOTGW_MQTT_WS_PATH to "mqtt.ws_path" (and
+// IOTGW_MQTT_TLS_CONFIG_CERT_FILE to "mqtt.tls_config.cert_file"): the
+// name of every known key with its dots as underscores, since keys contain
+// underscores themselves. Case does not matter after the prefix.
 func envKey(name string, known map[string]bool) string {
 	rest := strings.ToLower(strings.TrimPrefix(name, "IOTGW_"))
-	section, key, ok := strings.Cut(rest, "_")
-	if !ok {
-		return ""
-	}
-	k := section + "." + key
-	if known[k] {
-		return k
+	for k := range known {
+		if strings.ReplaceAll(k, ".", "_") == rest {
+			return k
+		}
 	}
 	return ""
 }
@@ -443,7 +458,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "console" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
-	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate(), c.Store.Validate())
+	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate(), c.Store.Validate(), c.validateTLS())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}
