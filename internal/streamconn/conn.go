@@ -371,7 +371,9 @@ const readerLinger = 100 * time.Millisecond
 // established it waits only readerLinger and reports idle when that
 // passes (the idle deadline is then the idle goroutine's to enforce).
 func (c *Conn[T]) awaitData() (idle bool, err error) {
-	c.releaseReader()
+	if !c.in.hot {
+		c.releaseReader()
+	}
 	if c.established {
 		// The reader has just run out of input: idle deadlines count from here.
 		now := time.Now().UnixNano()
@@ -390,13 +392,35 @@ func (c *Conn[T]) awaitData() (idle bool, err error) {
 			c.setReadDeadline(time.Unix(0, now+int64(readerLinger)))
 		}
 	}
-	if err := c.readFirst(); err != nil {
+	if c.br != nil {
+		err = c.waitBuffered()
+	} else {
+		err = c.readFirst()
+	}
+	if err != nil {
 		if c.lingering && isTimeout(err) && !c.closed.Load() {
+			c.dropReader()
 			return true, nil
 		}
 		return false, err
 	}
 	return false, nil
+}
+
+// waitBuffered is the wait of a busy connection (its last wait filled the
+// small buffer: more is arriving than a quiet connection sends): it keeps
+// its read buffer and waits in it, so one system call takes up to 4 KiB,
+// not 64 bytes. It turns quiet again when a wait brings no more than the
+// small buffer holds.
+func (c *Conn[T]) waitBuffered() error {
+	c.in.waiting = true
+	_, err := c.br.Peek(1)
+	c.in.waiting = false
+	if err != nil {
+		return err
+	}
+	c.in.hot = c.br.Buffered() >= firstBufSize
+	return nil
 }
 
 // idleDeadline sets the established connection's input deadline counted

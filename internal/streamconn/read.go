@@ -23,10 +23,12 @@ type input[T any] Conn[T]
 
 // inputState is the wait's buffer and what it met.
 type inputState struct {
-	buf    [firstBufSize]byte
-	off, n uint8
-	end    bool  // input has ended
-	err    error // a wait's error, for the unit reader to meet
+	buf     [firstBufSize]byte
+	off, n  uint8
+	end     bool  // input has ended
+	hot     bool  // the last wait read as much as buf holds: wait in the read buffer (waitBuffered)
+	waiting bool  // the reader waits in the read buffer: a timeout is the linger's, not a slow unit's
+	err     error // a wait's error, for the unit reader to meet
 }
 
 // pending reports whether buf holds input not yet handed out, or an error.
@@ -49,6 +51,7 @@ func (c *Conn[T]) readFirst() error {
 		if n > 0 {
 			c.g.stats.WireBytesReceived.Add(uint64(n))
 			s.off, s.n = 0, uint8(n)
+			s.hot = n == len(s.buf) // likely more behind it
 			return nil
 		}
 		if err != nil {
@@ -78,7 +81,7 @@ func (in *input[T]) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.nc.Read(p)
-	if n == 0 && c.lingering && isTimeout(err) && !c.closed.Load() {
+	if n == 0 && c.lingering && !s.waiting && isTimeout(err) && !c.closed.Load() {
 		// The linger ran out in the middle of a unit: that is a slow
 		// peer, not an idle one, and it has the idle deadline to finish.
 		c.idleDeadline(time.Now().UnixNano())
