@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
+	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/internal/testutil"
 )
 
@@ -278,6 +280,48 @@ var closeDisconnectCases = []closeCase{
 		want: codec.SubIDsNotSupported, rule: "(3.8.2.1.2)"},
 }
 
+// backlogCase is a session takeover of a subscriber that let a long
+// queue of deliveries build up and reads through it, slowly but steadily,
+// once it is taken over: it must still read the DISCONNECT behind the
+// queue. The gateway cuts off a closing client that stops reading (each
+// write has a second); a bound on the whole flush reset this one before
+// it had read the reason.
+var backlogCase = closeCase{name: "session_taken_over_behind_backlog_0x8e", yaml: "", reps: 3,
+	open: func(tr *closeTrial) []byte {
+		ping := openConnected(tr)
+		topic := "close/backlog/" + tr.id
+		tr.r.subscribe(1, codec.Properties{}, codec.Subscription{Filter: topic})
+		// More than the kernel's socket buffers hold, so that most of it
+		// is still queued in the gateway when the takeover closes the
+		// connection.
+		payload := make([]byte, 64<<10)
+		for range backlogMessages {
+			if err := tr.g.Broker.Publish(&core.Message{Topic: topic, Payload: payload}); err != nil {
+				tr.t.Fatalf("publish: %v", err)
+			}
+		}
+		return ping
+	},
+	provoke: func(tr *closeTrial) {
+		v5DialRaw(tr.t, tr.g).connectOK(&codec.Connect{ClientID: tr.id, CleanStart: true})
+	},
+	// A client reading about 5 MB/s: the backlog takes it well over the
+	// second a write may take, each write (at most a few hundred KiB) far
+	// less.
+	answer: func(tr *closeTrial, p codec.Packet) {
+		if _, ok := p.(*codec.Publish); ok {
+			time.Sleep(backlogPause)
+		}
+	},
+	want: codec.SessionTakenOver, rule: "[MQTT-3.1.4-3]"}
+
+// backlogMessages of 64 KiB make an 8 MiB backlog; backlogPause paces the
+// client reading them.
+const (
+	backlogMessages = 128
+	backlogPause    = 12 * time.Millisecond
+)
+
 // closeConnackCases are refused CONNECTs, MQTT 3.1.1 and 5, whose client
 // keeps writing after its CONNECT.
 var closeConnackCases = []closeCase{
@@ -318,7 +362,7 @@ var closeConnackCases = []closeCase{
 // reads the reason, then the graceful end of the connection.
 func TestCloseReasonArrivesWhileClientWrites(t *testing.T) {
 	t.Parallel()
-	for _, cases := range [][]closeCase{closeDisconnectCases, closeConnackCases} {
+	for _, cases := range [][]closeCase{closeDisconnectCases, closeConnackCases, {backlogCase}} {
 		for _, cc := range cases {
 			for _, tp := range closeTransports {
 				t.Run(cc.name+"/"+tp.name, func(t *testing.T) {
