@@ -1,8 +1,10 @@
 package streamconn
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -52,4 +54,72 @@ func TestCloseFlushesQueueToSlowReader(t *testing.T) {
 		t.Errorf("read %d bytes, want %d", got.Len(), want)
 	}
 	<-p.ended
+}
+
+// A peer that keeps writing and reads slowly is still reading what the
+// kernel holds for it when the drain window ends: the drain goes on while
+// the peer takes those bytes (closing with its input unread would reset
+// the connection and discard them, the final unit among them).
+func TestDrainWaitsForSlowReaderOverTCP(t *testing.T) {
+	g := newGroup(Config{CloseDrain: 100 * time.Millisecond})
+	addr, conns := startTCP(t, g)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := <-conns
+	io.WriteString(c, "hello\n")
+	r := bufio.NewReader(c)
+	expectLine(t, c, r, "welcome")
+	stop, writeErr := keepWritingLines(c)
+
+	// 4 MiB queued before the final unit, read at about 3 MB/s: most of
+	// it is still in the kernel's buffers, or the engine's queue, when
+	// the 100 ms drain window ends.
+	unit := strings.Repeat("x", 64<<10-1) + "\n"
+	for range 64 {
+		p.eng.Send(unit)
+	}
+	last := "bye\n"
+	p.eng.CloseWith(&last)
+	for n := 0; ; n++ {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d lines: %v (the final unit did not arrive)", n, err)
+		}
+		if line == last {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-writeErr; err != nil {
+		t.Errorf("the client's write failed before it read the final unit: %v", err)
+	}
+	c.Close()
+	<-p.ended
+}
+
+// keepWritingLines writes lines to c until stop is closed; writeErr gets
+// the failure, or nil once stopped.
+func keepWritingLines(c net.Conn) (stop chan struct{}, writeErr chan error) {
+	stop, writeErr = make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				writeErr <- nil
+				return
+			default:
+			}
+			if _, err := io.WriteString(c, "ping\n"); err != nil {
+				writeErr <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return stop, writeErr
 }

@@ -260,6 +260,15 @@ func (c *Conn) Arrived() int64 {
 	return 0
 }
 
+// Unsent returns the underlying socket's bytes not yet acknowledged by
+// the peer (internal/tcpconn), or -1 when it does not tell.
+func (c *Conn) Unsent() int {
+	if u, ok := c.nc.(interface{ Unsent() int }); ok {
+		return u.Unsent()
+	}
+	return -1
+}
+
 // Close closes the underlying connection.
 func (c *Conn) Close() error { return c.nc.Close() }
 
