@@ -281,11 +281,13 @@ var closeDisconnectCases = []closeCase{
 }
 
 // backlogCase is a session takeover of a subscriber that let a long
-// queue of deliveries build up and reads through it, slowly but steadily,
-// once it is taken over: it must still read the DISCONNECT behind the
-// queue. The gateway cuts off a closing client that stops reading (each
-// write has a second); a bound on the whole flush reset this one before
-// it had read the reason.
+// queue of deliveries build up and reads through it, slowly but steadily
+// (and writing all along), once it is taken over: it must still read the
+// DISCONNECT behind the queue. The gateway cuts off a closing client that
+// stops reading; this one takes longer than the drain window (2 s) to
+// read what the gateway queued and wrote to the kernel, and used to be
+// reset: a second for the whole flush, then the end of the drain while
+// the kernel still held the reason.
 var backlogCase = closeCase{name: "session_taken_over_behind_backlog_0x8e", yaml: "", reps: 3,
 	open: func(tr *closeTrial) []byte {
 		ping := openConnected(tr)
@@ -305,9 +307,9 @@ var backlogCase = closeCase{name: "session_taken_over_behind_backlog_0x8e", yaml
 	provoke: func(tr *closeTrial) {
 		v5DialRaw(tr.t, tr.g).connectOK(&codec.Connect{ClientID: tr.id, CleanStart: true})
 	},
-	// A client reading about 5 MB/s: the backlog takes it well over the
-	// second a write may take, each write (at most a few hundred KiB) far
-	// less.
+	// A client reading about 3 MB/s: the backlog takes it well over the
+	// drain window, each write of the gateway (at most a few hundred
+	// KiB) far less than the second it may take.
 	answer: func(tr *closeTrial, p codec.Packet) {
 		if _, ok := p.(*codec.Publish); ok {
 			time.Sleep(backlogPause)
@@ -316,10 +318,10 @@ var backlogCase = closeCase{name: "session_taken_over_behind_backlog_0x8e", yaml
 	want: codec.SessionTakenOver, rule: "[MQTT-3.1.4-3]"}
 
 // backlogMessages of 64 KiB make an 8 MiB backlog; backlogPause paces the
-// client reading them.
+// client reading them (about 2.6 s for all).
 const (
 	backlogMessages = 128
-	backlogPause    = 12 * time.Millisecond
+	backlogPause    = 20 * time.Millisecond
 )
 
 // closeConnackCases are refused CONNECTs, MQTT 3.1.1 and 5, whose client
