@@ -62,16 +62,7 @@ func TestCloseFlushesQueueToSlowReader(t *testing.T) {
 // the connection and discard them, the final unit among them).
 func TestDrainWaitsForSlowReaderOverTCP(t *testing.T) {
 	g := newGroup(Config{CloseDrain: 100 * time.Millisecond})
-	addr, conns := startTCP(t, g)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	p := <-conns
-	io.WriteString(c, "hello\n")
-	r := bufio.NewReader(c)
-	expectLine(t, c, r, "welcome")
+	p, c, r := dialWelcomed(t, g)
 	stop, writeErr := keepWritingLines(c)
 
 	// 4 MiB queued before the final unit, read at about 3 MB/s: most of
@@ -122,4 +113,21 @@ func keepWritingLines(c net.Conn) (stop chan struct{}, writeErr chan error) {
 		}
 	}()
 	return stop, writeErr
+}
+
+// dialWelcomed serves one lineProto connection of g over loopback TCP
+// and opens it ("hello", "welcome").
+func dialWelcomed(t *testing.T, g *Group) (*lineProto, net.Conn, *bufio.Reader) {
+	t.Helper()
+	addr, conns := startTCP(t, g)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p := <-conns
+	io.WriteString(c, "hello\n")
+	r := bufio.NewReader(c)
+	expectLine(t, c, r, "welcome")
+	return p, c, r
 }

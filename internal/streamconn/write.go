@@ -435,6 +435,13 @@ func (c *Conn[T]) write(buf []byte, closing bool) (int, error) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
 	}
 	m, err := c.nc.Write(buf[n:])
+	if err == nil && !closing && c.tw != nil && !c.closed.Load() {
+		// A deadline stays set after the write: once it passes, the next
+		// TryWrite (which sets none) would fail at once, and a quiet
+		// connection that had to wait once would be closed at its next
+		// delivery.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
 	return n + m, err
 }
 
