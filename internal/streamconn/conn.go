@@ -29,7 +29,8 @@
 //   - Graceful close: the last unit (a DISCONNECT, an ERROR frame, a
 //     refusing CONNACK) is written, the sending side is shut down, and
 //     input is read and discarded until the peer closes or
-//     Config.CloseDrain passes; only then is the socket closed. Closing a
+//     Config.CloseDrain passes (longer while the peer is still taking
+//     what was sent); only then is the socket closed. Closing a
 //     socket with unread input makes the kernel reset the connection,
 //     which can destroy the last unit in the peer's receive buffer.
 //
@@ -70,7 +71,8 @@ type Config struct {
 	// it they are refused (dropped and counted by the core).
 	Backpressure bool
 	// CloseDrain bounds how long a closing connection reads and discards
-	// input after its last unit (default 2 s).
+	// input after its last unit (default 2 s), unless the peer is still
+	// taking what was sent (drainInput).
 	CloseDrain time.Duration
 	// Stats receives the wire byte counts (may be nil).
 	Stats *core.Stats
@@ -481,12 +483,28 @@ func (c *Conn[T]) finish() {
 // keeps writing after it reads the last unit would otherwise be reset
 // before it could (a bound on bytes is met in milliseconds on a fast
 // link).
+//
+// The deadline may pass while the kernel still holds bytes the peer has
+// not acknowledged, the last unit among them: a flush behind a long queue
+// ends late, and a slow peer is still reading. Closing then, with input
+// unread, would reset the connection and discard them; so the drain goes
+// on while the peer keeps taking them (closeWriteTimeout at a time, at
+// most WriteTimeout in all).
 func (c *Conn[T]) drainInput() {
 	var buf [2048]byte
+	unsent, _ := c.nc.(interface{ Unsent() int })
+	outq, until := -1, time.Now().Add(c.g.cfg.WriteTimeout)
 	for errs := 0; ; {
 		_, err := c.nc.Read(buf[:])
 		if err == nil {
 			continue
+		}
+		if isTimeout(err) && unsent != nil && time.Now().Before(until) {
+			if q := unsent.Unsent(); q > 0 && (outq < 0 || q < outq) {
+				outq = q
+				_ = c.nc.SetReadDeadline(time.Now().Add(closeWriteTimeout))
+				continue
+			}
 		}
 		// A transport's own refusal (a WebSocket message over its size
 		// limit trips once more while the rest of it is drained) is not

@@ -30,6 +30,14 @@ const inlineQuiet = time.Millisecond
 // queue goes out in a few large writes, not one huge buffer.
 const writeChunk = 64 << 10
 
+// closeWriteTimeout bounds each write of a closing connection: a peer
+// that stops reading for this long is cut off, while one that reads
+// through a long queue still gets the last unit. (One deadline for the
+// whole flush reset a peer that needed longer than that to read what was
+// queued before its DISCONNECT or ERROR frame, and the reset destroyed
+// the frame.)
+const closeWriteTimeout = time.Second
+
 // Reply queues a unit from the reader goroutine: unless a writer is
 // running, the reader writes it itself when its burst of input ends.
 func (c *Conn[T]) Reply(it T) {
@@ -196,9 +204,10 @@ func (c *Conn[T]) CloseWith(last *T) {
 		c.startWriterLocked()
 	}
 	c.mu.Unlock()
-	// A peer that stops reading must not hold the shutdown up for long,
-	// and the reader stops waiting for input within the drain window.
-	_ = c.nc.SetWriteDeadline(now.Add(time.Second))
+	// A peer that stops reading must not hold the shutdown up for long
+	// (each later write gets closeWriteTimeout afresh: flush), and the
+	// reader stops waiting for input within the drain window.
+	_ = c.nc.SetWriteDeadline(now.Add(closeWriteTimeout))
 	_ = c.nc.SetReadDeadline(time.Unix(0, c.drainBy.Load()))
 }
 
@@ -382,6 +391,12 @@ func (c *Conn[T]) drain(reader bool, b *Batch) bool {
 func (c *Conn[T]) flush(b *Batch, closing bool) bool {
 	var n int
 	var err error
+	// Once closing (also in the middle of a batch taken before), each
+	// write has closeWriteTimeout afresh: per write, not per flush, so a
+	// peer still reading keeps its time.
+	if closing = closing || c.closed.Load(); closing {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
+	}
 	if mw, ok := c.nc.(messagesWriter); ok && b.perMsg {
 		// One system call for the batch, still one message a unit.
 		n, err = mw.WriteMessages(b.Buf, b.ends)
@@ -414,6 +429,13 @@ func (c *Conn[T]) write(buf []byte, closing bool) (int, error) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
 	}
 	m, err := c.nc.Write(buf[n:])
+	if err == nil && !closing && c.tw != nil && !c.closed.Load() {
+		// A deadline stays set after the write: once it passes, the next
+		// TryWrite (which sets none) would fail at once, and a quiet
+		// connection that had to wait once would be closed at its next
+		// delivery.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
 	return n + m, err
 }
 

@@ -102,6 +102,31 @@ func TestFramesStreamWithFragmentsAndPings(t *testing.T) {
 	}
 }
 
+// TestOneCloseFrameEachWay: whichever side closes first, the server sends
+// one close frame [RFC 6455, 5.5.1]: the client's answer to CloseWrite is
+// not answered, and CloseWrite after the client's close sends nothing.
+func TestOneCloseFrameEachWay(t *testing.T) {
+	closeFrame := clientFrame(true, opClose, [4]byte{1, 2, 3, 4}, []byte{0x03, 0xe8})
+	for _, serverFirst := range []bool{true, false} {
+		sc := &scripted{in: bytes.NewReader(closeFrame)}
+		c := newConn(sc, Options{})
+		if serverFirst {
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := readAll(c); !errors.Is(err, io.EOF) {
+			t.Fatalf("server first %v: %v, want the end of the stream", serverFirst, err)
+		}
+		if err := c.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if out := sc.out.Bytes(); !bytes.Equal(out, []byte{0x88, 2, 0x03, 0xe8}) {
+			t.Errorf("server first %v: sent % x, want one close frame 1000", serverFirst, out)
+		}
+	}
+}
+
 func TestFrameProtocolErrors(t *testing.T) {
 	key := [4]byte{9, 8, 7, 6}
 	cases := map[string]struct {

@@ -267,8 +267,9 @@ func (rd *reader) control(op byte, n int) error {
 				return rd.fail(closeInvalidData, "close reason is not UTF-8")
 			}
 		}
-		// Answer with the same code [RFC 6455, 5.5.1]; the stream ends.
-		_ = rd.c.writeControl(opClose, closePayload(code))
+		// Answer with the same code [RFC 6455, 5.5.1], unless this is
+		// the answer to ours; the stream ends.
+		_ = rd.c.sendClose(code)
 		rd.err = io.EOF
 		return rd.err
 	}
@@ -277,7 +278,7 @@ func (rd *reader) control(op byte, n int) error {
 
 // fail sends a close frame with code and makes the error final.
 func (rd *reader) fail(code int, why string) error {
-	_ = rd.c.writeControl(opClose, closePayload(code))
+	_ = rd.c.sendClose(code)
 	rd.err = fmt.Errorf("%w: %s", errProtocol, why)
 	return rd.err
 }

@@ -62,6 +62,11 @@ type Conn struct {
 	// writeDeadline is the adapter's write deadline, restored after a
 	// control frame the reader sends with its own.
 	writeDeadline atomic.Int64
+	// closeSent: a close frame has gone out. A close handshake has one
+	// close frame each way [RFC 6455, 5.5.1]: the peer's answer to ours
+	// (CloseWrite) is not answered again, and the frame a peer would
+	// leave unread makes its kernel reset the connection when it closes.
+	closeSent atomic.Bool
 }
 
 // Upgrade completes the opening handshake with up (its buffer settings
@@ -235,8 +240,15 @@ func closePayload(code int) []byte {
 
 // CloseWrite sends a normal-closure close message; a well-behaved peer
 // answers with its own, which ends the reader.
-func (c *Conn) CloseWrite() error {
-	return c.writeControl(opClose, closePayload(closeNormal))
+func (c *Conn) CloseWrite() error { return c.sendClose(closeNormal) }
+
+// sendClose sends a close frame with code, unless one has gone out
+// already (closeSent).
+func (c *Conn) sendClose(code int) error {
+	if c.closeSent.Swap(true) {
+		return nil
+	}
+	return c.writeControl(opClose, closePayload(code))
 }
 
 // Arrived returns the receive time (Unix ns) of the last bytes read from
@@ -246,6 +258,15 @@ func (c *Conn) Arrived() int64 {
 		return a.Arrived()
 	}
 	return 0
+}
+
+// Unsent returns the underlying socket's bytes not yet acknowledged by
+// the peer (internal/tcpconn), or -1 when it does not tell.
+func (c *Conn) Unsent() int {
+	if u, ok := c.nc.(interface{ Unsent() int }); ok {
+		return u.Unsent()
+	}
+	return -1
 }
 
 // Close closes the underlying connection.
