@@ -399,6 +399,9 @@ func (c *Conn[T]) flush(b *Batch, closing bool) bool {
 	}
 	if mw, ok := c.nc.(messagesWriter); ok && b.perMsg {
 		// One system call for the batch, still one message a unit.
+		if !closing {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+		}
 		n, err = mw.WriteMessages(b.Buf, b.ends)
 	} else {
 		n, err = c.write(b.Buf, closing)

@@ -1,7 +1,6 @@
 package tcpconn
 
 import (
-	"io"
 	"syscall"
 	"time"
 	"unsafe"
@@ -23,13 +22,13 @@ func (c *Conn) rawRead(fd uintptr) bool {
 			continue
 		case err == syscall.EAGAIN:
 			return false
-		case err != nil:
+		case err != 0:
 			c.rerr = err
 		case n == 0 && len(c.rp) > 0:
-			c.rerr = io.EOF
+			c.reof = true
 		default:
 			raceAcquire()
-			c.rn = n
+			c.rn = int32(n)
 			ts := rxtime.Parse(c.oob[:oobn])
 			if ts == 0 {
 				// Data that arrived before the first socket of the
@@ -44,7 +43,7 @@ func (c *Conn) rawRead(fd uintptr) bool {
 
 // recvmsg is syscall.Recvmsg without the source address (a connected
 // socket has none) and without allocating.
-func recvmsg(fd int, p, oob []byte) (n, oobn int, err error) {
+func recvmsg(fd int, p, oob []byte) (n, oobn int, err syscall.Errno) {
 	var iov syscall.Iovec
 	if len(p) > 0 {
 		iov.Base = &p[0]
@@ -61,5 +60,5 @@ func recvmsg(fd int, p, oob []byte) (n, oobn int, err error) {
 	if e != 0 {
 		return 0, 0, e
 	}
-	return int(r), int(msg.Controllen), nil
+	return int(r), int(msg.Controllen), 0
 }

@@ -20,6 +20,7 @@
 package tcpconn
 
 import (
+	"io"
 	"net"
 	"syscall"
 	"time"
@@ -32,17 +33,24 @@ import (
 // reader); everything else is as safe as net.TCPConn's.
 type Conn struct {
 	*net.TCPConn
-	rc     syscall.RawConn
-	stamps bool  // SO_TIMESTAMPNS is on: reads use recvmsg
-	last   int64 // receive time of the last read, Unix ns (reader only)
+	rc   syscall.RawConn
+	last int64 // receive time of the last read, Unix ns (reader only)
 
 	// The arguments and results of the read in progress: rawRead is bound
-	// once (readFn) so that a read allocates no closure.
-	rp     []byte
-	rn     int
-	rerr   error
-	readFn func(fd uintptr) bool
-	oob    [oobSize]byte
+	// once (readFn) so that a read allocates no closure. The same for
+	// TryWrite (one writer at a time: the engine's writing role), bound
+	// on first use. Packed tightly: every connection has one, idle ones
+	// included.
+	rp      []byte
+	wp      []byte
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+	rerr    syscall.Errno // 0: none
+	werr    syscall.Errno
+	rn, wn  int32
+	stamps  bool // SO_TIMESTAMPNS is on: reads use recvmsg
+	reof    bool
+	oob     [oobSize]byte
 }
 
 // Wrap returns nc as a *Conn when it is a TCP connection (receive times
@@ -72,13 +80,19 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	c.rp, c.rn, c.rerr = p, 0, nil
+	c.rp, c.rn, c.rerr, c.reof = p, 0, 0, false
 	if err := c.rc.Read(c.readFn); err != nil {
 		c.rp = nil
 		return 0, wrapErr(c, err)
 	}
 	c.rp = nil
-	return c.rn, c.rerr
+	switch {
+	case c.reof:
+		return 0, io.EOF
+	case c.rerr != 0:
+		return 0, wrapErr(c, c.rerr)
+	}
+	return int(c.rn), nil
 }
 
 // Arrived returns the kernel's receive time (Unix ns) of the data the last
