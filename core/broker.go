@@ -34,6 +34,8 @@ type Broker struct {
 	authz Authorizer
 	// methods are the challenge/response authentication methods by name.
 	methods map[string]AuthMethod
+	// sysSources add values from outside the core to $SYS (AddSysSource).
+	sysSources atomic.Pointer[[]SysSource]
 
 	subs     *topic.Trie[*subscriber]
 	retained *retain.Store[*Message]
@@ -190,6 +192,12 @@ type ConnectRequest struct {
 	Protocol string
 	Listener string
 	Remote   string
+	// Identity is a name the transport has verified: a TLS client
+	// certificate's (the tls.identity key), a DTLS pre-shared key's. It
+	// becomes the user name, and the Authenticator is not consulted: the
+	// certificate or key is the credential, as with Mosquitto's
+	// use_identity_as_username. Authorization sees it as the user name.
+	Identity string
 	// CleanStart discards any existing session for ClientID.
 	CleanStart bool
 	// Expiry is how long the session outlives its connection: 0 ends it at
@@ -239,7 +247,9 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
-	if req.AuthMethod == "" {
+	if req.Identity != "" {
+		info.Username = req.Identity
+	} else if req.AuthMethod == "" {
 		if err := b.authn.Authenticate(ctx, info); err != nil {
 			return nil, false, err
 		}

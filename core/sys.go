@@ -73,7 +73,33 @@ func (b *Broker) SysSnapshot() map[string]string {
 	}
 	m["$SYS/broker/messages/received"] = u(pktIn)
 	m["$SYS/broker/messages/sent"] = u(pktOut)
+	if srcs := b.sysSources.Load(); srcs != nil {
+		add := func(topic, value string) { m[topic] = value }
+		for _, f := range *srcs {
+			f(add)
+		}
+	}
 	return m
+}
+
+// SysSource adds values to the $SYS tree each time it is published, by
+// calling add once per topic (e.g. the gateway's secured listeners and
+// their certificates' expiry). It must be quick and must not block.
+type SysSource func(add func(topic, value string))
+
+// AddSysSource adds f to every later $SYS snapshot.
+func (b *Broker) AddSysSource(f SysSource) {
+	for {
+		old := b.sysSources.Load()
+		var next []SysSource
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, f)
+		if b.sysSources.CompareAndSwap(old, &next) {
+			return
+		}
+	}
 }
 
 func (b *Broker) publishSys() {

@@ -19,8 +19,15 @@ type Config struct {
 	TCP string
 	// WS is the WebSocket listen address; empty disables it.
 	WS string
-	// WSPath is the HTTP path of the WebSocket endpoint.
+	// WSPath is the HTTP path of the WebSocket endpoints (ws and wss).
 	WSPath string
+	// TLS and WSS are the secured twins of TCP and WS (MQTT over TLS,
+	// WebSocket over TLS); each runs only with its Secure set, which the
+	// gateway does when a certificate is configured.
+	TLS       string
+	WSS       string
+	TLSSecure *listen.Secure
+	WSSSecure *listen.Secure
 	// MaxPacketSize bounds an inbound packet, in bytes; a larger one
 	// closes the connection (MQTT 5: DISCONNECT 0x95).
 	MaxPacketSize int
@@ -62,6 +69,8 @@ func DefaultConfig() Config {
 		TCP:                ":1883",
 		WS:                 ":8083",
 		WSPath:             "/mqtt",
+		TLS:                ":8883",
+		WSS:                ":8084",
 		MaxPacketSize:      1 << 20,
 		ConnectTimeout:     10 * time.Second,
 		WriteTimeout:       30 * time.Second,
@@ -81,7 +90,7 @@ func DefaultConfig() Config {
 // Validate reports every problem in c, joined.
 func (c Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ key, addr string }{{"mqtt.tcp", c.TCP}, {"mqtt.ws", c.WS}} {
+	for _, a := range []struct{ key, addr string }{{"mqtt.tcp", c.TCP}, {"mqtt.ws", c.WS}, {"mqtt.tls", c.TLS}, {"mqtt.wss", c.WSS}} {
 		if a.addr == "" {
 			continue
 		}
@@ -89,7 +98,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q: %v", a.key, a.addr, err))
 		}
 	}
-	if c.WS != "" && !strings.HasPrefix(c.WSPath, "/") {
+	if (c.WS != "" || c.WSS != "") && !strings.HasPrefix(c.WSPath, "/") {
 		errs = append(errs, fmt.Errorf("mqtt.ws_path: %q must start with /", c.WSPath))
 	}
 	if c.MaxPacketSize < 16 || c.MaxPacketSize > 268435460 {

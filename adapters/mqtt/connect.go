@@ -41,6 +41,17 @@ func (c *conn) onConnect(p *codec.Connect) error {
 	c.version = p.ProtocolLevel
 	c.eng.Unlock()
 	v5 := c.version == codec.V5
+	// On a listener that names clients by their certificates (tls.identity),
+	// that name is the user name, whatever CONNECT says; a client without
+	// one is refused rather than trusted with the name it claims.
+	identity, required, ok := c.srv.secure(c.listener).ClientName(c.eng.NetConn())
+	if required {
+		if !ok {
+			c.refuseConnect(p, codec.NotAuthorized)
+			return fmt.Errorf("%w: the client certificate has no name for tls.identity", errConnRefuse)
+		}
+		p.Username, p.Password = identity, nil
+	}
 	clientID := p.ClientID
 	assigned := false
 	if clientID == "" {
@@ -75,7 +86,7 @@ func (c *conn) onConnect(p *codec.Connect) error {
 	}
 
 	req := core.ConnectRequest{
-		ClientID: clientID, Username: p.Username, Password: p.Password,
+		ClientID: clientID, Username: p.Username, Password: p.Password, Identity: identity,
 		Protocol: core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
 		CleanStart: p.CleanStart, Will: will, Sink: c,
 	}

@@ -60,8 +60,10 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	})
 	ls, err := listen.Start(ctx, listen.Config{
 		Section: "mqtt", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
+		TLS: s.cfg.TLS, WSS: s.cfg.WSS, TLSSecure: s.cfg.TLSSecure, WSSSecure: s.cfg.WSSSecure,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp") },
+		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls") },
 		ServeWS:  s.serveWS,
 	})
 	if err != nil {
@@ -78,6 +80,24 @@ func (s *Server) TCPAddr() net.Addr { return s.ls.TCPAddr() }
 // WSAddr returns the WebSocket listener's address (nil when disabled).
 func (s *Server) WSAddr() net.Addr { return s.ls.WSAddr() }
 
+// TLSAddr returns the MQTT over TLS listener's address (nil when off).
+func (s *Server) TLSAddr() net.Addr { return s.ls.TLSAddr() }
+
+// WSSAddr returns the WebSocket over TLS listener's address (nil when
+// off).
+func (s *Server) WSSAddr() net.Addr { return s.ls.WSSAddr() }
+
+// secure returns a listener's TLS side, nil for a plaintext one.
+func (s *Server) secure(listener string) *listen.Secure {
+	switch listener {
+	case "tls":
+		return s.cfg.TLSSecure
+	case "wss":
+		return s.cfg.WSSSecure
+	}
+	return nil
+}
+
 var upgraderProtocols = []string{"mqtt", "mqttv3.1", "mqttv3.1.1", "mqtt-v5", "mqtt-v3.1.1"}
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +112,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	s.serve(wc, "ws")
+	listener := "ws"
+	if r.TLS != nil {
+		listener = "wss"
+	}
+	s.serve(wc, listener)
 }
 
 // serve registers a connection and starts its reader; a writer starts

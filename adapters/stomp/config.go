@@ -33,8 +33,15 @@ type Config struct {
 	TCP string
 	// WS is the WebSocket listen address; empty disables it.
 	WS string
-	// WSPath is the HTTP path of the WebSocket endpoint.
+	// WSPath is the HTTP path of the WebSocket endpoints (ws and wss).
 	WSPath string
+	// TLS and WSS are the secured twins of TCP and WS (STOMP over TLS,
+	// WebSocket over TLS); each runs only with its Secure set, which the
+	// gateway does when a certificate is configured.
+	TLS       string
+	WSS       string
+	TLSSecure *listen.Secure
+	WSSSecure *listen.Secure
 	// Host, when set, is the only virtual host accepted in CONNECT's host
 	// header; empty accepts any (or none).
 	Host string
@@ -101,6 +108,8 @@ func DefaultConfig() Config {
 		TCP:                  ":61613",
 		WS:                   ":61614",
 		WSPath:               "/stomp",
+		TLS:                  ":61615",
+		WSS:                  ":61616",
 		DefaultQoS:           1,
 		HeartBeatMin:         100 * time.Millisecond,
 		HeartBeatGrace:       1.5,
@@ -124,7 +133,7 @@ func DefaultConfig() Config {
 // Validate reports every problem in c, joined.
 func (c Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ key, addr string }{{"stomp.tcp", c.TCP}, {"stomp.ws", c.WS}} {
+	for _, a := range []struct{ key, addr string }{{"stomp.tcp", c.TCP}, {"stomp.ws", c.WS}, {"stomp.tls", c.TLS}, {"stomp.wss", c.WSS}} {
 		if a.addr == "" {
 			continue
 		}
@@ -132,7 +141,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", a.key, a.addr, err))
 		}
 	}
-	if c.WS != "" && !strings.HasPrefix(c.WSPath, "/") {
+	if (c.WS != "" || c.WSS != "") && !strings.HasPrefix(c.WSPath, "/") {
 		errs = append(errs, fmt.Errorf("stomp.ws_path: %q must start with /", c.WSPath))
 	}
 	if c.DefaultQoS < 0 || c.DefaultQoS > 2 {

@@ -85,18 +85,29 @@ func run() int {
 		return 2 // the error names the key (mostly a listen address)
 	}
 	log.Info("iotgw started", zap.String("version", app.Version))
-	code := 0
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case <-gw.StoreFailed():
-		// The store refuses every write after a failure, so the gateway
-		// could no longer acknowledge a QoS 1/2 message honestly; running
-		// on would only hide the problem. A restart recovers everything
-		// that was acknowledged.
-		log.Error("store write failed: stopping; fix the disk and restart to recover",
-			zap.String("store.dir", cfg.Store.Dir))
-		code = 1
+	// SIGHUP re-reads the TLS files now (they are also watched); a file
+	// that does not load is logged and the material in use kept.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	code := -1
+	for code < 0 {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading TLS material")
+			_ = gw.ReloadTLS() // each failure is logged by its source
+		case <-ctx.Done():
+			log.Info("shutting down")
+			code = 0
+		case <-gw.StoreFailed():
+			// The store refuses every write after a failure, so the gateway
+			// could no longer acknowledge a QoS 1/2 message honestly; running
+			// on would only hide the problem. A restart recovers everything
+			// that was acknowledged.
+			log.Error("store write failed: stopping; fix the disk and restart to recover",
+				zap.String("store.dir", cfg.Store.Dir))
+			code = 1
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

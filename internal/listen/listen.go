@@ -7,6 +7,7 @@ package listen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,22 +17,34 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/iotgw/iotgw/internal/tcpconn"
 )
 
 // Config describes one adapter's listeners.
 type Config struct {
 	// Section is the configuration section ("mqtt", "stomp"); errors name
-	// the keys Section.tcp and Section.ws.
+	// the keys Section.tcp, Section.ws, Section.tls and Section.wss.
 	Section string
 	TCP     string // "" disables
 	WS      string // "" disables
 	WSPath  string
+	// TLS and WSS are the secured twins of TCP and WS, on only with their
+	// Secure set (a certificate is configured).
+	TLS       string
+	WSS       string
+	TLSSecure *Secure
+	WSSSecure *Secure
 	// ReadHeaderTimeout bounds the WebSocket upgrade request.
 	ReadHeaderTimeout time.Duration
 	Log               *zap.Logger
 	// ServeTCP takes over an accepted TCP connection; it must not block.
 	ServeTCP func(net.Conn)
-	// ServeWS handles the upgrade request on WSPath.
+	// ServeTLS takes over a TLS connection whose handshake is done; it
+	// must not block.
+	ServeTLS func(*tcpconn.TLS)
+	// ServeWS handles the upgrade request on WSPath, for ws and wss
+	// (r.TLS is set on wss).
 	ServeWS http.HandlerFunc
 }
 
@@ -39,7 +52,10 @@ type Config struct {
 type Listeners struct {
 	tcp     net.Listener
 	ws      net.Listener
+	tls     net.Listener
+	wss     net.Listener
 	httpSrv *http.Server
+	wssSrv  *http.Server
 	wg      sync.WaitGroup
 }
 
@@ -47,40 +63,84 @@ type Listeners struct {
 // On error nothing is left listening.
 func Start(ctx context.Context, cfg Config) (*Listeners, error) {
 	l := &Listeners{}
-	if cfg.TCP != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.TCP)
-		if err != nil {
-			return nil, fmt.Errorf("%s.tcp: %w", cfg.Section, err)
-		}
-		l.tcp = ln
-		cfg.Log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", ln.Addr()))
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			acceptLoop(ln, cfg.Log, cfg.ServeTCP)
-		}()
-	}
-	if cfg.WS != "" {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.WS)
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("%s.ws: %w", cfg.Section, err)
-		}
-		l.ws = ln
-		mux := http.NewServeMux()
-		mux.HandleFunc(cfg.WSPath, cfg.ServeWS)
-		l.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ErrorLog: zap.NewStdLog(cfg.Log.Named("http"))}
-		cfg.Log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", ln.Addr()), zap.String("path", cfg.WSPath))
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			if err := l.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				cfg.Log.Error("websocket listener failed", zap.Error(err))
-			}
-		}()
+	if err := l.start(ctx, cfg); err != nil {
+		l.Close()
+		return nil, err
 	}
 	return l, nil
+}
+
+func (l *Listeners) start(ctx context.Context, cfg Config) error {
+	bind := func(key, addr string) (net.Listener, error) {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", cfg.Section, key, err)
+		}
+		return ln, nil
+	}
+	var err error
+	if cfg.TCP != "" {
+		if l.tcp, err = bind("tcp", cfg.TCP); err != nil {
+			return err
+		}
+		cfg.Log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", l.tcp.Addr()))
+		l.serve(func() { acceptLoop(l.tcp, cfg.Log, cfg.ServeTCP) })
+	}
+	if cfg.WS != "" {
+		if l.ws, err = bind("ws", cfg.WS); err != nil {
+			return err
+		}
+		l.httpSrv = wsServer(cfg)
+		cfg.Log.Info("listening", zap.String("transport", "ws"), zap.Stringer("addr", l.ws.Addr()), zap.String("path", cfg.WSPath))
+		l.serve(func() { serveHTTP(cfg.Log, l.httpSrv.Serve(l.ws)) })
+	}
+	if cfg.TLS != "" && cfg.TLSSecure != nil {
+		if l.tls, err = bind("tls", cfg.TLS); err != nil {
+			return err
+		}
+		cfg.Log.Info("listening", zap.String("transport", "tls"), zap.Stringer("addr", l.tls.Addr()))
+		hs := newHandshaker(cfg.TLSSecure, cfg.Log, cfg.ServeTLS)
+		l.serve(func() { acceptLoop(l.tls, cfg.Log, hs.start) })
+	}
+	if cfg.WSS != "" && cfg.WSSSecure != nil {
+		if l.wss, err = bind("wss", cfg.WSS); err != nil {
+			return err
+		}
+		l.wssSrv = wsServer(cfg)
+		l.wssSrv.TLSConfig = cfg.WSSSecure.Config
+		// WebSocket needs HTTP/1.1; an empty map turns HTTP/2 off.
+		l.wssSrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		cfg.Log.Info("listening", zap.String("transport", "wss"), zap.Stringer("addr", l.wss.Addr()), zap.String("path", cfg.WSPath))
+		// The sockets under TLS are wrapped (internal/tcpconn) for their
+		// receive times.
+		l.serve(func() { serveHTTP(cfg.Log, l.wssSrv.ServeTLS(wrapListener{l.wss}, "", "")) })
+	}
+	return nil
+}
+
+// serve runs f on a goroutine that Close waits for.
+func (l *Listeners) serve(f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+}
+
+// wsServer is the HTTP server of a WebSocket listener.
+func wsServer(cfg Config) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc(cfg.WSPath, cfg.ServeWS)
+	// ReadHeaderTimeout bounds the TLS handshake too (net/http takes the
+	// shortest of its timeouts for it).
+	return &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ErrorLog: zap.NewStdLog(cfg.Log.Named("http"))}
+}
+
+func serveHTTP(log *zap.Logger, err error) {
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("websocket listener failed", zap.Error(err))
+	}
 }
 
 // acceptLoop hands each accepted connection to serve until the listener
@@ -125,19 +185,44 @@ func (l *Listeners) WSAddr() net.Addr {
 	return l.ws.Addr()
 }
 
+// TLSAddr returns the TLS listener's address, nil when disabled.
+func (l *Listeners) TLSAddr() net.Addr {
+	if l == nil || l.tls == nil {
+		return nil
+	}
+	return l.tls.Addr()
+}
+
+// WSSAddr returns the secured WebSocket listener's address, nil when
+// disabled.
+func (l *Listeners) WSSAddr() net.Addr {
+	if l == nil || l.wss == nil {
+		return nil
+	}
+	return l.wss.Addr()
+}
+
 // Close stops accepting and waits for the accept loops (not for the
-// connections, which the adapter owns).
+// connections, which the adapter owns; handshakes in progress end with
+// their timeout).
 func (l *Listeners) Close() {
 	if l == nil {
 		return
 	}
-	if l.tcp != nil {
-		l.tcp.Close()
+	for _, ln := range []net.Listener{l.tcp, l.tls} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
-	if l.httpSrv != nil {
-		l.httpSrv.Close()
-	} else if l.ws != nil {
-		l.ws.Close()
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{l.httpSrv, l.ws}, {l.wssSrv, l.wss}} {
+		if p.srv != nil {
+			p.srv.Close()
+		} else if p.ln != nil {
+			p.ln.Close()
+		}
 	}
 	l.wg.Wait()
 }

@@ -21,9 +21,13 @@ const baseYAML = `
 mqtt:
   tcp: 127.0.0.1:0
   ws: 127.0.0.1:0
+  tls: 127.0.0.1:0
+  wss: 127.0.0.1:0
 stomp:
   tcp: 127.0.0.1:0
   ws: 127.0.0.1:0
+  tls: 127.0.0.1:0
+  wss: 127.0.0.1:0
 mqttsn:
   udp: 127.0.0.1:0
 coap:
@@ -89,6 +93,24 @@ func (g *Gateway) STOMPAddr() string { return g.Addr("stomp.tcp").String() }
 // STOMPWSURL returns the ws:// URL of the STOMP WebSocket listener.
 func (g *Gateway) STOMPWSURL() string {
 	return "ws://" + g.Addr("stomp.ws").String() + g.Config.STOMP.WSPath
+}
+
+// MQTTTLSAddr returns host:port of the MQTT over TLS listener (on when
+// the test's YAML configures a certificate; see PKI.TLSYAML).
+func (g *Gateway) MQTTTLSAddr() string { return g.Addr("mqtt.tls").String() }
+
+// WSSURL returns the wss:// URL of the MQTT WebSocket over TLS listener.
+func (g *Gateway) WSSURL() string {
+	return "wss://" + g.Addr("mqtt.wss").String() + g.Config.MQTT.WSPath
+}
+
+// STOMPTLSAddr returns host:port of the STOMP over TLS listener.
+func (g *Gateway) STOMPTLSAddr() string { return g.Addr("stomp.tls").String() }
+
+// STOMPWSSURL returns the wss:// URL of the STOMP WebSocket over TLS
+// listener.
+func (g *Gateway) STOMPWSSURL() string {
+	return "wss://" + g.Addr("stomp.wss").String() + g.Config.STOMP.WSPath
 }
 
 // mergeYAML merges two YAML documents of "section: {key: value}" maps:

@@ -15,6 +15,7 @@
 package wsconn
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -93,7 +94,11 @@ var handshakePool = &sync.Pool{}
 // handshake, so no frame is buffered in it).
 func New(ws *websocket.Conn, opts Options) *Conn {
 	// The socket records its receive times (internal/tcpconn), which
-	// Arrived passes on.
+	// Arrived passes on. Over TLS (wss) the TLS stream is the socket: the
+	// listener wrapped the TCP one under it.
+	if tc, ok := ws.UnderlyingConn().(*tls.Conn); ok {
+		return newConn(tcpconn.WrapTLS(tc), opts)
+	}
 	return newConn(tcpconn.Wrap(ws.UnderlyingConn()), opts)
 }
 
@@ -258,6 +263,15 @@ func (c *Conn) Arrived() int64 {
 		return a.Arrived()
 	}
 	return 0
+}
+
+// ConnectionState returns the TLS state of a connection over wss (the
+// zero state over plain ws), for the client certificate's name.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	if t, ok := c.nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return t.ConnectionState()
+	}
+	return tls.ConnectionState{}
 }
 
 // Unsent returns the underlying socket's bytes not yet acknowledged by

@@ -15,6 +15,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
 // Version is the gateway's version string, set at build time with
@@ -35,6 +36,10 @@ type Gateway struct {
 	adapters []core.Adapter
 	// storeFailed is closed when a store write fails (see StoreFailed).
 	storeFailed chan struct{}
+	// tlsSources are the TLS material of the secured listeners, secured
+	// the listeners that are on (setupTLS).
+	tlsSources []*tlsconf.Source
+	secured    []securedListener
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -108,8 +113,14 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("store.dir %q: recovery: %w", cfg.Store.Dir, err)
 	}
+	if err := g.setupTLS(&cfg); err != nil {
+		b.Close()
+		_ = st.Close()
+		return nil, err
+	}
+	b.AddSysSource(g.sysTLS)
 	b.Start()
-	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" {
+	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
 	}
@@ -121,7 +132,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.CoAP = coap.New(cfg.CoAP, log)
 		g.adapters = append(g.adapters, g.CoAP)
 	}
-	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" {
+	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" || cfg.STOMP.TLSSecure != nil || cfg.STOMP.WSSSecure != nil {
 		g.STOMP = stomp.New(cfg.STOMP, log)
 		g.adapters = append(g.adapters, g.STOMP)
 	}
@@ -130,6 +141,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			for j := i - 1; j >= 0; j-- {
 				_ = g.adapters[j].Stop(ctx)
 			}
+			g.closeTLS()
 			b.Close()
 			_ = st.Close()
 			return nil, fmt.Errorf("%s: %w", a.Name(), err)
@@ -148,6 +160,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 	}
 	g.Broker.Close()
+	g.closeTLS()
 	// Closing the store last makes every write of the shutdown (sessions
 	// going offline, their disconnect times) durable.
 	if err := g.store.Close(); err != nil {
@@ -184,6 +197,22 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "stomp.ws":
 		if g.STOMP != nil {
 			return g.STOMP.WSAddr()
+		}
+	case "mqtt.tls":
+		if g.MQTT != nil {
+			return g.MQTT.TLSAddr()
+		}
+	case "mqtt.wss":
+		if g.MQTT != nil {
+			return g.MQTT.WSSAddr()
+		}
+	case "stomp.tls":
+		if g.STOMP != nil {
+			return g.STOMP.TLSAddr()
+		}
+	case "stomp.wss":
+		if g.STOMP != nil {
+			return g.STOMP.WSSAddr()
 		}
 	}
 	return nil

@@ -121,6 +121,8 @@ func settings() []setting {
 		{"mqtt.tcp", dm.TCP, str(func(c *Config) *string { return &c.MQTT.TCP })},
 		{"mqtt.ws", dm.WS, str(func(c *Config) *string { return &c.MQTT.WS })},
 		{"mqtt.ws_path", dm.WSPath, str(func(c *Config) *string { return &c.MQTT.WSPath })},
+		{"mqtt.tls", dm.TLS, str(func(c *Config) *string { return &c.MQTT.TLS })},
+		{"mqtt.wss", dm.WSS, str(func(c *Config) *string { return &c.MQTT.WSS })},
 		{"mqtt.max_packet_size", dm.MaxPacketSize, integer(func(c *Config) *int { return &c.MQTT.MaxPacketSize })},
 		{"mqtt.connect_timeout", dm.ConnectTimeout.String(), duration(func(c *Config) *time.Duration { return &c.MQTT.ConnectTimeout })},
 		{"mqtt.write_timeout", dm.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.MQTT.WriteTimeout })},
@@ -138,6 +140,8 @@ func settings() []setting {
 		{"stomp.tcp", ds.TCP, str(func(c *Config) *string { return &c.STOMP.TCP })},
 		{"stomp.ws", ds.WS, str(func(c *Config) *string { return &c.STOMP.WS })},
 		{"stomp.ws_path", ds.WSPath, str(func(c *Config) *string { return &c.STOMP.WSPath })},
+		{"stomp.tls", ds.TLS, str(func(c *Config) *string { return &c.STOMP.TLS })},
+		{"stomp.wss", ds.WSS, str(func(c *Config) *string { return &c.STOMP.WSS })},
 		{"stomp.host", ds.Host, str(func(c *Config) *string { return &c.STOMP.Host })},
 		{"stomp.default_qos", ds.DefaultQoS, integer(func(c *Config) *int { return &c.STOMP.DefaultQoS })},
 		{"stomp.heartbeat_min", ds.HeartBeatMin.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.HeartBeatMin })},
@@ -222,8 +226,22 @@ func settings() []setting {
 		{"store.dir", dst.Dir, str(func(c *Config) *string { return &c.Store.Dir })},
 		{"store.fsync", dst.Fsync, str(func(c *Config) *string { return &c.Store.Fsync })},
 		{"store.batch_window", dst.BatchWindow.String(), duration(func(c *Config) *time.Duration { return &c.Store.BatchWindow })},
-	}, tlsSettings()...)
+	}, secureSettings()...)
 }
+
+// secureSettings are the tls section and the listeners' own sections
+// (mqtt.tls_config serves mqtt.tls and mqtt.wss, stomp.tls_config
+// stomp.tls and stomp.wss).
+func secureSettings() []setting {
+	rows := tlsSettings()
+	for _, section := range tlsSections {
+		rows = append(rows, tlsOverrideSettings(section)...)
+	}
+	return rows
+}
+
+// tlsSections are the listeners' own tls sections.
+var tlsSections = []string{"mqtt.tls_config", "stomp.tls_config"}
 
 func aclDefault(c *Config, v any) error {
 	s, err := cast.ToStringE(v)

@@ -81,12 +81,11 @@ func TestTLSErrorsNameTheKey(t *testing.T) {
 	}
 }
 
-// TestTLSOverrideSection: a listener's own section (registered as the
-// listener wiring will register it) replaces the keys it sets, inherits
+// TestTLSOverrideSection: a listener's own section replaces the keys it sets, inherits
 // the others, takes environment variables and names its own keys in
 // errors.
 func TestTLSOverrideSection(t *testing.T) {
-	all := append(settings(), tlsOverrideSettings("mqtt.tls_config")...)
+	all := settings()
 	doc := []byte(`
 tls:
   cert_file: shared.pem
@@ -125,7 +124,7 @@ mqtt:
 // TestEnvironmentNamesAreUnique: every key has its own IOTGW_ name.
 func TestEnvironmentNamesAreUnique(t *testing.T) {
 	seen := map[string]string{}
-	for _, s := range append(settings(), tlsOverrideSettings("mqtt.tls_config")...) {
+	for _, s := range settings() {
 		env := strings.ReplaceAll(s.key, ".", "_")
 		if other, dup := seen[env]; dup {
 			t.Errorf("%s and %s share IOTGW_%s", s.key, other, strings.ToUpper(env))

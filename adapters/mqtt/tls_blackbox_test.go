@@ -1,0 +1,103 @@
+package mqtt_test
+
+// MQTT over TLS and WebSocket over TLS with paho.mqtt.golang: the secured
+// listeners behave like their plaintext twins, and with client_auth
+// require + identity cn the certificate's CN is the user name that
+// acl.rules %u sees.
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iotgw/iotgw/internal/testutil"
+)
+
+func TestTLSListenersCarryPubSub(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "tls-pubsub")
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server")))
+	if g.Addr("mqtt.tls") == nil || g.Addr("mqtt.wss") == nil {
+		t.Fatal("secured listeners are off with a certificate configured")
+	}
+	withTLS := func(o *paho.ClientOptions) { o.SetTLSConfig(pki.ClientConfig(nil)) }
+	for _, tc := range []struct{ name, url string }{
+		{"tls", "ssl://" + g.MQTTTLSAddr()},
+		{"wss", g.WSSURL()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, _ := connectPaho(t, tc.url, "sub-"+tc.name, withTLS)
+			wait(t, "subscribe", sub.Subscribe("tls/"+tc.name, 1, nil))
+			// The publisher is on plaintext TCP: one topic space.
+			pub, _ := connectPaho(t, g.MQTTURL(), "pub-"+tc.name, nil)
+			wait(t, "publish", pub.Publish("tls/"+tc.name, 1, false, "over "+tc.name))
+			if m := sub.next(); m.Payload != "over "+tc.name {
+				t.Fatalf("got %+v", m)
+			}
+			// And back: a TLS publisher to a plaintext subscriber.
+			wait(t, "subscribe", pub.Subscribe("back/"+tc.name, 2, nil))
+			wait(t, "publish", sub.Publish("back/"+tc.name, 2, false, "back"))
+			if m := pub.next(); m.Payload != "back" {
+				t.Fatalf("got %+v", m)
+			}
+		})
+	}
+}
+
+func TestTLSIdentityIsTheUserName(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "tls-identity")
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+`
+auth:
+  allow_anonymous: false
+acl:
+  default: deny
+  rules:
+    - {permission: allow, action: publish, topic: "devices/%u/#"}
+    - {permission: allow, action: subscribe, topic: "devices/%u/#"}
+`)
+	alice := pki.Client("alice", "alice")
+	cfg := pki.ClientConfig(alice)
+	// The user name and password the client sends do not matter: the
+	// certificate is the credential.
+	c, _ := connectPaho(t, "ssl://"+g.MQTTTLSAddr(), "alice-1", func(o *paho.ClientOptions) {
+		o.SetTLSConfig(cfg).SetUsername("mallory").SetPassword("wrong")
+	})
+	wait(t, "subscribe", c.Subscribe("devices/alice/#", 1, nil))
+	wait(t, "publish", c.Publish("devices/alice/t", 1, false, "mine"))
+	if m := c.next(); m.Topic != "devices/alice/t" {
+		t.Fatalf("got %+v", m)
+	}
+	// Another user's topic is refused by %u: a 3.1.1 SUBACK 0x80.
+	tok := c.Subscribe("devices/mallory/#", 1, nil)
+	wait(t, "subscribe", tok)
+	if codes := tok.(*paho.SubscribeToken).Result(); codes["devices/mallory/#"] != 0x80 {
+		t.Fatalf("subscribe to another user's topic: %v, want 0x80", codes)
+	}
+
+	// Without a certificate the handshake fails.
+	_, _, err := tryConnectPaho(t, "ssl://"+g.MQTTTLSAddr(), "nocert", func(o *paho.ClientOptions) {
+		o.SetTLSConfig(pki.ClientConfig(nil))
+	})
+	if err == nil {
+		t.Fatal("connected without a client certificate under client_auth require")
+	}
+	// A certificate from another CA as well.
+	other := testutil.NewPKI(t, "other")
+	stranger := other.Client("stranger", "alice")
+	_, _, err = tryConnectPaho(t, "ssl://"+g.MQTTTLSAddr(), "stranger", func(o *paho.ClientOptions) {
+		cfg := pki.ClientConfig(nil)
+		cfg.Certificates = []tls.Certificate{stranger.TLS}
+		o.SetTLSConfig(cfg)
+	})
+	if err == nil {
+		t.Fatal("connected with a certificate from an untrusted CA")
+	}
+	// The plaintext listener still wants a password.
+	_, _, err = tryConnectPaho(t, g.MQTTURL(), "plain", func(o *paho.ClientOptions) { o.SetUsername("alice") })
+	if err == nil || !strings.Contains(err.Error(), "not Authorized") && !strings.Contains(err.Error(), "bad user name") {
+		t.Fatalf("plaintext connect as alice without password: %v, want refused", err)
+	}
+}
