@@ -119,23 +119,9 @@ func (s *Server) TCPAddr() net.Addr { return s.ls.TCPAddr() }
 // WSAddr returns the WebSocket listener's address (nil when disabled).
 func (s *Server) WSAddr() net.Addr { return s.ls.WSAddr() }
 
-// TLSAddr returns the STOMP over TLS listener's address (nil when off).
-func (s *Server) TLSAddr() net.Addr { return s.ls.TLSAddr() }
-
-// WSSAddr returns the WebSocket over TLS listener's address (nil when
-// off).
-func (s *Server) WSSAddr() net.Addr { return s.ls.WSSAddr() }
-
-// secure returns a listener's TLS side, nil for a plaintext one.
-func (s *Server) secure(listener string) *listen.Secure {
-	switch listener {
-	case "tls":
-		return s.cfg.TLSSecure
-	case "wss":
-		return s.cfg.WSSSecure
-	}
-	return nil
-}
+// ListenerAddr returns a listener's address by name ("tcp", "ws", "tls",
+// "wss"); nil when it is off.
+func (s *Server) ListenerAddr(name string) net.Addr { return s.ls.Addr(name) }
 
 // wsProtocols are the STOMP WebSocket subprotocols, best first (gorilla
 // picks the first of ours the client offers).

@@ -56,13 +56,14 @@ type Listeners struct {
 	wss     net.Listener
 	httpSrv *http.Server
 	wssSrv  *http.Server
+	secure  map[string]*Secure // by listener name: "tls", "wss"
 	wg      sync.WaitGroup
 }
 
 // Start binds the configured listeners and serves them in the background.
 // On error nothing is left listening.
 func Start(ctx context.Context, cfg Config) (*Listeners, error) {
-	l := &Listeners{}
+	l := &Listeners{secure: map[string]*Secure{"tls": cfg.TLSSecure, "wss": cfg.WSSSecure}}
 	if err := l.start(ctx, cfg); err != nil {
 		l.Close()
 		return nil, err
@@ -185,21 +186,26 @@ func (l *Listeners) WSAddr() net.Addr {
 	return l.ws.Addr()
 }
 
-// TLSAddr returns the TLS listener's address, nil when disabled.
-func (l *Listeners) TLSAddr() net.Addr {
-	if l == nil || l.tls == nil {
+// Addr returns a listener's address by name ("tcp", "ws", "tls",
+// "wss"), nil when it is off.
+func (l *Listeners) Addr(name string) net.Addr {
+	if l == nil {
 		return nil
 	}
-	return l.tls.Addr()
+	ln := map[string]net.Listener{"tcp": l.tcp, "ws": l.ws, "tls": l.tls, "wss": l.wss}[name]
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
 }
 
-// WSSAddr returns the secured WebSocket listener's address, nil when
-// disabled.
-func (l *Listeners) WSSAddr() net.Addr {
-	if l == nil || l.wss == nil {
+// Secure returns the TLS side of a listener by name ("tls", "wss"); nil
+// for a plaintext one ("tcp", "ws").
+func (l *Listeners) Secure(listener string) *Secure {
+	if l == nil {
 		return nil
 	}
-	return l.wss.Addr()
+	return l.secure[listener]
 }
 
 // Close stops accepting and waits for the accept loops (not for the

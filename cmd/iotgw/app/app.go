@@ -200,19 +200,19 @@ func (g *Gateway) Addr(name string) net.Addr {
 		}
 	case "mqtt.tls":
 		if g.MQTT != nil {
-			return g.MQTT.TLSAddr()
+			return g.MQTT.ListenerAddr("tls")
 		}
 	case "mqtt.wss":
 		if g.MQTT != nil {
-			return g.MQTT.WSSAddr()
+			return g.MQTT.ListenerAddr("wss")
 		}
 	case "stomp.tls":
 		if g.STOMP != nil {
-			return g.STOMP.TLSAddr()
+			return g.STOMP.ListenerAddr("tls")
 		}
 	case "stomp.wss":
 		if g.STOMP != nil {
-			return g.STOMP.WSSAddr()
+			return g.STOMP.ListenerAddr("wss")
 		}
 	}
 	return nil
