@@ -7,8 +7,10 @@ package mqtt_test
 
 import (
 	"crypto/tls"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -99,5 +101,30 @@ acl:
 	_, _, err = tryConnectPaho(t, g.MQTTURL(), "plain", func(o *paho.ClientOptions) { o.SetUsername("alice") })
 	if err == nil || !strings.Contains(err.Error(), "not Authorized") && !strings.Contains(err.Error(), "bad user name") {
 		t.Fatalf("plaintext connect as alice without password: %v, want refused", err)
+	}
+}
+
+// TestTLSListenerInSys: each secured listener shows its certificate and
+// its failed handshakes in $SYS.
+func TestTLSListenerInSys(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "tls-sys")
+	server := pki.Server("server")
+	g := testutil.Start(t, pki.TLSYAML(server))
+	// A client that does not trust the server's CA aborts the handshake.
+	if c, err := tls.Dial("tcp", g.MQTTTLSAddr(), &tls.Config{ServerName: "localhost"}); err == nil {
+		c.Close()
+		t.Fatal("handshake succeeded without trusting the CA")
+	}
+	for _, key := range []string{"mqtt.tls", "mqtt.wss", "stomp.tls", "stomp.wss"} {
+		p := "$SYS/broker/listeners/" + key + "/"
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			m := g.Broker.SysSnapshot()
+			if m[p+"cert/not_after"] != server.Leaf.NotAfter.UTC().Format(time.RFC3339) ||
+				m[p+"cert/serial"] != fmt.Sprintf("%X", server.Leaf.SerialNumber) {
+				return false
+			}
+			return key != "mqtt.tls" || m[p+"handshake_failures"] == "1"
+		}, key+" in $SYS: "+fmt.Sprint(g.Broker.SysSnapshot()[p+"handshake_failures"]))
 	}
 }

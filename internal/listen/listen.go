@@ -100,7 +100,7 @@ func (l *Listeners) start(ctx context.Context, cfg Config) error {
 			return err
 		}
 		cfg.Log.Info("listening", zap.String("transport", "tls"), zap.Stringer("addr", l.tls.Addr()))
-		hs := newHandshaker(cfg.TLSSecure, cfg.Log, cfg.ServeTLS)
+		hs := newHandshaker(cfg.TLSSecure, cfg.Log, func(tc *tls.Conn) { cfg.ServeTLS(tcpconn.WrapTLS(tc)) })
 		l.serve(func() { acceptLoop(l.tls, cfg.Log, hs.start) })
 	}
 	if cfg.WSS != "" && cfg.WSSSecure != nil {
@@ -108,13 +108,13 @@ func (l *Listeners) start(ctx context.Context, cfg Config) error {
 			return err
 		}
 		l.wssSrv = wsServer(cfg)
-		l.wssSrv.TLSConfig = cfg.WSSSecure.Config
 		// WebSocket needs HTTP/1.1; an empty map turns HTTP/2 off.
 		l.wssSrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		cfg.Log.Info("listening", zap.String("transport", "wss"), zap.Stringer("addr", l.wss.Addr()), zap.String("path", cfg.WSPath))
-		// The sockets under TLS are wrapped (internal/tcpconn) for their
-		// receive times.
-		l.serve(func() { serveHTTP(cfg.Log, l.wssSrv.ServeTLS(wrapListener{l.wss}, "", "")) })
+		hl := newHandshaken(l.wss)
+		hs := newHandshaker(cfg.WSSSecure, cfg.Log, hl.offer)
+		l.serve(func() { acceptLoop(l.wss, cfg.Log, hs.start) })
+		l.serve(func() { serveHTTP(cfg.Log, l.wssSrv.Serve(hl)) })
 	}
 	return nil
 }
@@ -132,8 +132,8 @@ func (l *Listeners) serve(f func()) {
 func wsServer(cfg Config) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc(cfg.WSPath, cfg.ServeWS)
-	// ReadHeaderTimeout bounds the TLS handshake too (net/http takes the
-	// shortest of its timeouts for it).
+	// Over wss the handshake is done before net/http sees the connection
+	// (handshaken), bounded by the listener's handshake timeout.
 	return &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ErrorLog: zap.NewStdLog(cfg.Log.Named("http"))}
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,14 +19,17 @@ type Secure struct {
 	// Config is the listener's *tls.Config; each handshake takes the
 	// material current at its ClientHello, so renewals need no restart.
 	Config *tls.Config
-	// HandshakeTimeout bounds a TLS handshake (the wss listener is bounded
-	// by the HTTP server's ReadHeaderTimeout instead).
+	// HandshakeTimeout bounds a TLS handshake (10 s when zero).
 	HandshakeTimeout time.Duration
 	// Identity names a client by its verified certificate (the identity
 	// key); nil when the listener takes no identity. false: the client has
 	// no such name, and the adapter refuses it rather than trust the name
 	// it claims.
 	Identity func(tls.ConnectionState) (string, bool)
+	// HandshakeFailures counts handshakes that failed or timed out (for
+	// $SYS and metrics): scanners, clients that do not trust the server,
+	// clients refused for their certificate.
+	HandshakeFailures atomic.Uint64
 }
 
 // ClientName returns the user name the certificate of a connection
@@ -51,15 +56,17 @@ func (s *Secure) ClientName(nc net.Conn) (name string, required, ok bool) {
 // rather than all timing out together.
 const handshakesInFlight = 64
 
-// handshaker runs a TLS listener's handshakes off the accept loop.
+// handshaker runs a secured listener's handshakes off the accept loop,
+// for TLS and wss alike: serve takes each connection whose handshake
+// succeeded.
 type handshaker struct {
 	sec   *Secure
 	log   *zap.Logger
-	serve func(*tcpconn.TLS)
+	serve func(*tls.Conn)
 	slots chan struct{}
 }
 
-func newHandshaker(sec *Secure, log *zap.Logger, serve func(*tcpconn.TLS)) *handshaker {
+func newHandshaker(sec *Secure, log *zap.Logger, serve func(*tls.Conn)) *handshaker {
 	return &handshaker{sec: sec, log: log, serve: serve,
 		slots: make(chan struct{}, handshakesInFlight*runtime.GOMAXPROCS(0))}
 }
@@ -88,21 +95,55 @@ func (h *handshaker) handshake(nc net.Conn) {
 	if err != nil {
 		// A scanner, a client that does not trust our certificate, one
 		// refused for its own: the client sees the TLS alert.
+		h.sec.HandshakeFailures.Add(1)
 		h.log.Debug("TLS handshake failed", zap.String("remote", nc.RemoteAddr().String()), zap.Error(err))
 		nc.Close()
 		return
 	}
-	h.serve(tcpconn.WrapTLS(tc))
+	h.serve(tc)
 }
 
-// wrapListener gives the sockets it accepts receive times (internal/
-// tcpconn) before net/http puts TLS over them.
-type wrapListener struct{ net.Listener }
+// handshaken is the listener net/http serves wss on: the connections it
+// accepts are TLS connections whose handshake the handshaker has done
+// (net/http sees a *tls.Conn and takes its state for r.TLS), so TLS and
+// wss share one handshake path with the same bound, timeout and
+// counters.
+type handshaken struct {
+	raw   net.Listener
+	conns chan *tls.Conn
+	done  chan struct{}
+	once  sync.Once
+}
 
-func (l wrapListener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func newHandshaken(raw net.Listener) *handshaken {
+	return &handshaken{raw: raw, conns: make(chan *tls.Conn), done: make(chan struct{})}
+}
+
+// offer hands a connection to the HTTP server, or closes it once the
+// listener has closed.
+func (l *handshaken) offer(tc *tls.Conn) {
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.NetConn().Close()
 	}
-	return tcpconn.Wrap(nc), nil
 }
+
+// Accept returns the next connection whose handshake is done.
+func (l *handshaken) Accept() (net.Conn, error) {
+	select {
+	case tc := <-l.conns:
+		return tc, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the socket listener (which ends its accept loop).
+func (l *handshaken) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.raw.Close()
+}
+
+// Addr returns the socket listener's address.
+func (l *handshaken) Addr() net.Addr { return l.raw.Addr() }

@@ -18,6 +18,7 @@ import (
 type securedListener struct {
 	key string // "mqtt.tls", ...
 	src *tlsconf.Source
+	sec *listen.Secure
 }
 
 // streamSecure describes one secured stream listener: its key and
@@ -68,7 +69,7 @@ func (g *Gateway) setupTLS(cfg *Config) error {
 			sec.Identity = src.Identity
 		}
 		*sp.target = sec
-		g.secured = append(g.secured, securedListener{key: sp.key, src: src})
+		g.secured = append(g.secured, securedListener{key: sp.key, src: src, sec: sec})
 		g.log.Info("secured listener on", zap.String("listener", sp.key), zap.String("addr", sp.addr),
 			zap.String("client_auth", tc.ClientAuth), zap.String("identity", tc.Identity))
 	}
@@ -124,13 +125,16 @@ func (g *Gateway) TLSStatus() map[string]tlsconf.Status {
 	return m
 }
 
-// sysTLS adds each secured listener's certificate to $SYS, under
-// $SYS/broker/listeners/<key>/: when it expires (RFC 3339 and seconds
-// left, for an alert), its serial, and how its renewals went.
+// sysTLS adds each secured listener to $SYS, under
+// $SYS/broker/listeners/<key>/: its failed handshakes, and its
+// certificate: when it expires (RFC 3339 and seconds left, for an alert),
+// its serial and subject, and how its renewals went.
 func (g *Gateway) sysTLS(add func(topic, value string)) {
 	now := time.Now()
-	for key, st := range g.TLSStatus() {
-		p := "$SYS/broker/listeners/" + key + "/"
+	for _, l := range g.secured {
+		st := l.src.Status()
+		p := "$SYS/broker/listeners/" + l.key + "/"
+		add(p+"handshake_failures", strconv.FormatUint(l.sec.HandshakeFailures.Load(), 10))
 		add(p+"cert/not_after", st.NotAfter.UTC().Format(time.RFC3339))
 		add(p+"cert/expires_in", strconv.FormatInt(int64(st.NotAfter.Sub(now)/time.Second), 10)+" seconds")
 		add(p+"cert/serial", st.Serial)
