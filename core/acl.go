@@ -51,13 +51,22 @@ func (a *ACL) Validate() error {
 // removed) is matched as if it were a name, so "+" and "#" in it only match
 // the same or broader wildcards in the rule.
 func (a *ACL) Authorize(c *ClientInfo, action Action, t string) bool {
+	if allow, matched := matchRules(a.Rules, c, action, t); matched {
+		return allow
+	}
+	return a.DefaultAllow
+}
+
+// matchRules finds the first rule of rules that matches; matched is false
+// when none does.
+func matchRules(rules []ACLRule, c *ClientInfo, action Action, t string) (allow, matched bool) {
 	if action == ActionSubscribe {
 		if _, inner, shared, err := topic.ParseShared(t); err == nil && shared {
 			t = inner
 		}
 	}
-	for i := range a.Rules {
-		r := &a.Rules[i]
+	for i := range rules {
+		r := &rules[i]
 		if r.Action != "all" && r.Action != action.String() {
 			continue
 		}
@@ -72,8 +81,8 @@ func (a *ACL) Authorize(c *ClientInfo, action Action, t string) bool {
 			filter = strings.NewReplacer("%c", c.ClientID, "%u", c.Username).Replace(filter)
 		}
 		if filter == t || topic.Matches(filter, t) {
-			return r.Allow
+			return r.Allow, true
 		}
 	}
-	return a.DefaultAllow
+	return false, false
 }

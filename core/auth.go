@@ -10,6 +10,9 @@ type ClientInfo struct {
 	Password []byte
 	Listener string
 	Remote   string
+	// Grant is what authentication gave the client beyond entry
+	// (superuser, own rules, an expiry); nil for most clients.
+	Grant *Grant
 }
 
 // Action is what a client wants to do on a topic.

@@ -32,6 +32,7 @@ type Session struct {
 	will     *Will       // the connected client's will
 	pending  *Will       // a will waiting for its delay after a disconnect
 	willTmr  *time.Timer
+	authTmr  *time.Timer            // ends the connection when its credentials expire (Grant.ExpireAt)
 	subs     map[string]*subscriber // by the filter as subscribed (incl. $share/...)
 	window   int
 	inflight map[uint16]*inflightEntry
@@ -163,6 +164,10 @@ func (s *Session) stopTimersLocked() {
 	if s.willTmr != nil {
 		s.willTmr.Stop()
 		s.willTmr = nil
+	}
+	if s.authTmr != nil {
+		s.authTmr.Stop()
+		s.authTmr = nil
 	}
 }
 

@@ -40,24 +40,51 @@ func NewUsers(users []User, allowAnonymous bool) (*Users, error) {
 	return u, errors.Join(errs...)
 }
 
-// Authenticate checks the user name and password in constant time.
-func (u *Users) Authenticate(_ context.Context, c *ClientInfo) error {
+// Authenticate checks the user name and password in constant time, as a
+// whole authenticator (a chain of this one backend).
+func (u *Users) Authenticate(ctx context.Context, c *ClientInfo) error {
+	r, _ := u.Check(c)
+	switch r.Decision {
+	case Allow:
+		return nil
+	case Deny:
+		return r.Err
+	}
+	if c.Username == "" && len(c.Password) == 0 && u.AllowAnonymous {
+		return nil
+	}
 	if c.Username == "" {
-		if u.AllowAnonymous && len(c.Password) == 0 {
-			return nil
-		}
 		return ErrNotAuthorized
+	}
+	return ErrBadCredentials
+}
+
+// Check is the backend answer: ignore a client without a user name or
+// with one not in the list (another backend may know it), allow a
+// matching password, deny a wrong one.
+func (u *Users) Check(c *ClientInfo) (AuthResult, error) {
+	if c.Username == "" {
+		return AuthResult{Decision: Ignore}, nil
 	}
 	want, ok := u.byName[c.Username]
 	if !ok {
 		// Compare anyway so a wrong name costs what a wrong password does.
 		subtle.ConstantTimeCompare([]byte("x"), c.Password)
-		return ErrBadCredentials
+		return AuthResult{Decision: Ignore}, nil
 	}
 	if subtle.ConstantTimeCompare([]byte(want), c.Password) != 1 {
-		return ErrBadCredentials
+		return AuthResult{Decision: Deny, Err: ErrBadCredentials}, nil
 	}
-	return nil
+	return AuthResult{Decision: Allow}, nil
+}
+
+// Backend returns the list as a chain link's backend.
+func (u *Users) Backend() Backend { return usersBackend{u} }
+
+type usersBackend struct{ u *Users }
+
+func (b usersBackend) Authenticate(_ context.Context, c *ClientInfo) (AuthResult, error) {
+	return b.u.Check(c)
 }
 
 // Password returns a user's password, for challenge-response methods.

@@ -159,6 +159,8 @@ func reasonFor(err error) codec.ReasonCode {
 		return codec.ServerUnavailable
 	case errors.Is(err, core.ErrServerBusy):
 		return codec.ServerBusy
+	case errors.Is(err, core.ErrAuthExpired):
+		return codec.MaximumConnectTime
 	}
 	return codec.UnspecifiedError
 }

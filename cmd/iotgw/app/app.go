@@ -84,15 +84,15 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		acl := cfg.ACL
 		opts = append(opts, core.WithAuthorizer(&acl))
 	}
-	if len(cfg.Users) > 0 || !cfg.AllowAnonymous {
-		users, err := core.NewUsers(cfg.Users, cfg.AllowAnonymous)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, core.WithAuthenticator(users))
-		if len(cfg.Users) > 0 {
-			opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
-		}
+	chain, err := buildAuth(&cfg, log.Named("auth"))
+	if err != nil {
+		return nil, err
+	}
+	if chain != nil {
+		opts = append(opts, core.WithAuthenticator(chain))
+	}
+	if len(cfg.Users) > 0 {
+		opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 	}
 	st, err := openStore(cfg.Store, log.Named("store"))
 	if err != nil {
@@ -119,6 +119,9 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	b.AddSysSource(g.sysTLS)
+	if chain != nil {
+		b.AddSysSource(chain.SysSource())
+	}
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)

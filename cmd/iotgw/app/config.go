@@ -42,6 +42,9 @@ type Config struct {
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
 	Users          []core.User
 	AllowAnonymous bool
+	// AuthChain orders the authentication backends by name (auth.chain);
+	// empty: every configured backend in the default order.
+	AuthChain []string
 	// TLS is the shared tls section of every secured listener; TLSFor
 	// merges a listener's own section into it.
 	TLS tlsconf.Config
@@ -216,6 +219,7 @@ func settings() []setting {
 
 		{"auth.allow_anonymous", true, boolean(func(c *Config) *bool { return &c.AllowAnonymous })},
 		{"auth.users", []any{}, authUsers},
+		{"auth.chain", []any{}, strList(func(c *Config) *[]string { return &c.AuthChain })},
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
@@ -478,6 +482,9 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate(), c.Store.Validate(), c.validateTLS())
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.chainNames(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
