@@ -13,7 +13,7 @@ import (
 	"github.com/iotgw/iotgw/internal/testutil"
 )
 
-const v5AuthYAML = "auth:\n  users: [{username: alice, password: secret}]\n"
+const v5AuthYAML = "auth:\n  allow_anonymous: true\n  users: [{username: alice, password: secret}]\n"
 
 // v5SCRAMAuther is a paho.Auther answering the server's SCRAM challenge
 // and recording what the server sent.

@@ -103,6 +103,7 @@ func buildAuth(c *Config, log *zap.Logger) (*core.Chain, error) {
 		return nil, err
 	}
 	if len(names) == 0 && c.AllowAnonymous {
+		log.Info("authentication: open — every client may connect (no auth backend configured, auth.allow_anonymous: true)")
 		return nil, nil
 	}
 	links := make([]core.ChainLink, 0, len(names))
@@ -117,6 +118,10 @@ func buildAuth(c *Config, log *zap.Logger) (*core.Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("authentication chain", zap.Strings("backends", names), zap.Bool("allow_anonymous", c.AllowAnonymous))
+	fields := []zap.Field{zap.Strings("backends", names), zap.Bool("allow_anonymous", c.AllowAnonymous)}
+	if c.anonymousOffBecause != "" {
+		fields = append(fields, zap.String("anonymous_off_because", c.anonymousOffBecause+" are configured (set auth.allow_anonymous: true to allow anonymous clients anyway)"))
+	}
+	log.Info("authentication chain", fields...)
 	return chain, nil
 }

@@ -45,6 +45,11 @@ type Config struct {
 	// AuthChain orders the authentication backends by name (auth.chain);
 	// empty: every configured backend in the default order.
 	AuthChain []string
+	// anonymousExplicit records that auth.allow_anonymous was set, and
+	// anonymousOffBecause why it was turned off when it was not
+	// (secureDefaults).
+	anonymousExplicit   bool
+	anonymousOffBecause string
 	// TLS is the shared tls section of every secured listener; TLSFor
 	// merges a listener's own section into it.
 	TLS tlsconf.Config
@@ -404,6 +409,7 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 		known[s.key] = true
 	}
 	var errs []error
+	explicit := map[string]bool{} // keys the file or the environment set
 	if len(bytes.TrimSpace(yamlDoc)) > 0 {
 		if err := v.ReadConfig(bytes.NewReader(yamlDoc)); err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
@@ -412,6 +418,7 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 		fileKeys.SetConfigType("yaml")
 		_ = fileKeys.ReadConfig(bytes.NewReader(yamlDoc))
 		for _, k := range fileKeys.AllKeys() {
+			explicit[k] = true
 			if !known[k] {
 				errs = append(errs, fmt.Errorf("%s: unknown configuration key", k))
 			}
@@ -428,6 +435,7 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 			continue
 		}
 		v.Set(key, val)
+		explicit[key] = true
 	}
 	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig(), TLS: tlsconf.DefaultConfig()}
 	for _, s := range all {
@@ -435,10 +443,35 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
 		}
 	}
+	cfg.anonymousExplicit = explicit["auth.allow_anonymous"]
+	cfg.secureDefaults()
 	if len(errs) == 0 {
 		errs = append(errs, cfg.Validate())
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// secureDefaults turns anonymous access off once anything restricts who
+// connects — an authentication backend, or client certificates on a
+// secured listener — unless auth.allow_anonymous was set explicitly: an
+// operator who configures credentials does not mean to leave a way round
+// them. auth.allow_anonymous stays true for a bare `go run`.
+func (c *Config) secureDefaults() {
+	if c.anonymousExplicit || !c.AllowAnonymous {
+		return
+	}
+	if names, err := c.chainNames(); err == nil && len(names) > 0 {
+		c.AllowAnonymous = false
+		c.anonymousOffBecause = "authentication backends " + strings.Join(names, ", ")
+		return
+	}
+	for _, section := range append([]string{""}, tlsSections...) {
+		if t := c.TLSFor(section); t.CertFile != "" && t.ClientAuth != tlsconf.ClientAuthNone {
+			c.AllowAnonymous = false
+			c.anonymousOffBecause = "client certificates (" + t.Key("client_auth") + ": " + t.ClientAuth + ")"
+			return
+		}
+	}
 }
 
 // envKey maps IOTGW_MQTT_WS_PATH to "mqtt.ws_path" (and

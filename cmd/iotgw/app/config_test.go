@@ -125,7 +125,34 @@ func TestShippedConfigLoadsAsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	def, _ := Load(nil, nil)
+	cfg.anonymousExplicit = false // the file spells the default out
 	if !reflect.DeepEqual(cfg, def) {
 		t.Fatalf("configs/iotgw.yaml differs from the embedded defaults:\n%+v\n%+v", cfg, def)
+	}
+}
+
+// TestAnonymousOffOnceCredentialsAreConfigured: configuring a backend or
+// client certificates turns anonymous access off unless
+// auth.allow_anonymous is set explicitly.
+func TestAnonymousOffOnceCredentialsAreConfigured(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		env  []string
+		want bool
+	}{
+		{"", nil, true},
+		{"auth:\n  users: [{username: a, password: b}]\n", nil, false},
+		{"auth:\n  allow_anonymous: true\n  users: [{username: a, password: b}]\n", nil, true},
+		{"auth:\n  users: [{username: a, password: b}]\n", []string{"IOTGW_AUTH_ALLOW_ANONYMOUS=true"}, true},
+		{"tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n  client_auth: require\n", nil, false},
+		{"tls:\n  cert_file: c.pem\n  key_file: k.pem\n", nil, true},
+	} {
+		cfg, err := Load([]byte(tc.doc), tc.env)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		if cfg.AllowAnonymous != tc.want {
+			t.Errorf("%q %v: allow_anonymous %v, want %v", tc.doc, tc.env, cfg.AllowAnonymous, tc.want)
+		}
 	}
 }
