@@ -10,6 +10,9 @@ type ClientInfo struct {
 	Password []byte
 	Listener string
 	Remote   string
+	// CertCN is the common name of the client's verified TLS certificate
+	// ("" without one), for ${cert_cn} in access rules and hooks.
+	CertCN string
 	// Grant is what authentication gave the client beyond entry
 	// (superuser, own rules, an expiry); nil for most clients.
 	Grant *Grant
@@ -41,10 +44,19 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, c *ClientInfo) error
 }
 
+// Access is what a client asks to do: publish to a topic name (with that
+// QoS and retain flag) or subscribe to a filter (at that maximum QoS).
+type Access struct {
+	Action Action
+	Topic  string
+	QoS    byte
+	Retain bool
+}
+
 // Authorizer decides whether a client may publish to a topic or subscribe to
 // a filter. It is called on the publish path, so it must be fast.
 type Authorizer interface {
-	Authorize(c *ClientInfo, action Action, topic string) bool
+	Authorize(c *ClientInfo, a Access) bool
 }
 
 // AllowAll is the default Authenticator and Authorizer: it accepts everyone.
@@ -54,7 +66,7 @@ type AllowAll struct{}
 func (AllowAll) Authenticate(context.Context, *ClientInfo) error { return nil }
 
 // Authorize allows every action.
-func (AllowAll) Authorize(*ClientInfo, Action, string) bool { return true }
+func (AllowAll) Authorize(*ClientInfo, Access) bool { return true }
 
 var (
 	_ Authenticator = AllowAll{}

@@ -234,18 +234,18 @@ var ErrAuthExpired = errors.New("authentication expired")
 // matches.
 type grantAuthorizer struct{ next Authorizer }
 
-func (g grantAuthorizer) Authorize(c *ClientInfo, a Action, t string) bool {
+func (g grantAuthorizer) Authorize(c *ClientInfo, a Access) bool {
 	if gr := c.Grant; gr != nil {
 		if gr.Superuser {
 			return true
 		}
 		if len(gr.Rules) > 0 {
-			if allow, matched := matchRules(gr.Rules, c, a, t); matched {
-				return allow
+			if r := matchRules(gr.Rules, c, a); r != nil {
+				return r.Allow
 			}
 		}
 	}
-	return g.next.Authorize(c, a, t)
+	return g.next.Authorize(c, a)
 }
 
 // armAuthExpiry ends sink's connection at the grant's expiry (none

@@ -120,24 +120,24 @@ func TestGrantRulesAndSuperuser(t *testing.T) {
 	base := &ACL{DefaultAllow: false, Rules: []ACLRule{{Allow: true, Action: "all", Topic: "public/#"}}}
 	a := grantAuthorizer{next: base}
 	plain := &ClientInfo{ClientID: "c", Username: "u"}
-	if a.Authorize(plain, ActionPublish, "private/x") || !a.Authorize(plain, ActionPublish, "public/x") {
+	if a.Authorize(plain, Access{Action: ActionPublish, Topic: "private/x"}) || !a.Authorize(plain, Access{Action: ActionPublish, Topic: "public/x"}) {
 		t.Fatal("configured rules not applied to a client without a grant")
 	}
 	own := &ClientInfo{ClientID: "c", Username: "u", Grant: &Grant{Rules: []ACLRule{
 		{Allow: true, Action: "publish", Topic: "private/%u/#"},
 		{Allow: false, Action: "all", Topic: "public/secret"},
 	}}}
-	if !a.Authorize(own, ActionPublish, "private/u/t") {
+	if !a.Authorize(own, Access{Action: ActionPublish, Topic: "private/u/t"}) {
 		t.Fatal("the client's own rule did not allow")
 	}
-	if a.Authorize(own, ActionSubscribe, "public/secret") {
+	if a.Authorize(own, Access{Action: ActionSubscribe, Topic: "public/secret"}) {
 		t.Fatal("the client's own deny rule did not come first")
 	}
-	if !a.Authorize(own, ActionSubscribe, "public/other") {
+	if !a.Authorize(own, Access{Action: ActionSubscribe, Topic: "public/other"}) {
 		t.Fatal("no own rule matched, so the configured ones decide")
 	}
 	super := &ClientInfo{Grant: &Grant{Superuser: true}}
-	if !a.Authorize(super, ActionPublish, "anything/at/all") {
+	if !a.Authorize(super, Access{Action: ActionPublish, Topic: "anything/at/all"}) {
 		t.Fatal("superuser refused")
 	}
 }

@@ -201,6 +201,9 @@ type ConnectRequest struct {
 	// certificate or key is the credential, as with Mosquitto's
 	// use_identity_as_username. Authorization sees it as the user name.
 	Identity string
+	// CertCN is the common name of the client's verified TLS certificate,
+	// if any (for ${cert_cn} in access rules).
+	CertCN string
 	// CleanStart discards any existing session for ClientID.
 	CleanStart bool
 	// Expiry is how long the session outlives its connection: 0 ends it at
@@ -226,8 +229,8 @@ func (b *Broker) Authenticate(ctx context.Context, c *ClientInfo) error {
 }
 
 // Authorize runs the configured Authorizer.
-func (b *Broker) Authorize(c *ClientInfo, a Action, topicOrFilter string) bool {
-	return b.authz.Authorize(c, a, topicOrFilter)
+func (b *Broker) Authorize(c *ClientInfo, a Access) bool {
+	return b.authz.Authorize(c, a)
 }
 
 // Connect authenticates a client and binds its connection (req.Sink) to a
@@ -249,7 +252,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		return nil, false, ErrServerBusy
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
-		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
+		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN}
 	if req.Identity != "" {
 		info.Username = req.Identity
 	} else if req.AuthMethod == "" {
@@ -532,7 +535,7 @@ func (b *Broker) route1(msg *Message, info *ClientInfo, from *Session, w *writes
 	}
 	if info != nil {
 		// Clients may not write the broker's own $SYS tree.
-		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, ActionPublish, msg.Topic) {
+		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
 			return ErrNotAuthorized
 		}
 	}

@@ -31,7 +31,7 @@ func (b *Broker) delay(msg *Message, info *ClientInfo, w *writes) error {
 	if err := b.CheckTopicName(real); err != nil {
 		return err
 	}
-	if info != nil && !b.authz.Authorize(info, ActionPublish, real) {
+	if info != nil && !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: real, QoS: msg.QoS, Retain: msg.Retain}) {
 		return ErrNotAuthorized
 	}
 	if b.stats.DelayedPending.Add(1) > int64(b.cfg.MaxDelayed) {

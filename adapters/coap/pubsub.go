@@ -330,7 +330,7 @@ func (s *Server) read(w respWriter, req *request, peer *net.UDPAddr) {
 	if c.ep != nil {
 		info = c.ep.sess.Info()
 	}
-	if !s.b.Authorize(info, core.ActionSubscribe, topic) {
+	if !s.b.Authorize(info, core.Access{Action: core.ActionSubscribe, Topic: topic}) {
 		replyError(w, coreError(core.ErrNotAuthorized, false))
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // Errors that end a connection with an ERROR frame.
@@ -155,6 +156,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 		ClientID: clientID, Username: f.Header.Get(frame.Login),
 		Protocol: core.ProtoSTOMP, Listener: c.listener, Remote: c.remote,
 		CleanStart: !persistent, ReceiveMax: cfg.MaxPendingAcks, Sink: c,
+		CertCN: listen.CertCN(c.eng.NetConn()),
 	}
 	if persistent {
 		req.Expiry = cfg.SessionExpiry
@@ -555,7 +557,7 @@ func (c *conn) commit(t *transaction) error {
 		if err := c.srv.b.CheckTopicName(op.msg.Topic); err != nil {
 			return fmt.Errorf("%w: transaction not committed", err)
 		}
-		if isSysTopic(op.msg.Topic) || !c.srv.b.Authorize(info, core.ActionPublish, op.msg.Topic) {
+		if isSysTopic(op.msg.Topic) || !c.srv.b.Authorize(info, core.Access{Action: core.ActionPublish, Topic: op.msg.Topic, QoS: op.msg.QoS, Retain: op.msg.Retain}) {
 			return fmt.Errorf("%w: publish to %q: transaction not committed", core.ErrNotAuthorized, op.msg.Topic)
 		}
 	}

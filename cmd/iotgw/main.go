@@ -85,8 +85,8 @@ func run() int {
 		return 2 // the error names the key (mostly a listen address)
 	}
 	log.Info("iotgw started", zap.String("version", app.Version))
-	// SIGHUP re-reads the TLS files now (they are also watched); a file
-	// that does not load is logged and the material in use kept.
+	// SIGHUP re-reads the TLS files and acl.file now (they are also
+	// watched); a file that does not load is logged and the old kept.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -94,8 +94,8 @@ func run() int {
 	for code < 0 {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: reloading TLS material")
-			_ = gw.ReloadTLS() // each failure is logged by its source
+			log.Info("SIGHUP: reloading TLS material and acl.file")
+			_ = gw.Reload() // each failure is logged
 		case <-ctx.Done():
 			log.Info("shutting down")
 			code = 0

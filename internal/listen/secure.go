@@ -49,6 +49,20 @@ func (s *Secure) ClientName(nc net.Conn) (name string, required, ok bool) {
 	return name, true, ok
 }
 
+// CertCN returns the common name of a secured connection's verified
+// client certificate ("" for a plaintext connection or none).
+func CertCN(nc net.Conn) string {
+	st, ok := nc.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return ""
+	}
+	cs := st.ConnectionState()
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return cs.VerifiedChains[0][0].Subject.CommonName
+}
+
 // handshakesInFlight bounds one listener's concurrent TLS handshakes per
 // CPU: a burst of connections (a fleet reconnecting after an outage) then
 // waits in the kernel's accept queue instead of costing a goroutine and

@@ -40,6 +40,8 @@ type Gateway struct {
 	// the listeners that are on (setupTLS).
 	tlsSources []*tlsconf.Source
 	secured    []securedListener
+	// aclFile watches acl.file (nil without one).
+	aclFile *aclFile
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -80,12 +82,22 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	cfg.Core.Version = "iotgw " + Version
 	var opts []core.Option
-	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow {
-		acl := cfg.ACL
-		opts = append(opts, core.WithAuthorizer(&acl))
+	var ac *core.AccessControl
+	var aclf *aclFile
+	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow || cfg.ACLFile != "" {
+		ac = core.NewAccessControl(cfg.ACL, log.Named("acl"))
+		if cfg.ACLFile != "" {
+			f, err := startACLFile(cfg.ACLFile, ac, log.Named("acl"))
+			if err != nil {
+				return nil, err
+			}
+			aclf = f
+		}
+		opts = append(opts, core.WithAuthorizer(ac))
 	}
 	chain, err := buildAuth(&cfg, log.Named("auth"))
 	if err != nil {
+		aclf.close()
 		return nil, err
 	}
 	if chain != nil {
@@ -96,31 +108,40 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	st, err := openStore(cfg.Store, log.Named("store"))
 	if err != nil {
+		aclf.close()
 		return nil, fmt.Errorf("store.dir %q: %w", cfg.Store.Dir, err)
 	}
 	failed := make(chan struct{})
 	opts = append(opts, core.WithStore(st), core.WithStoreFailure(func(error) { close(failed) }))
 	b, err := core.New(cfg.Core, log.Named("core"), opts...)
 	if err != nil {
+		aclf.close()
 		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed}
+	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, aclFile: aclf}
+	// fail undoes what started, for an error after this point.
+	fail := func(err error) (*Gateway, error) {
+		g.closeTLS()
+		g.aclFile.close()
+		b.Close()
+		_ = st.Close()
+		return nil, err
+	}
 	// Recovery runs before any listener accepts, so no client can see a
 	// half-restored session.
 	if err := b.Recover(ctx); err != nil {
-		b.Close()
-		_ = st.Close()
-		return nil, fmt.Errorf("store.dir %q: recovery: %w", cfg.Store.Dir, err)
+		return fail(fmt.Errorf("store.dir %q: recovery: %w", cfg.Store.Dir, err))
 	}
 	if err := g.setupTLS(&cfg); err != nil {
-		b.Close()
-		_ = st.Close()
-		return nil, err
+		return fail(err)
 	}
 	b.AddSysSource(g.sysTLS)
 	if chain != nil {
 		b.AddSysSource(chain.SysSource())
+	}
+	if ac != nil {
+		b.AddSysSource(ac.SysSource())
 	}
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
@@ -144,10 +165,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			for j := i - 1; j >= 0; j-- {
 				_ = g.adapters[j].Stop(ctx)
 			}
-			g.closeTLS()
-			b.Close()
-			_ = st.Close()
-			return nil, fmt.Errorf("%s: %w", a.Name(), err)
+			return fail(fmt.Errorf("%s: %w", a.Name(), err))
 		}
 	}
 	return g, nil
@@ -164,6 +182,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	}
 	g.Broker.Close()
 	g.closeTLS()
+	g.aclFile.close()
 	// Closing the store last makes every write of the shutdown (sessions
 	// going offline, their disconnect times) durable.
 	if err := g.store.Close(); err != nil {

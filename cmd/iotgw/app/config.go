@@ -42,6 +42,8 @@ type Config struct {
 	// SCRAM-SHA-256 for MQTT 5 enhanced authentication).
 	Users          []core.User
 	AllowAnonymous bool
+	// ACLFile holds more access rules (acl.file), reloaded on change.
+	ACLFile string
 	// AuthChain orders the authentication backends by name (auth.chain);
 	// empty: every configured backend in the default order.
 	AuthChain []string
@@ -228,6 +230,7 @@ func settings() []setting {
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
+		{"acl.file", "", str(func(c *Config) *string { return &c.ACLFile })},
 
 		{"sys.interval", dc.SysInterval.String(), duration(func(c *Config) *time.Duration { return &c.Core.SysInterval })},
 
@@ -332,23 +335,32 @@ func authUsers(c *Config, v any) error {
 	return errors.Join(errs...)
 }
 
-// aclRules parses the ordered list of {permission, action, topic,
-// clientid, username} maps.
+// aclRules parses acl.rules.
 func aclRules(c *Config, v any) error {
+	rules, err := parseRules(v)
+	c.ACL.Rules = rules
+	return err
+}
+
+// parseRules parses an ordered list of rule maps {permission, action,
+// topic, clientid, username, protocol, listener, qos, retain} (acl.rules,
+// and the rules of acl.file).
+func parseRules(v any) ([]core.ACLRule, error) {
 	list, err := cast.ToSliceE(v)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.ACL.Rules = nil
+	var rules []core.ACLRule
 	var errs []error
 	for i, item := range list {
-		m, err := cast.ToStringMapStringE(item)
+		m, err := cast.ToStringMapE(item)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("[%d]: %v", i, err))
 			continue
 		}
 		r := core.ACLRule{Action: "all"}
-		for k, val := range m {
+		for k, raw := range m {
+			val := cast.ToString(raw)
 			switch k {
 			case "permission":
 				switch val {
@@ -366,6 +378,29 @@ func aclRules(c *Config, v any) error {
 				r.ClientID = val
 			case "username":
 				r.Username = val
+			case "protocol":
+				r.Protocol = val
+			case "listener":
+				r.Listener = val
+			case "qos":
+				qs, err := cast.ToIntSliceE(raw)
+				if err != nil {
+					if q, err2 := cast.ToIntE(raw); err2 == nil {
+						qs, err = []int{q}, nil
+					}
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("[%d].qos: want a QoS or a list of them: %v", i, err))
+				}
+				for _, q := range qs {
+					r.QoS = append(r.QoS, byte(min(max(q, 0), 255)))
+				}
+			case "retain":
+				b, err := cast.ToBoolE(raw)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("[%d].retain: %v", i, err))
+				}
+				r.Retain = &b
 			default:
 				errs = append(errs, fmt.Errorf("[%d].%s: unknown rule key", i, k))
 			}
@@ -373,9 +408,9 @@ func aclRules(c *Config, v any) error {
 		if _, ok := m["permission"]; !ok {
 			errs = append(errs, fmt.Errorf("[%d].permission: missing", i))
 		}
-		c.ACL.Rules = append(c.ACL.Rules, r)
+		rules = append(rules, r)
 	}
-	return errors.Join(errs...)
+	return rules, errors.Join(errs...)
 }
 
 // Keys returns every configuration key, sorted.

@@ -104,6 +104,20 @@ func (g *Gateway) closeTLS() {
 	g.tlsSources = nil
 }
 
+// Reload re-reads every file the gateway watches, now (SIGHUP): the TLS
+// material and acl.file. What fails to load is logged and kept as it was;
+// the errors are returned joined.
+func (g *Gateway) Reload() error {
+	errs := []error{g.ReloadTLS()}
+	if g.aclFile != nil {
+		if _, err := g.aclFile.reload(); err != nil {
+			g.log.Warn("acl.file not reloaded; the rules in use are kept", zap.Error(err))
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ReloadTLS re-reads every secured listener's TLS files now (SIGHUP).
 // Material that fails to load is kept as it was; the errors, also logged,
 // are returned joined.
