@@ -118,17 +118,23 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		_ = st.Close()
 		return nil, err
 	}
+	if err := g.setupDTLS(&cfg); err != nil {
+		b.Close()
+		_ = st.Close()
+		return nil, err
+	}
 	b.AddSysSource(g.sysTLS)
+	b.AddSysSource(g.sysDTLS)
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
 	}
-	if cfg.MQTTSN.UDP != "" {
+	if cfg.MQTTSN.UDP != "" || cfg.MQTTSN.DTLSSecure != nil {
 		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
 		g.adapters = append(g.adapters, g.MQTTSN)
 	}
-	if cfg.CoAP.UDP != "" {
+	if cfg.CoAP.UDP != "" || cfg.CoAP.DTLSSecure != nil {
 		g.CoAP = coap.New(cfg.CoAP, log)
 		g.adapters = append(g.adapters, g.CoAP)
 	}
@@ -213,6 +219,14 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "stomp.wss":
 		if g.STOMP != nil {
 			return g.STOMP.ListenerAddr("wss")
+		}
+	case "coap.dtls":
+		if g.CoAP != nil {
+			return g.CoAP.DTLSAddr()
+		}
+	case "mqttsn.dtls":
+		if g.MQTTSN != nil {
+			return g.MQTTSN.DTLSAddr()
 		}
 	}
 	return nil
