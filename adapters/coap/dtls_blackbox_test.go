@@ -211,4 +211,3 @@ func TestDTLSGoCoAPClient(t *testing.T) {
 		t.Fatalf("notification %q", n)
 	}
 }
-
