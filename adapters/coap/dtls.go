@@ -76,6 +76,9 @@ type dtlsTransport struct {
 	ln    *dtlsnet.Listener
 	laddr *net.UDPAddr
 	ccfg  udpClient.Config
+	// ready is closed once the fields above and Server.dt are set: the
+	// listener may hand over a session before Listen returns.
+	ready chan struct{}
 
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*dtlsPeer
@@ -95,7 +98,7 @@ func (s *Server) startDTLS() error {
 	if s.cfg.DTLS == "" || s.cfg.DTLSSecure == nil {
 		return nil
 	}
-	t := &dtlsTransport{s: s, peers: make(map[netip.AddrPort]*dtlsPeer)}
+	t := &dtlsTransport{s: s, peers: make(map[netip.AddrPort]*dtlsPeer), ready: make(chan struct{})}
 	t.ccfg = s.connConfig(s.handle, pool.New(0, 0))
 	ln, err := dtlsnet.Listen("coap.dtls", s.cfg.DTLS, s.cfg.DTLSSecure, s.log.Named("dtls"), t.serve)
 	if err != nil {
@@ -104,6 +107,7 @@ func (s *Server) startDTLS() error {
 	t.ln = ln
 	t.laddr, _ = ln.Addr().(*net.UDPAddr)
 	s.dt = t
+	close(t.ready)
 	s.periodic(t.expire)
 	s.log.Info("listening", zap.String("transport", "dtls"), zap.Stringer("addr", ln.Addr()))
 	return nil
@@ -132,6 +136,7 @@ func keyOfAddr(a *net.UDPAddr) netip.AddrPort {
 
 // serve reads one DTLS session until it ends.
 func (t *dtlsTransport) serve(c *dtlsnet.Conn) {
+	<-t.ready
 	key := keyOfAddr(c.Addr)
 	t.mu.Lock()
 	if t.closed {
