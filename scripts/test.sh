@@ -12,7 +12,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have mosquitto || need+=(mosquitto)
 have mosquitto_pub || need+=(mosquitto-clients)
-have coap-client-notls || need+=(libcoap3-bin)
+have coap-client-notls || need+=(libcoap3-bin) # also coap-client-openssl, for the DTLS tests
+have openssl || need+=(openssl)
 have chromium || need+=(chromium)
 have node || need+=(nodejs)
 have npm || need+=(npm)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/dtlsnet"
 	"github.com/iotgw/iotgw/internal/listen"
 )
 
@@ -22,8 +23,14 @@ const (
 
 // Config is the `coap` configuration section.
 type Config struct {
-	// UDP is the UDP listen address; empty disables the adapter.
+	// UDP is the UDP listen address; empty disables it.
 	UDP string
+	// DTLS is the listen address of CoAP over DTLS (coaps); on only with
+	// DTLSSecure set (TLS material configured for it), "" disables.
+	DTLS string
+	// DTLSSecure is the DTLS listener's material and bounds (main builds
+	// it from the tls section merged with coap.dtls_config).
+	DTLSSecure *dtlsnet.Secure
 	// ConnectionRequired makes connection mode mandatory: publish,
 	// observe and read requests must then carry a valid clientid and
 	// token obtained from POST /mqtt/connection.
@@ -67,6 +74,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		UDP:              ":5683",
+		DTLS:             ":5684",
 		Heartbeat:        30 * time.Second,
 		DefaultQoSCon:    1,
 		DefaultQoSNon:    0,
@@ -87,6 +95,11 @@ func (c Config) Validate() error {
 	if c.UDP != "" {
 		if err := listen.CheckAddr(c.UDP); err != nil {
 			errs = append(errs, fmt.Errorf("coap.udp: %q: %w", c.UDP, err))
+		}
+	}
+	if c.DTLS != "" {
+		if err := listen.CheckAddr(c.DTLS); err != nil {
+			errs = append(errs, fmt.Errorf("coap.dtls: %q: %w", c.DTLS, err))
 		}
 	}
 	if c.Heartbeat <= 0 {

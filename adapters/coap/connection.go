@@ -63,8 +63,8 @@ func (s *Server) connect(w *responsewriter.ResponseWriter[*udpClient.Conn], req 
 	ep.lastSeen.Store(time.Now().UnixNano())
 	sess, _, err := s.b.Connect(context.Background(), core.ConnectRequest{
 		ClientID: q.clientID, Username: q.username, Password: q.password,
-		Protocol: core.ProtoCoAP, Listener: "udp", Remote: peer.String(),
-		CleanStart: true, Sink: ep,
+		Protocol: core.ProtoCoAP, Listener: req.listener(), Remote: peer.String(),
+		Identity: req.identity, CleanStart: true, Sink: ep,
 	})
 	if err != nil {
 		ep.cancel()
@@ -109,22 +109,29 @@ func (s *Server) connection(clientID, token string) *endpoint {
 
 // observer returns the connectionless endpoint of a UDP peer, creating it
 // (a clean core session that ends with its last observation) if needed.
-func (s *Server) observer(info *core.ClientInfo, peer, local *net.UDPAddr) (*endpoint, *reqError) {
+func (s *Server) observer(c caller, peer, local *net.UDPAddr) (*endpoint, *reqError) {
+	info := c.info
 	s.mu.Lock()
 	ep := s.peers[peer.String()]
 	s.mu.Unlock()
 	if ep != nil && !ep.isClosed() {
-		if err := s.b.Authenticate(context.Background(), info); err != nil {
-			return nil, coreError(err, true)
+		if !c.verified {
+			if err := s.b.Authenticate(context.Background(), info); err != nil {
+				return nil, coreError(err, true)
+			}
 		}
 		return ep, nil
 	}
 	ep = newEndpoint(s, info.ClientID, false, peer, local)
-	sess, _, err := s.b.Connect(context.Background(), core.ConnectRequest{
+	req := core.ConnectRequest{
 		ClientID: info.ClientID, Username: info.Username, Password: info.Password,
-		Protocol: core.ProtoCoAP, Listener: "udp", Remote: info.Remote,
+		Protocol: core.ProtoCoAP, Listener: info.Listener, Remote: info.Remote,
 		CleanStart: true, Sink: ep,
-	})
+	}
+	if c.verified {
+		req.Identity = info.Username
+	}
+	sess, _, err := s.b.Connect(context.Background(), req)
 	if err != nil {
 		ep.cancel()
 		return nil, coreError(err, true)

@@ -27,12 +27,16 @@ const (
 // Called without ep.mu; the UDP write does not block.
 func (ep *endpoint) deliverInline(d core.Delivery) bool {
 	s := ep.srv
-	if s.tr == nil || d.Msg == nil || d.QoS != 0 || d.Release || d.ID != 0 ||
+	if d.Msg == nil || d.QoS != 0 || d.Release || d.ID != 0 ||
 		s.cfg.NotifyType == NotifyCON || len(d.Msg.Payload) > s.cfg.BlockSize {
 		return false
 	}
 	addr, laddr := ep.currentAddr()
-	cc, err := s.tr.conn(addr, laddr)
+	via := s.pathOf(laddr)
+	if via == nil {
+		return false
+	}
+	cc, err := via.conn(addr, laddr)
 	if err != nil {
 		return false
 	}
@@ -63,12 +67,12 @@ func (ep *endpoint) deliverInline(d core.Delivery) bool {
 	ep.mu.Unlock()
 
 	var cm *coapNet.ControlMessage
-	if s.tr.wildcard && laddr != nil {
+	if t, ok := via.(*transport); ok && t.wildcard && laddr != nil {
 		cm = &coapNet.ControlMessage{Dst: laddr.IP}
 	}
 	for _, b := range out {
 		s.b.Stats().WireBytesSent.Add(uint64(len(b)))
-		_ = s.tr.send(b, addr, cm) // lost like any NON datagram
+		_ = via.send(b, addr, cm) // lost like any NON datagram
 		s.pc.Out(pktNON)
 		s.pc.Out(pktNotification)
 	}

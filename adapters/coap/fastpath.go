@@ -165,18 +165,19 @@ func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage,
 	case dedupPending, dedupDrop:
 		return true // [RFC 7252 §4.5], as in processReceived
 	case dedupAnswer:
-		s.tr.queue(ack, p.raddr, cm)
+		p.via.queue(ack, p.raddr, cm)
 		s.b.Stats().WireBytesSent.Add(uint64(len(ack)))
 		return true
 	}
 	req := &request{method: fp.code, con: fp.con, q: fp.q, cf: fp.cf, hasCF: fp.hasCF,
 		peerAddr: p.addr, genID: p.clientID, arrived: at}
+	req.fromPeer(p)
 	c, rerr := s.identify(req, p.raddr)
 	if rerr == nil {
 		rerr = s.authenticate(c)
 	}
 	if rerr != nil {
-		s.tr.queue(s.fastAnswer(p, &fp, rerr), p.raddr, cm)
+		p.via.queue(s.fastAnswer(p, &fp, rerr), p.raddr, cm)
 		return true
 	}
 	var body []byte
@@ -199,14 +200,14 @@ func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage,
 			answer = a
 			return
 		}
-		_ = s.tr.send(a, p.raddr, cm)
+		_ = p.via.send(a, p.raddr, cm)
 	})
 	if err != nil {
-		s.tr.queue(s.fastAnswer(p, &fp, coreError(err, false)), p.raddr, cm)
+		p.via.queue(s.fastAnswer(p, &fp, coreError(err, false)), p.raddr, cm)
 		return true
 	}
 	if !state.CompareAndSwap(0, 1) {
-		s.tr.queue(answer, p.raddr, cm)
+		p.via.queue(answer, p.raddr, cm)
 	}
 	return true
 }

@@ -163,7 +163,7 @@ func (ep *endpoint) notify(o *observation, msg *core.Message) {
 func (ep *endpoint) sendOnce(o *observation, msg *core.Message, con bool) sendResult {
 	s := ep.srv
 	addr, laddr := ep.currentAddr()
-	cc, err := s.tr.conn(addr, laddr)
+	cc, err := s.connTo(addr, laddr)
 	if err != nil {
 		return sentFailed
 	}
@@ -310,7 +310,7 @@ func (ep *endpoint) teardown() {
 	if why == nil || ep.srv.ctx.Err() != nil || len(remaining) == 0 {
 		return
 	}
-	cc, err := ep.srv.tr.conn(addr, laddr)
+	cc, err := ep.srv.connTo(addr, laddr)
 	if err != nil {
 		return
 	}

@@ -50,6 +50,9 @@ func (s *Server) handlePubSub(w respWriter, r *pool.Message, req *request, peer 
 type caller struct {
 	ep   *endpoint
 	info *core.ClientInfo
+	// verified: info.Username is a DTLS-verified identity, and no
+	// password is checked.
+	verified bool
 }
 
 // identify resolves a request's client. A request with a token is in
@@ -78,14 +81,21 @@ func (s *Server) identify(req *request, peer *net.UDPAddr) (caller, *reqError) {
 			id = s.generatedClientID(peer)
 		}
 	}
-	return caller{info: &core.ClientInfo{Protocol: core.ProtoCoAP, ClientID: id, Username: q.username,
-		Password: q.password, Listener: "udp", Remote: remote}}, nil
+	info := &core.ClientInfo{Protocol: core.ProtoCoAP, ClientID: id, Username: q.username,
+		Password: q.password, Listener: req.listener(), Remote: remote}
+	if req.identity != "" {
+		// The DTLS session verified the client: its identity is the
+		// user name, and the credential (as core.ConnectRequest.Identity).
+		info.Username, info.Password = req.identity, nil
+		return caller{info: info, verified: true}, nil
+	}
+	return caller{info: info}, nil
 }
 
 // authenticate runs the Authenticator for a connectionless request (a
 // connection was authenticated when it was made).
 func (s *Server) authenticate(c caller) *reqError {
-	if c.ep != nil {
+	if c.ep != nil || c.verified {
 		return nil
 	}
 	if err := s.b.Authenticate(context.Background(), c.info); err != nil {
@@ -192,7 +202,7 @@ func (s *Server) subscribe(w respWriter, r *pool.Message, req *request, peer *ne
 	}
 	ep := c.ep
 	if ep == nil {
-		if ep, rerr = s.observer(c.info, peer, req.local); rerr != nil {
+		if ep, rerr = s.observer(c, peer, req.local); rerr != nil {
 			replyError(w, rerr)
 			return
 		}

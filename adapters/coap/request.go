@@ -37,6 +37,31 @@ type request struct {
 	// arrived is the kernel receive time of the request's datagram (the
 	// last one of a block-wise body), Unix ns; 0 unknown.
 	arrived int64
+	// secure: the request came over DTLS; identity (when set) is the
+	// user name the session verified, which replaces the query's
+	// credentials.
+	secure   bool
+	identity string
+}
+
+// fromPeer takes what the request's peer knows about its transport: a
+// DTLS peer's listener address and verified identity.
+func (r *request) fromPeer(p *peerState) {
+	if !p.secure {
+		return
+	}
+	r.secure, r.local = true, p.laddr
+	if p.hasIdentity {
+		r.identity = p.identity
+	}
+}
+
+// listener names the listener of the request in core.ClientInfo.
+func (r *request) listener() string {
+	if r.secure {
+		return "dtls"
+	}
+	return "udp"
 }
 
 // query holds the recognised Uri-Query parameters. The short names are

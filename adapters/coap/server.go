@@ -36,7 +36,8 @@ type Server struct {
 	log   *zap.Logger
 	b     *core.Broker
 	pc    *core.PacketCounters
-	tr    *transport // nil when the adapter has no listener
+	tr    *transport     // the coap.udp socket; nil when off
+	dt    *dtlsTransport // the coap.dtls listener; nil when off
 	addr  net.Addr
 	seed  maphash.Seed
 	subID atomic.Uint32
@@ -96,11 +97,28 @@ func New(cfg Config, log *zap.Logger) *Server {
 // Name returns "coap".
 func (s *Server) Name() string { return "coap" }
 
-// Start binds the UDP listener and serves it in the background.
+// Start binds the UDP and DTLS listeners and serves them in the
+// background.
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoCoAP, PacketNames)
 	s.backpressure = b.Config().QueueFullPolicy == core.Backpressure
+	if err := s.startUDP(ctx); err != nil {
+		return err
+	}
+	if err := s.startDTLS(); err != nil {
+		s.cancel()
+		if s.tr != nil {
+			s.tr.close()
+		}
+		s.wg.Wait()
+		return err
+	}
+	return nil
+}
+
+// startUDP binds coap.udp when it is on.
+func (s *Server) startUDP(ctx context.Context) error {
 	if s.cfg.UDP == "" {
 		return nil
 	}
@@ -161,6 +179,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.cancel()
 	if s.tr != nil {
 		s.tr.close()
+	}
+	if s.dt != nil {
+		s.dt.close()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -244,8 +265,13 @@ func (s *Server) onError(err error) {
 // receive time (transport.at), which processReceived takes for the
 // exchange.
 func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
+	return s.monitorAt(cc, req, s.tr.at)
+}
+
+// monitorAt is monitor for a message received at at (Unix ns, 0 unknown).
+func (s *Server) monitorAt(cc *udpClient.Conn, req *pool.Message, at int64) (bool, error) {
 	s.b.Stats().WireBytesReceived.Add(wireSize(req, 0))
-	if at := s.tr.at; at != 0 {
+	if at != 0 {
 		if c := req.Code(); c == codes.GET || c == codes.POST || c == codes.PUT {
 			req.SetContext(context.WithValue(req.Context(), arrivedKey{}, at))
 		}
@@ -335,6 +361,13 @@ type peerState struct {
 	mon          *idleMonitor
 	raddr, laddr *net.UDPAddr
 	stop         context.CancelFunc // ends cc's request goroutine
+	via          path               // the listener the peer talks to
+
+	// secure: the peer is a DTLS session; identity (when hasIdentity)
+	// is the user name its PSK or certificate verified.
+	secure      bool
+	identity    string
+	hasIdentity bool
 }
 
 // processReceived wraps go-coap's request processing: it deduplicates
@@ -491,6 +524,7 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*udpClient.Conn], r *po
 		req.arrived = ex.at
 		if ex.peer != nil {
 			req.peerAddr, req.genID = ex.peer.addr, ex.peer.clientID
+			req.fromPeer(ex.peer)
 		}
 	}
 	if rerr != nil {
@@ -502,7 +536,9 @@ func (s *Server) handle(w *responsewriter.ResponseWriter[*udpClient.Conn], r *po
 		replyError(w, &reqError{code: codes.InternalServerError, msg: "no peer address"})
 		return
 	}
-	req.local = s.localAddrOf(r)
+	if !req.secure {
+		req.local = s.localAddrOf(r)
+	}
 	seg := req.segments
 	switch {
 	case len(seg) >= 1 && seg[0] == "ps":

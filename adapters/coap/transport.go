@@ -112,6 +112,13 @@ func newTransport(s *Server, uc *net.UDPConn, handler udpServer.HandlerFunc) *tr
 	} else {
 		t.bc = ipv4.NewPacketConn(uc)
 	}
+	t.ccfg = s.connConfig(handler, t.pool)
+	return t
+}
+
+// connConfig is the configuration of every peer's go-coap connection, on
+// the UDP socket and over DTLS alike.
+func (s *Server) connConfig(handler udpServer.HandlerFunc, mp *pool.Pool) udpClient.Config {
 	szx, _ := szxOf(s.cfg.BlockSize)
 	c := udpClient.DefaultConfig
 	c.Ctx = s.ctx
@@ -126,14 +133,13 @@ func newTransport(s *Server, uc *net.UDPConn, handler udpServer.HandlerFunc) *tr
 	c.BlockwiseSZX = szx
 	c.BlockwiseTransferTimeout = s.cfg.ExchangeLifetime
 	c.MaxMessageSize = maxDatagram
-	c.MessagePool = t.pool
+	c.MessagePool = mp
 	c.GetMID = message.GetMID
 	c.GetToken = message.GetToken
 	c.TransmissionNStart = 1
 	c.TransmissionAcknowledgeTimeout = s.cfg.AckTimeout
 	c.TransmissionMaxRetransmit = uint32(s.cfg.MaxRetransmit)
-	t.ccfg = c
-	return t
+	return c
 }
 
 // peer returns the state of the peer at raddr talking to laddr, creating
@@ -177,22 +183,31 @@ func (t *transport) conn(raddr, laddr *net.UDPAddr) (*udpClient.Conn, error) {
 func (t *transport) newPeer(raddr, laddr *net.UDPAddr) *peerState {
 	dctx, stop := context.WithCancel(context.Background())
 	sess := udpServer.NewSession(t.s.ctx, dctx, t.ln, raddr, maxDatagram, udpClient.DefaultMTU, false)
-	mon := newIdleMonitor(t.s)
-	cfg := t.ccfg
+	ps := t.s.newPeerState(sess, &t.ccfg, t.s.monitor, raddr, laddr)
+	ps.via, ps.stop = t, stop
+	return ps
+}
+
+// newPeerState builds the go-coap connection of a peer over sess and the
+// adapter's state of it (in the connection's context). monitor sees
+// each decoded message first.
+func (s *Server) newPeerState(sess udpClient.Session, ccfg *udpClient.Config, monitor func(*udpClient.Conn, *pool.Message) (bool, error), raddr, laddr *net.UDPAddr) *peerState {
+	mon := newIdleMonitor(s)
+	cfg := *ccfg
 	cc := udpClient.NewConnWithOpts(sess, &cfg,
 		udpClient.WithInactivityMonitor(mon),
-		udpClient.WithRequestMonitor(t.s.monitor),
+		udpClient.WithRequestMonitor(monitor),
 		udpClient.WithBlockWise(func(c *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
 			// A closure: c's observation client is set after this runs.
-			return blockwise.New(c, t.s.cfg.ExchangeLifetime, cfg.Errors, func(tok message.Token) (*pool.Message, bool) {
+			return blockwise.New(c, s.cfg.ExchangeLifetime, cfg.Errors, func(tok message.Token) (*pool.Message, bool) {
 				return c.GetObservationRequest(tok)
 			})
 		}))
 	ps := &peerState{
-		dd: newDedup(t.s.cfg.ExchangeLifetime), addr: raddr.String(),
-		cc: cc, mon: mon, raddr: raddr, laddr: laddr, stop: stop,
+		dd: newDedup(s.cfg.ExchangeLifetime), addr: raddr.String(),
+		cc: cc, mon: mon, raddr: raddr, laddr: laddr, stop: func() {},
 	}
-	ps.clientID = t.s.generatedClientIDOf(ps.addr)
+	ps.clientID = s.generatedClientIDOf(ps.addr)
 	cc.SetContextValue(peerKey{}, ps)
 	return ps
 }

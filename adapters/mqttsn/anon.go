@@ -36,8 +36,12 @@ func (s *Server) publishMinus1(p *peer, m *codec.Publish, at int64) {
 		return
 	}
 	info := &core.ClientInfo{Protocol: core.ProtoMQTTSN, ClientID: s.cfg.QoSMinus1ClientID,
-		Listener: listenerName, Remote: p.key}
-	if err := s.b.Authenticate(context.Background(), info); err != nil {
+		Listener: p.listener(), Remote: p.key}
+	if id := p.identity(); id != "" {
+		// The DTLS session verified the sender: its identity is the
+		// user name and the credential, as in Broker.Connect.
+		info.Username = id
+	} else if err := s.b.Authenticate(context.Background(), info); err != nil {
 		s.dropped(p, m, "QoS -1 publisher not authenticated")
 		return
 	}

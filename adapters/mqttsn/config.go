@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/dtlsnet"
 	"github.com/iotgw/iotgw/internal/listen"
 )
 
@@ -20,6 +21,12 @@ type PredefinedTopic struct {
 type Config struct {
 	// UDP is the listen address; empty disables the gateway.
 	UDP string
+	// DTLS is the listen address of MQTT-SN over DTLS; on only with
+	// DTLSSecure set (TLS material configured for it), "" disables.
+	DTLS string
+	// DTLSSecure is the DTLS listener's material and bounds (main builds
+	// it from the tls section merged with mqttsn.dtls_config).
+	DTLSSecure *dtlsnet.Secure
 	// GatewayID is this gateway's id in ADVERTISE and GWINFO (§5.3.2).
 	GatewayID int
 	// AdvertiseInterval is the ADVERTISE period in seconds, also sent as
@@ -78,6 +85,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		UDP:               ":1884",
+		DTLS:              ":1885",
 		GatewayID:         1,
 		AdvertiseAddress:  "255.255.255.255:1884",
 		QoSMinus1:         true,
@@ -104,6 +112,11 @@ func (c Config) Validate() error {
 	if c.UDP != "" {
 		if err := listen.CheckAddr(c.UDP); err != nil {
 			add("udp", "%q: %v", c.UDP, err)
+		}
+	}
+	if c.DTLS != "" {
+		if err := listen.CheckAddr(c.DTLS); err != nil {
+			add("dtls", "%q: %v", c.DTLS, err)
 		}
 	}
 	if c.GatewayID < 0 || c.GatewayID > 255 {

@@ -66,7 +66,9 @@ func FuzzSession(f *testing.F) {
 			}
 			chunk := in[1 : 1+n]
 			in = in[1+n:]
-			s.datagram(append([]byte(nil), chunk[1:]...), peers[int(chunk[0])%len(peers)], 0)
+			s.dispatchMu.Lock()
+			s.datagram(append([]byte(nil), chunk[1:]...), peer{addr: peers[int(chunk[0])%len(peers)]}, 0)
+			s.dispatchMu.Unlock()
 		}
 	})
 }

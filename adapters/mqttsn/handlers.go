@@ -179,7 +179,9 @@ func (vc *vconn) onConnect(m *codec.Connect) {
 // proceedConnect moves CONNECT on: AUTH if required and missing, then the
 // will exchange if asked for, then the session.
 func (vc *vconn) proceedConnect() {
-	if vc.srv.cfg.RequireAuth && vc.credentials() == nil {
+	// A DTLS session's verified identity is the credential (see
+	// finishConnect): no AUTH is waited for.
+	if vc.srv.cfg.RequireAuth && vc.credentials() == nil && vc.peer().identity() == "" {
 		vc.st = stAuthWait
 		return
 	}
@@ -213,8 +215,9 @@ func (vc *vconn) finishConnect() {
 	}
 	cfg := &vc.srv.cfg
 	l := &link{vc: vc}
-	req := core.ConnectRequest{ClientID: vc.clientID, Protocol: core.ProtoMQTTSN, Listener: listenerName,
-		Remote: vc.remote(), CleanStart: vc.connect.Flags.CleanSession, Will: vc.buildWill(),
+	p := vc.peer()
+	req := core.ConnectRequest{ClientID: vc.clientID, Protocol: core.ProtoMQTTSN, Listener: p.listener(),
+		Identity: p.identity(), Remote: vc.remote(), CleanStart: vc.connect.Flags.CleanSession, Will: vc.buildWill(),
 		ReceiveMax: cfg.MaxInflight, Sink: l}
 	if creds != nil {
 		req.Username, req.Password = creds.user, creds.pass
@@ -266,9 +269,13 @@ func (vc *vconn) buildWill() *core.Will {
 	if c := vc.credentials(); c != nil {
 		user = c.user
 	}
+	p := vc.peer()
+	if id := p.identity(); id != "" {
+		user = id // as the core names the session's user
+	}
 	return &core.Will{Msg: &core.Message{Topic: vc.will.topic, Payload: vc.will.msg, QoS: vc.will.qos,
 		Retain: vc.will.retain, Origin: core.Origin{Protocol: core.ProtoMQTTSN, ClientID: vc.clientID,
-			Username: user, Listener: listenerName}}}
+			Username: user, Listener: p.listener()}}}
 }
 
 // inTopic resolves the topic of a client's PUBLISH (§6.5, §6.6, §6.8).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/dtlsnet"
 	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
@@ -29,6 +30,13 @@ type Server struct {
 	pc  *core.PacketCounters
 	pre *predefined
 	uc  *net.UDPConn
+	// dtls is the mqttsn.dtls listener (nil when off); its sessions are
+	// read by goroutines of their own (dtls.go).
+	dtls *dtlsnet.Listener
+	// dispatchMu serialises datagram dispatch between the UDP read loop
+	// and the DTLS sessions' readers, so that the maps dispatch changes
+	// still change one datagram at a time.
+	dispatchMu sync.Mutex
 	// backpressure: session.queue_full_policy is backpressure, so QoS 0
 	// deliveries pace their publishers (link.Room).
 	backpressure bool
@@ -37,6 +45,7 @@ type Server struct {
 	byAddr   map[string]*vconn // by peer key (address, plus node id when forwarded)
 	byClient map[string]*vconn // by client id, once CONNECT named one
 	parked   map[string]parkedRegistry
+	sessions map[*dtlsnet.Conn]struct{} // DTLS sessions being read
 	limiter  *rateLimiter
 	stopping bool
 
@@ -61,7 +70,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 	}
 	return &Server{cfg: cfg, log: log.Named("mqttsn"), pre: newPredefined(cfg.Predefined),
 		byAddr: make(map[string]*vconn), byClient: make(map[string]*vconn),
-		parked: make(map[string]parkedRegistry), limiter: newRateLimiter(cfg.NewSessionRate, cfg.NewSessionBurst),
+		parked: make(map[string]parkedRegistry), sessions: make(map[*dtlsnet.Conn]struct{}), limiter: newRateLimiter(cfg.NewSessionRate, cfg.NewSessionBurst),
 		stop: make(chan struct{})}
 }
 
@@ -94,6 +103,9 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoMQTTSN, packetNames())
 	s.backpressure = b.Config().QueueFullPolicy == core.Backpressure
+	if err := s.startDTLS(); err != nil {
+		return err
+	}
 	if s.cfg.UDP == "" {
 		return nil
 	}
@@ -103,6 +115,7 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	}
 	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.UDP)
 	if err != nil {
+		s.closeDTLS()
 		return fmt.Errorf("mqttsn.udp: %w", err)
 	}
 	s.uc = pc.(*net.UDPConn)
@@ -128,6 +141,7 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		dst, err := net.ResolveUDPAddr("udp", s.cfg.AdvertiseAddress)
 		if err != nil {
 			s.uc.Close()
+			s.closeDTLS()
 			return fmt.Errorf("mqttsn.advertise_address: %w", err)
 		}
 		s.loops.Add(1)
@@ -156,20 +170,27 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopping = true
 	s.mu.Unlock()
 	close(s.stop)
-	if s.uc == nil {
+	if s.uc == nil && s.dtls == nil {
 		return nil
 	}
-	// Unblock the read loop but keep the socket for the DISCONNECTs.
-	_ = s.uc.SetReadDeadline(time.Now())
+	// Unblock the readers but keep the socket and the DTLS sessions for
+	// the DISCONNECTs.
+	if s.uc != nil {
+		_ = s.uc.SetReadDeadline(time.Now())
+	}
+	s.stopDTLSReaders()
 	done := make(chan struct{})
 	go func() {
 		s.loops.Wait()
-		// The read loop is gone, so no new virtual connection appears.
+		// The readers are gone, so no new virtual connection appears.
 		for _, vc := range s.allConns() {
 			vc.post(event{kind: evShutdown})
 		}
 		s.workers.Wait()
-		s.uc.Close()
+		if s.uc != nil {
+			s.uc.Close()
+		}
+		s.closeDTLS()
 		close(done)
 	}()
 	select {
@@ -197,13 +218,32 @@ func (s *Server) allConns() []*vconn {
 }
 
 // peer is where a datagram came from: a UDP address, and for a message
-// relayed by a forwarder (§5.5) the wireless node id behind it.
+// relayed by a forwarder (§5.5) the wireless node id behind it. A peer of
+// the DTLS listener has its session (dc), keyed by the session rather
+// than by the address, which RFC 9146 connection IDs let change.
 type peer struct {
 	addr *net.UDPAddr
 	fwd  bool
 	ctrl byte
 	node []byte
 	key  string
+	dc   *dtlsnet.Conn // nil: the UDP socket
+}
+
+// listener is the Listener of the peer's clients in core.ClientInfo.
+func (p *peer) listener() string {
+	if p != nil && p.dc != nil {
+		return dtlsListenerName
+	}
+	return listenerName
+}
+
+// identity is the user name the peer's DTLS session verified, "" none.
+func (p *peer) identity() string {
+	if p != nil && p.dc != nil && p.dc.HasIdentity {
+		return p.dc.Identity
+	}
+	return ""
 }
 
 func (p *peer) String() string { return p.key }
@@ -232,14 +272,21 @@ func (s *Server) readLoop() {
 		}
 		stats.WireBytesReceived.Add(uint64(n))
 		// Decoded messages alias their datagram, so each gets its own copy.
-		s.datagram(append([]byte(nil), buf[:n]...), addr, rxtime.Parse(oob[:oobn]))
+		s.dispatchMu.Lock()
+		s.datagram(append([]byte(nil), buf[:n]...), peer{addr: addr}, rxtime.Parse(oob[:oobn]))
+		s.dispatchMu.Unlock()
 	}
 }
 
-// datagram decodes one datagram, received at at (Unix ns, 0 unknown),
-// unwrapping a forwarder's encapsulation.
-func (s *Server) datagram(data []byte, addr *net.UDPAddr, at int64) {
-	p := &peer{addr: addr}
+// datagram decodes one datagram from src (its address and, over DTLS,
+// session and key), received at at (Unix ns, 0 unknown), unwrapping a
+// forwarder's encapsulation. The caller holds dispatchMu.
+func (s *Server) datagram(data []byte, src peer, at int64) {
+	p := &src
+	base := p.key
+	if base == "" {
+		base = p.addr.String()
+	}
 	m, err := codec.Decode(data)
 	if err == nil {
 		if e, ok := m.(*codec.Encapsulated); ok {
@@ -252,9 +299,9 @@ func (s *Server) datagram(data []byte, addr *net.UDPAddr, at int64) {
 		}
 	}
 	if p.fwd {
-		p.key = addr.String() + "/" + hex.EncodeToString(p.node)
+		p.key = base + "/" + hex.EncodeToString(p.node)
 	} else {
-		p.key = addr.String()
+		p.key = base
 	}
 	if err != nil {
 		s.pc.In(idxInvalid)
@@ -268,8 +315,9 @@ func (s *Server) datagram(data []byte, addr *net.UDPAddr, at int64) {
 }
 
 // dispatch routes a message to its virtual connection, creating or
-// rebinding one for CONNECT, AUTH and a waking PINGREQ. Only the read
-// loop calls it, so map changes here never race with each other. A
+// rebinding one for CONNECT, AUTH and a waking PINGREQ. Only the readers
+// call it, holding dispatchMu, so map changes here never race with each
+// other. A
 // virtual connection may finish between lookup and hand-over; the
 // message is then dispatched again, without it.
 func (s *Server) dispatch(p *peer, m codec.Message, at int64) {
@@ -501,6 +549,13 @@ func (s *Server) reply(p *peer, m codec.Message) {
 // to this peer: the IPv4 or IPv6 payload limit, less a forwarder's
 // encapsulation.
 func (p *peer) maxDatagram() int {
+	if p != nil && p.dc != nil {
+		n := dtlsnet.MaxDatagram
+		if p.fwd {
+			n -= 3 + len(p.node)
+		}
+		return n
+	}
 	n := 65527 // IPv6: 65535 - 8-byte UDP header
 	if p != nil && p.addr != nil && p.addr.IP.To4() != nil {
 		n = 65507 // IPv4: 65535 - 20-byte IP header - 8-byte UDP header
@@ -523,7 +578,13 @@ func (s *Server) write(p *peer, raw []byte, t codec.Type) {
 			return
 		}
 	}
-	n, err := s.uc.WriteToUDP(raw, p.addr)
+	var n int
+	var err error
+	if p.dc != nil {
+		n, err = p.dc.Write(raw)
+	} else {
+		n, err = s.uc.WriteToUDP(raw, p.addr)
+	}
 	s.b.Stats().WireBytesSent.Add(uint64(n))
 	if err != nil {
 		if ce := s.log.Check(zap.DebugLevel, "write failed"); ce != nil {

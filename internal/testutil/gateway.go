@@ -30,8 +30,10 @@ stomp:
   wss: 127.0.0.1:0
 mqttsn:
   udp: 127.0.0.1:0
+  dtls: 127.0.0.1:0
 coap:
   udp: 127.0.0.1:0
+  dtls: 127.0.0.1:0
 sys:
   interval: 0
 store:
@@ -112,6 +114,13 @@ func (g *Gateway) STOMPTLSAddr() string { return g.Addr("stomp.tls").String() }
 func (g *Gateway) STOMPWSSURL() string {
 	return "wss://" + g.Addr("stomp.wss").String() + g.Config.STOMP.WSPath
 }
+
+// CoAPDTLSAddr returns host:port of the CoAP over DTLS listener (on when
+// the test's YAML configures a certificate or pre-shared keys).
+func (g *Gateway) CoAPDTLSAddr() string { return g.Addr("coap.dtls").String() }
+
+// MQTTSNDTLSAddr returns host:port of the MQTT-SN over DTLS listener.
+func (g *Gateway) MQTTSNDTLSAddr() string { return g.Addr("mqttsn.dtls").String() }
 
 // mergeYAML merges two YAML documents of "section: {key: value}" maps:
 // a section's keys (two-space indented lines) from extra replace those of

@@ -7,11 +7,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -178,4 +180,14 @@ func (p *PKI) TLSYAML(server *Cert, extra ...string) string {
 		s += "  " + e + "\n"
 	}
 	return s
+}
+
+// PSKFile writes a pre-shared key file (tls.psk_file) of identity:hexkey
+// lines and returns its path; keys maps identities to keys.
+func (p *PKI) PSKFile(name string, keys map[string][]byte) string {
+	var b strings.Builder
+	for id, key := range keys {
+		b.WriteString(id + ":" + hex.EncodeToString(key) + "\n")
+	}
+	return p.write(name, []byte(b.String()))
 }

@@ -21,7 +21,8 @@ const Timeout = 10 * time.Second
 // unwraps replies (§5.5).
 type Client struct {
 	t         testing.TB
-	conn      *net.UDPConn
+	conn      net.Conn
+	udp       bool // a UDP socket: read errors such as ICMP unreachable pass
 	in        chan []byte
 	msgID     uint16
 	Forwarder []byte
@@ -40,6 +41,15 @@ func Dial(t testing.TB, addr net.Addr) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := &Client{t: t, conn: conn, udp: true, in: make(chan []byte, 256)}
+	go c.readLoop()
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+// New runs the client over conn, a datagram connection such as a DTLS
+// session (each Read one message); conn is closed when the test ends.
+func New(t testing.TB, conn net.Conn) *Client {
 	c := &Client{t: t, conn: conn, in: make(chan []byte, 256)}
 	go c.readLoop()
 	t.Cleanup(func() { conn.Close() })
@@ -54,7 +64,7 @@ func (c *Client) readLoop() {
 	for {
 		n, err := c.conn.Read(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || !c.udp {
 				close(c.in)
 				return
 			}

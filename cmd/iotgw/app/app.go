@@ -136,7 +136,11 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if err := g.setupTLS(&cfg); err != nil {
 		return fail(err)
 	}
+	if err := g.setupDTLS(&cfg); err != nil {
+		return fail(err)
+	}
 	b.AddSysSource(g.sysTLS)
+	b.AddSysSource(g.sysDTLS)
 	if chain != nil {
 		b.AddSysSource(chain.SysSource())
 	}
@@ -148,11 +152,11 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
 	}
-	if cfg.MQTTSN.UDP != "" {
+	if cfg.MQTTSN.UDP != "" || cfg.MQTTSN.DTLSSecure != nil {
 		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
 		g.adapters = append(g.adapters, g.MQTTSN)
 	}
-	if cfg.CoAP.UDP != "" {
+	if cfg.CoAP.UDP != "" || cfg.CoAP.DTLSSecure != nil {
 		g.CoAP = coap.New(cfg.CoAP, log)
 		g.adapters = append(g.adapters, g.CoAP)
 	}
@@ -235,6 +239,14 @@ func (g *Gateway) Addr(name string) net.Addr {
 	case "stomp.wss":
 		if g.STOMP != nil {
 			return g.STOMP.ListenerAddr("wss")
+		}
+	case "coap.dtls":
+		if g.CoAP != nil {
+			return g.CoAP.DTLSAddr()
+		}
+	case "mqttsn.dtls":
+		if g.MQTTSN != nil {
+			return g.MQTTSN.DTLSAddr()
 		}
 	}
 	return nil

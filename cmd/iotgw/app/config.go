@@ -172,6 +172,7 @@ func settings() []setting {
 		{"stomp.write_timeout", ds.WriteTimeout.String(), duration(func(c *Config) *time.Duration { return &c.STOMP.WriteTimeout })},
 
 		{"mqttsn.udp", dn.UDP, str(func(c *Config) *string { return &c.MQTTSN.UDP })},
+		{"mqttsn.dtls", dn.DTLS, str(func(c *Config) *string { return &c.MQTTSN.DTLS })},
 		{"mqttsn.gateway_id", dn.GatewayID, integer(func(c *Config) *int { return &c.MQTTSN.GatewayID })},
 		{"mqttsn.advertise_interval", dn.AdvertiseInterval, integer(func(c *Config) *int { return &c.MQTTSN.AdvertiseInterval })},
 		{"mqttsn.advertise_address", dn.AdvertiseAddress, str(func(c *Config) *string { return &c.MQTTSN.AdvertiseAddress })},
@@ -192,6 +193,7 @@ func settings() []setting {
 		{"mqttsn.require_auth", dn.RequireAuth, boolean(func(c *Config) *bool { return &c.MQTTSN.RequireAuth })},
 
 		{"coap.udp", dc2.UDP, str(func(c *Config) *string { return &c.CoAP.UDP })},
+		{"coap.dtls", dc2.DTLS, str(func(c *Config) *string { return &c.CoAP.DTLS })},
 		{"coap.connection_required", dc2.ConnectionRequired, boolean(func(c *Config) *bool { return &c.CoAP.ConnectionRequired })},
 		{"coap.heartbeat", dc2.Heartbeat.String(), duration(func(c *Config) *time.Duration { return &c.CoAP.Heartbeat })},
 		{"coap.default_qos_con", dc2.DefaultQoSCon, integer(func(c *Config) *int { return &c.CoAP.DefaultQoSCon })},
@@ -243,7 +245,8 @@ func settings() []setting {
 
 // secureSettings are the tls section and the listeners' own sections
 // (mqtt.tls_config serves mqtt.tls and mqtt.wss, stomp.tls_config
-// stomp.tls and stomp.wss).
+// stomp.tls and stomp.wss, coap.dtls_config coap.dtls, mqttsn.dtls_config
+// mqttsn.dtls).
 func secureSettings() []setting {
 	rows := tlsSettings()
 	for _, section := range tlsSections {
@@ -253,7 +256,7 @@ func secureSettings() []setting {
 }
 
 // tlsSections are the listeners' own tls sections.
-var tlsSections = []string{"mqtt.tls_config", "stomp.tls_config"}
+var tlsSections = []string{"mqtt.tls_config", "stomp.tls_config", "coap.dtls_config", "mqttsn.dtls_config"}
 
 func aclDefault(c *Config, v any) error {
 	s, err := cast.ToStringE(v)

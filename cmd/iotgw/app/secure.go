@@ -148,11 +148,17 @@ func (g *Gateway) sysTLS(add func(topic, value string)) {
 	for _, l := range g.secured {
 		st := l.src.Status()
 		p := "$SYS/broker/listeners/" + l.key + "/"
-		add(p+"handshake_failures", strconv.FormatUint(l.sec.HandshakeFailures.Load(), 10))
-		add(p+"cert/not_after", st.NotAfter.UTC().Format(time.RFC3339))
-		add(p+"cert/expires_in", strconv.FormatInt(int64(st.NotAfter.Sub(now)/time.Second), 10)+" seconds")
-		add(p+"cert/serial", st.Serial)
-		add(p+"cert/subject", st.Subject)
+		if l.sec != nil {
+			add(p+"handshake_failures", strconv.FormatUint(l.sec.HandshakeFailures.Load(), 10))
+		}
+		// A DTLS listener may run on pre-shared keys alone: no
+		// certificate to expire (an alert on a zero date would fire).
+		if st.Serial != "" {
+			add(p+"cert/not_after", st.NotAfter.UTC().Format(time.RFC3339))
+			add(p+"cert/expires_in", strconv.FormatInt(int64(st.NotAfter.Sub(now)/time.Second), 10)+" seconds")
+			add(p+"cert/serial", st.Serial)
+			add(p+"cert/subject", st.Subject)
+		}
 		add(p+"cert/reloads", strconv.FormatUint(st.Reloads, 10))
 		add(p+"cert/reload_failures", strconv.FormatUint(st.Failures, 10))
 		add(p+"cert/last_error", strings.TrimSpace(st.LastError))

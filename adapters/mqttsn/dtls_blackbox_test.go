@@ -1,0 +1,168 @@
+package mqttsn_test
+
+// MQTT-SN over DTLS (mqttsn.dtls): the MQTT-SN test client driven over a
+// pion/dtls client session does CONNECT, REGISTER, PUBLISH and SUBSCRIBE
+// with the PSK identity as its user name; with RFC 9146 connection IDs
+// the session, and the MQTT-SN connection on it, survive the client's
+// address changing (a NAT rebinding, simulated by moving the client to a
+// new UDP socket mid-session).
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+
+	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
+	"github.com/iotgw/iotgw/adapters/mqttsn/sntest"
+	"github.com/iotgw/iotgw/internal/testutil"
+)
+
+const (
+	snIdentity = "node-9"
+	snKey      = "node-9-key"
+)
+
+// rebindConn is a client socket that can move to a new local port while
+// a DTLS session runs over it.
+type rebindConn struct {
+	mu  sync.Mutex
+	cur *net.UDPConn
+}
+
+func newRebindConn(t *testing.T) *rebindConn {
+	r := &rebindConn{cur: listenLoopback(t)}
+	t.Cleanup(func() { r.get().Close() })
+	return r
+}
+
+func listenLoopback(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (r *rebindConn) get() *net.UDPConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// rebind moves to a fresh socket (a new source port) and closes the old.
+func (r *rebindConn) rebind(t *testing.T) {
+	n := listenLoopback(t)
+	r.mu.Lock()
+	old := r.cur
+	r.cur = n
+	r.mu.Unlock()
+	old.Close()
+}
+
+func (r *rebindConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		c := r.get()
+		n, a, err := c.ReadFrom(b)
+		if err != nil && r.get() != c {
+			continue // moved to a new socket: read there
+		}
+		return n, a, err
+	}
+}
+
+func (r *rebindConn) WriteTo(b []byte, a net.Addr) (int, error) { return r.get().WriteTo(b, a) }
+func (r *rebindConn) Close() error                              { return r.get().Close() }
+func (r *rebindConn) LocalAddr() net.Addr                       { return r.get().LocalAddr() }
+func (r *rebindConn) SetDeadline(t time.Time) error             { return r.get().SetDeadline(t) }
+func (r *rebindConn) SetReadDeadline(t time.Time) error         { return r.get().SetReadDeadline(t) }
+func (r *rebindConn) SetWriteDeadline(t time.Time) error        { return r.get().SetWriteDeadline(t) }
+
+// dialDTLS opens a PSK session to addr over pc, sending connection IDs.
+// wait bounds the handshake.
+func dialDTLS(t *testing.T, pc net.PacketConn, addr, key string, wait time.Duration) (*dtls.Conn, error) {
+	t.Helper()
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtls.ClientWithOptions(pc, ua,
+		dtls.WithPSK(func([]byte) ([]byte, error) { return []byte(key), nil }),
+		dtls.WithPSKIdentityHint([]byte(snIdentity)),
+		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
+		dtls.WithConnectionIDGenerator(dtls.OnlySendCIDGenerator()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func TestDTLSMQTTSN(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "sn-dtls")
+	psk := pki.PSKFile("sn.psk", map[string][]byte{snIdentity: []byte(snKey)})
+	g := testutil.Start(t, `
+tls:
+  psk_file: `+psk+`
+  handshake_timeout: 1s
+mqttsn:
+  require_auth: true
+acl:
+  default: deny
+  rules:
+    - {permission: allow, action: all, topic: "nodes/%u/#"}
+    - {permission: allow, action: subscribe, topic: "#"}
+    - {permission: allow, action: publish, topic: "nodes/+/cmd"}
+`)
+	sub := connectPaho(t, &gateway{url: g.MQTTURL()})
+	sub.sub("nodes/#", 1)
+
+	rc := newRebindConn(t)
+	dc, err := dialDTLS(t, rc, g.MQTTSNDTLSAddr(), snKey, waitTimeout)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	c := sntest.New(t, dc)
+	// require_auth is met by the session's identity: no AUTH is sent.
+	c.Connect("sn-dtls", true, 60)
+	id := c.Register("nodes/node-9/temp")
+	c.Publish(codec.TopicNormal, id, 1, false, "20")
+	sub.expect("nodes/node-9/temp", "20", 1, false)
+	c.Subscribe(codec.TopicNormal, "nodes/node-9/cmd", 0, 1)
+	sub.pub("nodes/node-9/cmd", 1, false, "on")
+	c.Ack(c.ExpectPublish("on"))
+	sub.expect("nodes/node-9/cmd", "on", 1, false) // its own, through nodes/#
+
+	// The address changes; the connection ID keeps the session, and the
+	// MQTT-SN connection on it goes on without a new CONNECT.
+	before := rc.LocalAddr().String()
+	rc.rebind(t)
+	if rc.LocalAddr().String() == before {
+		t.Fatal("the client socket did not move")
+	}
+	c.Publish(codec.TopicNormal, id, 1, false, "21")
+	sub.expect("nodes/node-9/temp", "21", 1, false)
+	sub.pub("nodes/node-9/cmd", 1, false, "off")
+	c.Ack(c.ExpectPublish("off"))
+	sub.expect("nodes/node-9/cmd", "off", 1, false)
+	if n := g.MQTTSN.DTLSStats().Handshakes.Load(); n != 1 {
+		t.Fatalf("%d handshakes, want the one session", n)
+	}
+
+	// A wrong key gets no session: the server drops the Finished it
+	// cannot decrypt and answers nothing, so the client gives up.
+	if bad, err := dialDTLS(t, listenLoopback(t), g.MQTTSNDTLSAddr(), "wrong", time.Second); err == nil {
+		bad.Close()
+		t.Fatal("a wrong pre-shared key was accepted")
+	}
+}
