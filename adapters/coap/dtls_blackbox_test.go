@@ -34,6 +34,8 @@ const (
 // dtlsACL lets a client publish only under dev/<user name>/ and anyone
 // subscribe.
 const dtlsACL = `
+auth:
+  allow_anonymous: true
 acl:
   default: deny
   rules:
