@@ -57,7 +57,7 @@ func TestTLSMosquittoClients(t *testing.T) {
 		t.Run("mutual_tls/"+v, func(t *testing.T) {
 			t.Parallel()
 			pki := testutil.NewPKI(t, "mosq-mtls-"+v)
-			g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+identityACL)
+			g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+testutil.IdentityACL)
 			dev := pki.Client("dev", "dev-1")
 			tlsArgs := []string{"-V", v, "--cafile", pki.CAFile, "--cert", dev.CertFile, "--key", dev.KeyFile}
 			sub := startMosquittoSubAt(t, g.MQTTTLSAddr(), append(tlsArgs, "-t", "devices/dev-1/#", "-q", "1", "-C", "1", "-W", "25")...)
@@ -167,20 +167,6 @@ func TestTLSPahoGolang(t *testing.T) {
 	}
 }
 
-// watcherACL is identityACL with a plaintext user, watcher, who may do
-// anything.
-const watcherACL = `
-auth:
-  allow_anonymous: false
-  users: [{username: watcher, password: secret}]
-acl:
-  default: deny
-  rules:
-    - {permission: allow, action: all, topic: "#", username: watcher}
-    - {permission: allow, action: publish, topic: "devices/%u/#"}
-    - {permission: allow, action: subscribe, topic: "devices/%u/#"}
-`
-
 func needPythonPaho(t *testing.T) string {
 	t.Helper()
 	const python = "/usr/bin/python3"
@@ -267,7 +253,7 @@ func TestTLSPythonPahoOverWSS(t *testing.T) {
 	t.Run("client_certificate", func(t *testing.T) {
 		t.Parallel()
 		pki := testutil.NewPKI(t, "py-wss-mtls")
-		g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+watcherACL)
+		g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+testutil.IdentityACL)
 		res := runPythonWSS(t, python, g, pki, pki.Client("py", "py-dev"), "devices/py-dev/in", "devices/py-dev/out",
 			func(o *paho.ClientOptions) { o.SetUsername("watcher").SetPassword("secret") })
 		if res.Connack != 0 || fmt.Sprint(res.Granted) != "[1]" || res.Payload != "hello wss" {

@@ -23,17 +23,6 @@ import (
 	"github.com/iotgw/iotgw/internal/testutil"
 )
 
-// identityACL lets each user publish and subscribe below devices/<user>/.
-const identityACL = `
-auth:
-  allow_anonymous: false
-acl:
-  default: deny
-  rules:
-    - {permission: allow, action: publish, topic: "devices/%u/#"}
-    - {permission: allow, action: subscribe, topic: "devices/%u/#"}
-`
-
 // dialRawTLS makes a TLS connection to addr with cfg and returns it as a
 // raw MQTT client; the handshake must succeed.
 func dialRawTLS(t testing.TB, addr string, cfg *tls.Config) *rawClient {
@@ -109,7 +98,7 @@ func TestTLSClientAuthRequireRefusesAtHandshake(t *testing.T) {
 	})
 	stranger := testutil.NewPKI(t, "other").Client("stranger", "alice")
 	crl := pki.CRL("crl", revoked)
-	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn", "crl_file: "+crl)+identityACL)
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn", "crl_file: "+crl)+testutil.IdentityACL)
 	addr := g.MQTTTLSAddr()
 
 	for _, tv := range tlsVersions {
@@ -123,9 +112,9 @@ func TestTLSClientAuthRequireRefusesAtHandshake(t *testing.T) {
 				// TLS 1.3 has an alert of its own for it (RFC 8446 4.4.2.4).
 				{"no_certificate", pki.ClientConfig(nil), map[uint16]string{
 					tls.VersionTLS12: "handshake failure", tls.VersionTLS13: "certificate required"}[tv.v]},
-				{"untrusted_ca", withCert(pki, stranger), "unknown certificate authority"},
-				{"expired", withCert(pki, expired), "expired certificate"},
-				{"revoked", withCert(pki, revoked), "bad certificate"},
+				{"untrusted_ca", pki.ClientConfigSending(stranger), "unknown certificate authority"},
+				{"expired", pki.ClientConfigSending(expired), "expired certificate"},
+				{"revoked", pki.ClientConfigSending(revoked), "bad certificate"},
 			} {
 				err := tlsRefusal(t, addr, withVersion(tc.cfg, tv.v))
 				if !strings.Contains(err.Error(), tc.alert) {
@@ -164,12 +153,12 @@ func TestTLSIdentityFromSAN(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			t.Parallel()
 			pki := testutil.NewPKI(t, tc.mode)
-			g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: "+tc.mode)+identityACL)
+			g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: "+tc.mode)+testutil.IdentityACL)
 			tmpl := tc.tmpl
 			tmpl.Subject = pkix.Name{CommonName: "the-cn"}
 			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 			named := pki.Issue("named", tmpl)
-			r := dialRawTLS(t, g.MQTTTLSAddr(), withCert(pki, named))
+			r := dialRawTLS(t, g.MQTTTLSAddr(), pki.ClientConfigSending(named))
 			r.connectOK(&codec.Connect{ClientID: uniqueID(tc.mode), CleanStart: true})
 			r.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{
 				{Filter: "devices/" + tc.name + "/#", QoS: 1}, {Filter: "devices/the-cn/#", QoS: 1}}})
@@ -179,27 +168,17 @@ func TestTLSIdentityFromSAN(t *testing.T) {
 			}
 			// A trusted certificate without that kind of name: refused.
 			cnOnly := pki.Client("cn-only", "the-cn")
-			r = dialRawTLS(t, g.MQTTTLSAddr(), withCert(pki, cnOnly))
+			r = dialRawTLS(t, g.MQTTTLSAddr(), pki.ClientConfigSending(cnOnly))
 			if ack := r.connect(&codec.Connect{ClientID: uniqueID("cn-only"), CleanStart: true,
 				UsernameFlag: true, Username: tc.name}); ack.ReasonCode != codec.ConnRefusedNotAuthorized {
 				t.Errorf("3.1.1 CONNECT with a certificate without %s: return code %#x, want 0x05", tc.mode, byte(ack.ReasonCode))
 			}
-			r5 := &v5Raw{dialRawTLS(t, g.MQTTTLSAddr(), withCert(pki, cnOnly))}
+			r5 := &v5Raw{dialRawTLS(t, g.MQTTTLSAddr(), pki.ClientConfigSending(cnOnly))}
 			if ack := r5.connect(&codec.Connect{ClientID: uniqueID("cn-only"), CleanStart: true}); ack.ReasonCode != codec.NotAuthorized {
 				t.Errorf("MQTT 5 CONNECT with a certificate without %s: reason %#x, want 0x87", tc.mode, byte(ack.ReasonCode))
 			}
 		})
 	}
-}
-
-// withCert is the PKI's client configuration presenting c whatever the
-// server asks for: a Go client otherwise sends only a certificate issued
-// by a CA the server names as acceptable, and one from another CA would
-// not be sent at all.
-func withCert(pki *testutil.PKI, c *testutil.Cert) *tls.Config {
-	cfg := pki.ClientConfig(nil)
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c.TLS, nil }
-	return cfg
 }
 
 // TestTLSClientAuthRequest: client_auth request with identity cn lets a
@@ -211,7 +190,7 @@ func withCert(pki *testutil.PKI, c *testutil.Cert) *tls.Config {
 func TestTLSClientAuthRequest(t *testing.T) {
 	t.Parallel()
 	pki := testutil.NewPKI(t, "request")
-	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: request", "identity: cn")+identityACL)
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: request", "identity: cn")+testutil.IdentityACL)
 	addr := g.MQTTTLSAddr()
 	for _, tv := range tlsVersions {
 		t.Run(tv.name, func(t *testing.T) {
@@ -228,7 +207,7 @@ func TestTLSClientAuthRequest(t *testing.T) {
 			}
 
 			alice := pki.Client("alice-"+tv.name, "alice")
-			r = dialRawTLS(t, addr, withVersion(withCert(pki, alice), tv.v))
+			r = dialRawTLS(t, addr, withVersion(pki.ClientConfigSending(alice), tv.v))
 			r.connectOK(&codec.Connect{ClientID: uniqueID("alice"), CleanStart: true})
 			r.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "devices/alice/#", QoS: 1}}})
 			if sa, ok := r.expect("SUBACK").(*codec.Suback); !ok || sa.ReasonCodes[0] != 1 {
@@ -236,7 +215,7 @@ func TestTLSClientAuthRequest(t *testing.T) {
 			}
 
 			stranger := testutil.NewPKI(t, "other").Client("stranger", "alice")
-			err := tlsRefusal(t, addr, withVersion(withCert(pki, stranger), tv.v))
+			err := tlsRefusal(t, addr, withVersion(pki.ClientConfigSending(stranger), tv.v))
 			if !strings.Contains(err.Error(), "unknown certificate authority") {
 				t.Errorf("untrusted certificate under request: %v, want the alert unknown certificate authority", err)
 			}
@@ -257,7 +236,7 @@ func TestTLSRevokedClientCannotResume(t *testing.T) {
 	caches := map[uint16]tls.ClientSessionCache{}
 	connect := func(v uint16) bool {
 		t.Helper()
-		cfg := withVersion(withCert(pki, alice), v)
+		cfg := withVersion(pki.ClientConfigSending(alice), v)
 		cfg.ClientSessionCache = caches[v]
 		r := dialRawTLS(t, g.MQTTTLSAddr(), cfg)
 		// Reading the CONNACK reads the TLS 1.3 ticket sent before it.
@@ -280,7 +259,7 @@ func TestTLSRevokedClientCannotResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tv := range tlsVersions {
-		cfg := withVersion(withCert(pki, alice), tv.v)
+		cfg := withVersion(pki.ClientConfigSending(alice), tv.v)
 		cfg.ClientSessionCache = caches[tv.v]
 		if err := tlsRefusal(t, g.MQTTTLSAddr(), cfg); !strings.Contains(err.Error(), "bad certificate") {
 			t.Errorf("%s: resuming with a revoked certificate: %v, want the alert bad certificate", tv.name, err)
