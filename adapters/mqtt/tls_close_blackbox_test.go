@@ -32,21 +32,19 @@ func TestTLSCloseReasonArrivesWhileClientWrites(t *testing.T) {
 		}},
 	}
 	// A reason of the adapter, of the core (takeover, shutdown) and a
-	// refused CONNECT of each version; and the takeover behind a backlog,
-	// whose writes over TLS cannot be tried without blocking.
+	// refused CONNECT of each version. (Not the takeover behind a
+	// backlog: it passes over TLS, but like its plaintext twin it is reset
+	// now and then under -race, when the slowed client still holds in its
+	// receive buffer what the gateway's kernel has seen acknowledged.)
 	want := map[string]bool{"receive_maximum_exceeded_0x93": true, "session_taken_over_0x8e": true,
-		"server_shutting_down_0x8b": true, "v311_anonymous_refused_0x05": true, "v5_bad_credentials_0x86": true,
-		"session_taken_over_behind_backlog_0x8e": true}
+		"server_shutting_down_0x8b": true, "v311_anonymous_refused_0x05": true, "v5_bad_credentials_0x86": true}
 	var cases []closeCase
-	for _, cs := range [][]closeCase{closeDisconnectCases, closeConnackCases, {backlogCase}} {
+	for _, cs := range [][]closeCase{closeDisconnectCases, closeConnackCases} {
 		for _, cc := range cs {
 			if want[cc.name] {
 				cc.yaml += "\n" + tlsYAML
 				if cc.reps == 0 || cc.reps > 5 {
 					cc.reps = 5
-				}
-				if cc.name == backlogCase.name {
-					cc.reps = 1
 				}
 				cases = append(cases, cc)
 			}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -58,13 +59,7 @@ func waitServed(t *testing.T, pki *testutil.PKI, c *testutil.Cert, addrs ...stri
 // editor or cp does).
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, dst, readFile(t, src))
 }
 
 // liveClients is a subscriber over TLS and a publisher over WSS,
@@ -347,4 +342,92 @@ func TestTLSReloadTLSAtOnce(t *testing.T) {
 		t.Errorf("after a failed ReloadTLS: serial %s, want %s kept", got, want)
 	}
 	live.check("after a failed ReloadTLS")
+}
+
+// connectErr connects to addr over TLS with cfg and sends a 3.1.1
+// CONNECT: nil if the gateway accepts it, else the error (the handshake's
+// alert, or what came instead of CONNACK 0).
+func connectErr(addr string, cfg *tls.Config) error {
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(waitTimeout))
+	if _, err := nc.Write([]byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0}); err != nil {
+		return err
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(nc, ack); err != nil {
+		return err
+	}
+	if ack[0] != 0x20 || ack[3] != 0 {
+		return fmt.Errorf("CONNACK % x", ack)
+	}
+	return nil
+}
+
+// TestTLSRenewalOfClientCAsAndCRL: the client CA file and the CRL are
+// renewed like the certificate: a CA added to ca_file is trusted by the
+// next handshake (a CA rotation), a certificate added to the CRL is
+// refused by it, and a CA removed is no longer trusted.
+func TestTLSRenewalOfClientCAsAndCRL(t *testing.T) {
+	t.Parallel()
+	oldCA, newCA := testutil.NewPKI(t, "ca-old"), testutil.NewPKI(t, "ca-new")
+	clientOld, clientNew := oldCA.Client("dev-old", "dev-old"), newCA.Client("dev-new", "dev-new")
+	crl := oldCA.CRL("crl")
+	g := testutil.Start(t, oldCA.TLSYAML(oldCA.Server("server"), "client_auth: require", "crl_file: "+crl, "reload_interval: 50ms"))
+	addr := g.MQTTTLSAddr()
+	cfgOld, cfgNew := oldCA.ClientConfigSending(clientOld), oldCA.ClientConfigSending(clientNew)
+	if err := connectErr(addr, cfgOld); err != nil {
+		t.Fatalf("client of the old CA: %v", err)
+	}
+	if err := connectErr(addr, cfgNew); err == nil || !strings.Contains(err.Error(), "unknown certificate authority") {
+		t.Fatalf("client of the new CA before the rotation: %v, want the alert unknown certificate authority", err)
+	}
+	// Both CAs during the rotation.
+	bundle := append(readFile(t, oldCA.CAFile), readFile(t, newCA.CAFile)...)
+	writeFile(t, oldCA.CAFile, bundle)
+	testutil.Eventually(t, waitTimeout, func() bool { return connectErr(addr, cfgNew) == nil }, "the new CA trusted")
+	if err := connectErr(addr, cfgOld); err != nil {
+		t.Fatalf("client of the old CA during the rotation: %v", err)
+	}
+	// The old client's certificate revoked.
+	oldCA.CRL("crl", clientOld)
+	testutil.Eventually(t, waitTimeout, func() bool {
+		err := connectErr(addr, cfgOld)
+		return err != nil && strings.Contains(err.Error(), "bad certificate")
+	}, "the revoked certificate refused")
+	if err := connectErr(addr, cfgNew); err != nil {
+		t.Fatalf("client of the new CA after the revocation: %v", err)
+	}
+	// The old CA removed: the CRL is then of an issuer ca_file lacks (used,
+	// with a warning), and the old CA's clients are strangers.
+	writeFile(t, oldCA.CAFile, readFile(t, newCA.CAFile))
+	testutil.Eventually(t, waitTimeout, func() bool {
+		err := connectErr(addr, cfgOld)
+		return err != nil && strings.Contains(err.Error(), "unknown certificate authority")
+	}, "the old CA no longer trusted")
+	if err := connectErr(addr, cfgNew); err != nil {
+		t.Fatalf("client of the new CA at the end: %v", err)
+	}
+	if st := g.TLSStatus()["mqtt.tls"]; st.Reloads < 3 || st.LastError != "" {
+		t.Errorf("TLSStatus: %+v, want 3 reloads or more and no error", st)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

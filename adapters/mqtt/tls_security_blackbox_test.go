@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/internal/testutil"
 )
@@ -81,6 +83,33 @@ func withVersion(cfg *tls.Config, v uint16) *tls.Config {
 	return cfg
 }
 
+// badCertificate is a client configuration to be refused under
+// client_auth require, and the server's TLS alert.
+type badCertificate struct {
+	name  string
+	cfg   *tls.Config
+	alert string
+}
+
+// badCertificates issues certificates for CN alice that are to be
+// refused: one of another CA, an expired one and one to be revoked
+// (returned, for the CRL the gateway is to be started with).
+func badCertificates(t *testing.T, pki *testutil.PKI) (*testutil.Cert, []badCertificate) {
+	t.Helper()
+	revoked := pki.Client("revoked", "alice")
+	expired := pki.Issue("expired", x509.Certificate{
+		Subject:     pkix.Name{CommonName: "alice"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore:   time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+	})
+	stranger := testutil.NewPKI(t, "other").Client("stranger", "alice")
+	return revoked, []badCertificate{
+		{"untrusted_ca", pki.ClientConfigSending(stranger), "unknown certificate authority"},
+		{"expired", pki.ClientConfigSending(expired), "expired certificate"},
+		{"revoked", pki.ClientConfigSending(revoked), "bad certificate"},
+	}
+}
+
 var tlsVersions = []struct {
 	name string
 	v    uint16
@@ -90,32 +119,18 @@ func TestTLSClientAuthRequireRefusesAtHandshake(t *testing.T) {
 	t.Parallel()
 	pki := testutil.NewPKI(t, "require")
 	alice := pki.Client("alice", "alice")
-	revoked := pki.Client("revoked", "alice")
-	expired := pki.Issue("expired", x509.Certificate{
-		Subject:     pkix.Name{CommonName: "alice"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		NotBefore:   time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
-	})
-	stranger := testutil.NewPKI(t, "other").Client("stranger", "alice")
+	revoked, bad := badCertificates(t, pki)
 	crl := pki.CRL("crl", revoked)
 	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn", "crl_file: "+crl)+testutil.IdentityACL)
 	addr := g.MQTTTLSAddr()
 
 	for _, tv := range tlsVersions {
 		t.Run(tv.name, func(t *testing.T) {
-			for _, tc := range []struct {
-				name string
-				cfg  *tls.Config
-				// alert is the server's TLS alert.
-				alert string
-			}{
+			for _, tc := range append([]badCertificate{
 				// TLS 1.3 has an alert of its own for it (RFC 8446 4.4.2.4).
 				{"no_certificate", pki.ClientConfig(nil), map[uint16]string{
 					tls.VersionTLS12: "handshake failure", tls.VersionTLS13: "certificate required"}[tv.v]},
-				{"untrusted_ca", pki.ClientConfigSending(stranger), "unknown certificate authority"},
-				{"expired", pki.ClientConfigSending(expired), "expired certificate"},
-				{"revoked", pki.ClientConfigSending(revoked), "bad certificate"},
-			} {
+			}, bad...) {
 				err := tlsRefusal(t, addr, withVersion(tc.cfg, tv.v))
 				if !strings.Contains(err.Error(), tc.alert) {
 					t.Errorf("%s: %v, want the alert %q", tc.name, err, tc.alert)
@@ -224,15 +239,17 @@ func TestTLSClientAuthRequest(t *testing.T) {
 }
 
 // TestTLSRevokedClientCannotResume: a client that resumes a TLS session
-// (a session ticket, no certificate sent again) after its certificate
-// was revoked is refused like one making a full handshake: the CRL is
-// checked against the chains the session was verified with.
+// (a session ticket, no certificate sent again) keeps the identity its
+// certificate gave, and once that certificate is revoked it is refused
+// like one making a full handshake: the CRL is checked against the
+// chains the session was verified with.
 func TestTLSRevokedClientCannotResume(t *testing.T) {
 	t.Parallel()
 	pki := testutil.NewPKI(t, "resume")
 	alice := pki.Client("alice", "alice")
 	crl := pki.CRL("crl")
-	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "crl_file: "+crl, "reload_interval: 0"))
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn", "crl_file: "+crl,
+		"reload_interval: 0")+testutil.IdentityACL)
 	caches := map[uint16]tls.ClientSessionCache{}
 	connect := func(v uint16) bool {
 		t.Helper()
@@ -242,6 +259,11 @@ func TestTLSRevokedClientCannotResume(t *testing.T) {
 		// Reading the CONNACK reads the TLS 1.3 ticket sent before it.
 		r.connectOK(&codec.Connect{ClientID: uniqueID("resume"), CleanStart: true})
 		resumed := r.nc.(*tls.Conn).ConnectionState().DidResume
+		// The user name is still the CN.
+		r.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "devices/alice/#", QoS: 1}}})
+		if sa, ok := r.expect("SUBACK").(*codec.Suback); !ok || sa.ReasonCodes[0] != 1 {
+			t.Fatalf("resumed %v: SUBACK %+v, want alice's own topic granted", resumed, sa)
+		}
 		r.nc.Close()
 		return resumed
 	}
@@ -264,5 +286,47 @@ func TestTLSRevokedClientCannotResume(t *testing.T) {
 		if err := tlsRefusal(t, g.MQTTTLSAddr(), cfg); !strings.Contains(err.Error(), "bad certificate") {
 			t.Errorf("%s: resuming with a revoked certificate: %v, want the alert bad certificate", tv.name, err)
 		}
+	}
+}
+
+// TestTLSClientCertificatesOverWSS: mqtt.wss checks client certificates
+// as mqtt.tls does (mosquitto #3164 is the anchor that did not): under
+// require, no certificate, an untrusted, expired or revoked one fail the
+// handshake, before any HTTP; a trusted one connects as its CN. Under
+// request, a client without one is refused at CONNECT.
+func TestTLSClientCertificatesOverWSS(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "wss-mtls")
+	revoked, bad := badCertificates(t, pki)
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn",
+		"crl_file: "+pki.CRL("crl", revoked))+testutil.IdentityACL)
+	for _, tc := range append([]badCertificate{{"no_certificate", pki.ClientConfig(nil), "certificate required"}}, bad...) {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: waitTimeout, TLSClientConfig: tc.cfg}
+		ws, _, err := d.Dial(g.WSSURL(), nil)
+		if err == nil {
+			ws.Close()
+			t.Errorf("%s: the WebSocket opened", tc.name)
+		} else if !strings.Contains(err.Error(), tc.alert) {
+			t.Errorf("%s: %v, want the alert %q", tc.name, err, tc.alert)
+		}
+	}
+	nc := testutil.DialWSS(t, g.WSSURL(), "mqtt", false, pki.ClientConfig(pki.Client("alice", "alice")))
+	r := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+	r.connectOK(&codec.Connect{ClientID: uniqueID("wss-alice"), CleanStart: true, UsernameFlag: true, Username: "mallory"})
+	r.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{
+		{Filter: "devices/alice/#", QoS: 1}, {Filter: "devices/mallory/#", QoS: 1}}})
+	if sa, ok := r.expect("SUBACK").(*codec.Suback); !ok || len(sa.ReasonCodes) != 2 || sa.ReasonCodes[0] != 1 || sa.ReasonCodes[1] != 0x80 {
+		t.Fatalf("SUBACK %+v over wss, want [1 0x80]", sa)
+	}
+
+	// client_auth request: the handshake and the upgrade succeed without
+	// a certificate, the CONNECT does not.
+	req := testutil.NewPKI(t, "wss-request")
+	g = testutil.Start(t, req.TLSYAML(req.Server("server"), "client_auth: request", "identity: cn")+testutil.IdentityACL)
+	nc = testutil.DialWSS(t, g.WSSURL(), "mqtt", false, req.ClientConfig(nil))
+	r = &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+	if ack := r.connect(&codec.Connect{ClientID: uniqueID("wss-nocert"), CleanStart: true,
+		UsernameFlag: true, Username: "watcher", PasswordFlag: true, Password: []byte("secret")}); ack.ReasonCode != codec.ConnRefusedNotAuthorized {
+		t.Errorf("CONNECT over wss without a certificate under request: return code %#x, want 0x05", byte(ack.ReasonCode))
 	}
 }
