@@ -33,9 +33,9 @@ type mosquittoSub struct {
 	err  error
 }
 
-func hostPort(t *testing.T, g *testutil.Gateway) (string, string) {
+func hostPort(t *testing.T, addr string) (string, string) {
 	t.Helper()
-	host, port, err := net.SplitHostPort(g.MQTTAddr())
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,14 @@ func needMosquitto(t *testing.T) {
 
 func startMosquittoSub(t *testing.T, g *testutil.Gateway, args ...string) *mosquittoSub {
 	t.Helper()
-	host, port := hostPort(t, g)
+	return startMosquittoSubAt(t, g.MQTTAddr(), args...)
+}
+
+// startMosquittoSubAt runs mosquitto_sub against the listener at addr
+// (mqtt.tls, with --cafile among args).
+func startMosquittoSubAt(t *testing.T, addr string, args ...string) *mosquittoSub {
+	t.Helper()
+	host, port := hostPort(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	all := append([]string{"-h", host, "-p", port, "-i", uniqueID("mosq-sub"), "-d",
@@ -134,13 +141,20 @@ func (s *mosquittoSub) output() string {
 
 func mosquittoPub(t *testing.T, g *testutil.Gateway, args ...string) {
 	t.Helper()
-	host, port := hostPort(t, g)
+	if out, err := tryMosquittoPub(t, g.MQTTAddr(), args...); err != nil {
+		t.Fatalf("mosquitto_pub %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// tryMosquittoPub runs mosquitto_pub against the listener at addr and
+// returns its output and exit status.
+func tryMosquittoPub(t *testing.T, addr string, args ...string) ([]byte, error) {
+	t.Helper()
+	host, port := hostPort(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	all := append([]string{"-h", host, "-p", port, "-i", uniqueID("mosq-pub")}, args...)
-	if out, err := exec.CommandContext(ctx, "mosquitto_pub", all...).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	return exec.CommandContext(ctx, "mosquitto_pub", all...).CombinedOutput()
 }
 
 func TestMosquittoClients(t *testing.T) {

@@ -51,15 +51,7 @@ func TestTLSListenersCarryPubSub(t *testing.T) {
 func TestTLSIdentityIsTheUserName(t *testing.T) {
 	t.Parallel()
 	pki := testutil.NewPKI(t, "tls-identity")
-	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+`
-auth:
-  allow_anonymous: false
-acl:
-  default: deny
-  rules:
-    - {permission: allow, action: publish, topic: "devices/%u/#"}
-    - {permission: allow, action: subscribe, topic: "devices/%u/#"}
-`)
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "client_auth: require", "identity: cn")+testutil.IdentityACL)
 	alice := pki.Client("alice", "alice")
 	cfg := pki.ClientConfig(alice)
 	// The user name and password the client sends do not matter: the
@@ -86,13 +78,12 @@ acl:
 	if err == nil {
 		t.Fatal("connected without a client certificate under client_auth require")
 	}
-	// A certificate from another CA as well.
+	// A certificate from another CA as well (sent although the server
+	// does not name its CA)).
 	other := testutil.NewPKI(t, "other")
 	stranger := other.Client("stranger", "alice")
 	_, _, err = tryConnectPaho(t, "ssl://"+g.MQTTTLSAddr(), "stranger", func(o *paho.ClientOptions) {
-		cfg := pki.ClientConfig(nil)
-		cfg.Certificates = []tls.Certificate{stranger.TLS}
-		o.SetTLSConfig(cfg)
+		o.SetTLSConfig(pki.ClientConfigSending(stranger))
 	})
 	if err == nil {
 		t.Fatal("connected with a certificate from an untrusted CA")

@@ -84,6 +84,14 @@ func v5TryConnect(t testing.TB, g *testutil.Gateway, cp *paho5.Connect, tweak fu
 	if err != nil {
 		return nil, nil, err
 	}
+	return v5TryConnectConn(t, nc, cp, tweak)
+}
+
+// v5TryConnectConn is v5TryConnect over a connection already made (TLS,
+// WebSocket); its writes must be safe for concurrent use, as paho.golang
+// wants (packets.NewThreadSafeConn). It is closed if the CONNECT fails.
+func v5TryConnectConn(t testing.TB, nc net.Conn, cp *paho5.Connect, tweak func(*paho5.ClientConfig)) (*v5Client, *paho5.Connack, error) {
+	t.Helper()
 	c := &v5Client{t: t, id: cp.ClientID,
 		msgs:  make(chan *paho5.Publish, 4096),
 		discs: make(chan *paho5.Disconnect, 4),

@@ -33,10 +33,8 @@ const (
 	closeEOL  = "\n"
 )
 
-// closeFrames are the ways to get an ERROR frame: the frame reader's
-// refusals, the handlers', the core's (login, takeover) and the adapter's
-// Stop.
-var closeFrames = []struct {
+// closeFrame is one way to get an ERROR frame.
+type closeFrame struct {
 	name string
 	// connect, before provoke: the client logs in (as alice, with
 	// client-id id).
@@ -46,7 +44,12 @@ var closeFrames = []struct {
 	provoke func(t *testing.T, g *testutil.Gateway, id string)
 	fresh   bool // a gateway of its own for each repetition
 	message string
-}{
+}
+
+// closeFrames are the ways to get an ERROR frame: the frame reader's
+// refusals, the handlers', the core's (login, takeover) and the adapter's
+// Stop.
+var closeFrames = []closeFrame{
 	{name: "malformed_frame", connect: true, frames: "SEND\ndestination:a\ncontent-length:1\n\nxy\x00", message: "malformed frame"},
 	{name: "unknown_command", connect: true, frames: "FLY\n\n\x00", message: "unknown command"},
 	{name: "frame_too_large", connect: true, frames: "SEND\ndestination:a\n\n" + strings.Repeat("x", 5000) + "\x00", message: "frame too large"},
@@ -96,44 +99,50 @@ func TestErrorArrivesWhileClientWrites(t *testing.T) {
 		for _, tp := range transports {
 			t.Run(cf.name+"/"+tp.name, func(t *testing.T) {
 				t.Parallel()
-				var g *testutil.Gateway
-				for rep := 1; rep <= 5; rep++ {
-					what := fmt.Sprintf("%s #%d", cf.name, rep)
-					if g == nil || cf.fresh {
-						g = testutil.Start(t, closeYAML)
-					}
-					r := tp.dial(t, g)
-					unit, id := closeEOL, uniqueID("close")
-					if cf.connect {
-						r.connect("login:alice", "passcode:secret", "client-id:"+id)
-						unit = closeSend
-					}
-					w := testutil.KeepWriting(r.nc, []byte(unit))
-					if cf.frames != "" {
-						r.write(cf.frames)
-					}
-					if cf.provoke != nil {
-						cf.provoke(t, g, id)
-					}
-					f, err := nextFrame(r)
-					if err != nil {
-						w.Stop(t, what)
-						t.Fatalf("%s: waiting for ERROR: %v", what, err)
-					}
-					if f.Command != frame.ERROR || !strings.Contains(f.Header.Get(frame.Message), cf.message) {
-						t.Errorf("%s: got %s %v, want ERROR with message %q", what, f.Command, f.Header, cf.message)
-					}
-					// The gateway reads on after the ERROR frame ...
-					w.More(t, 3, what)
-					w.Stop(t, what)
-					// ... and ends the connection gracefully.
-					if f, err := nextFrame(r); !testutil.GracefulEnd(err) {
-						t.Errorf("%s: after ERROR: %v %v, want the end of the stream (TCP FIN, WebSocket close 1000)", what, f, err)
-					}
-					r.nc.Close()
-				}
+				cf.run(t, closeYAML, tp.dial)
 			})
 		}
+	}
+}
+
+// run provokes cf's ERROR five times on gateways configured by yaml,
+// over connections made by dial.
+func (cf closeFrame) run(t *testing.T, yaml string, dial func(t *testing.T, g *testutil.Gateway) *rawStomp) {
+	var g *testutil.Gateway
+	for rep := 1; rep <= 5; rep++ {
+		what := fmt.Sprintf("%s #%d", cf.name, rep)
+		if g == nil || cf.fresh {
+			g = testutil.Start(t, yaml)
+		}
+		r := dial(t, g)
+		unit, id := closeEOL, uniqueID("close")
+		if cf.connect {
+			r.connect("login:alice", "passcode:secret", "client-id:"+id)
+			unit = closeSend
+		}
+		w := testutil.KeepWriting(r.nc, []byte(unit))
+		if cf.frames != "" {
+			r.write(cf.frames)
+		}
+		if cf.provoke != nil {
+			cf.provoke(t, g, id)
+		}
+		f, err := nextFrame(r)
+		if err != nil {
+			w.Stop(t, what)
+			t.Fatalf("%s: waiting for ERROR: %v", what, err)
+		}
+		if f.Command != frame.ERROR || !strings.Contains(f.Header.Get(frame.Message), cf.message) {
+			t.Errorf("%s: got %s %v, want ERROR with message %q", what, f.Command, f.Header, cf.message)
+		}
+		// The gateway reads on after the ERROR frame ...
+		w.More(t, 3, what)
+		w.Stop(t, what)
+		// ... and ends the connection gracefully.
+		if f, err := nextFrame(r); !testutil.GracefulEnd(err) {
+			t.Errorf("%s: after ERROR: %v %v, want the end of the stream (TCP FIN, WebSocket close 1000)", what, f, err)
+		}
+		r.nc.Close()
 	}
 }
 

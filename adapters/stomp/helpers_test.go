@@ -102,6 +102,13 @@ type pahoClient struct {
 
 func connectPaho(t testing.TB, addr string) *pahoClient {
 	t.Helper()
+	return connectPahoWith(t, addr, nil)
+}
+
+// connectPahoWith is connectPaho with the options adjusted by tweak (a
+// user name and password, say).
+func connectPahoWith(t testing.TB, addr string, tweak func(*paho.ClientOptions)) *pahoClient {
+	t.Helper()
 	pc := &pahoClient{t: t, msgs: make(chan mqttMsg, 1024)}
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(uniqueID("paho")).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true).
@@ -109,6 +116,9 @@ func connectPaho(t testing.TB, addr string) *pahoClient {
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			pc.msgs <- mqttMsg{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained()}
 		})
+	if tweak != nil {
+		tweak(opts)
+	}
 	pc.Client = paho.NewClient(opts)
 	waitTok(t, "paho connect", pc.Connect())
 	t.Cleanup(func() { pc.Disconnect(50) })

@@ -13,8 +13,10 @@ import (
 	"testing"
 )
 
-func TestPythonStomp(t *testing.T) {
-	t.Parallel()
+// needPythonStomp returns Debian's python3 with stomp.py, or skips the
+// test.
+func needPythonStomp(t *testing.T) string {
+	t.Helper()
 	const python = "/usr/bin/python3"
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("python3-stomp test skipped: /usr/bin/python3 missing (apt-get install -y python3-stomp)")
@@ -22,6 +24,12 @@ func TestPythonStomp(t *testing.T) {
 	if err := exec.Command(python, "-c", "import stomp").Run(); err != nil {
 		t.Skip("python3-stomp test skipped: module stomp missing (apt-get install -y python3-stomp)")
 	}
+	return python
+}
+
+func TestPythonStomp(t *testing.T) {
+	t.Parallel()
+	python := needPythonStomp(t)
 	e := startEnv(t, nil)
 	p := connectPaho(t, e.mqtt)
 	p.sub("py/#", 1)

@@ -158,6 +158,32 @@ func (p *PKI) ClientConfig(cert *Cert) *tls.Config {
 	return cfg
 }
 
+// ClientConfigSending is ClientConfig presenting cert whatever the
+// server asks for. A Go client otherwise sends only a certificate issued
+// by a CA the server names as acceptable, so one from another CA would
+// not be sent at all, and a test of its refusal would test nothing.
+func (p *PKI) ClientConfigSending(cert *Cert) *tls.Config {
+	cfg := p.ClientConfig(nil)
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert.TLS, nil }
+	return cfg
+}
+
+// IdentityACL is YAML for the tests of tls.identity: anonymous clients
+// refused, each user may publish and subscribe below devices/<user>/
+// (acl %u) and nowhere else, and the plaintext user watcher (password
+// secret) may do anything.
+const IdentityACL = `
+auth:
+  allow_anonymous: false
+  users: [{username: watcher, password: secret}]
+acl:
+  default: deny
+  rules:
+    - {permission: allow, action: all, topic: "#", username: watcher}
+    - {permission: allow, action: publish, topic: "devices/%u/#"}
+    - {permission: allow, action: subscribe, topic: "devices/%u/#"}
+`
+
 func (p *PKI) write(name string, data []byte) string {
 	p.t.Helper()
 	path := filepath.Join(p.Dir, name)

@@ -6,6 +6,7 @@ package testutil
 // the gateway closes the connection.
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -36,7 +37,14 @@ type wsStream struct {
 // the close frame by itself.
 func DialWS(t testing.TB, url, subprotocol string, text bool) net.Conn {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{subprotocol}, HandshakeTimeout: 10 * time.Second}
+	return DialWSS(t, url, subprotocol, text, nil)
+}
+
+// DialWSS is DialWS for a wss:// URL: the TLS handshake uses cfg (a
+// PKI's ClientConfig, say). A nil cfg is Go's default, enough for ws://.
+func DialWSS(t testing.TB, url, subprotocol string, text bool, cfg *tls.Config) net.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{subprotocol}, HandshakeTimeout: 10 * time.Second, TLSClientConfig: cfg}
 	ws, resp, err := d.Dial(url, http.Header{})
 	if err != nil {
 		t.Fatalf("websocket dial %s: %v", url, err)
