@@ -25,9 +25,11 @@ type Server struct {
 	b   *core.Broker
 	pc  *core.PacketCounters
 
-	ls    *listen.Listeners
-	conns listen.Conns[*conn]
-	g     *streamconn.Group
+	ls *listen.Listeners
+	// secures are the listeners' TLS sides, set before they serve.
+	secures listen.Secures
+	conns   listen.Conns[*conn]
+	g       *streamconn.Group
 }
 
 var _ core.Adapter = (*Server)(nil)
@@ -58,14 +60,16 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
 		Stats:          b.Stats(),
 	})
-	ls, err := listen.Start(ctx, listen.Config{
+	lc := listen.Config{
 		Section: "mqtt", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		TLS: s.cfg.TLS, WSS: s.cfg.WSS, TLSSecure: s.cfg.TLSSecure, WSSSecure: s.cfg.WSSSecure,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp") },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls") },
 		ServeWS:  s.serveWS,
-	})
+	}
+	s.secures = lc.Secures()
+	ls, err := listen.Start(ctx, lc)
 	if err != nil {
 		return err
 	}

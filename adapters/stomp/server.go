@@ -30,9 +30,11 @@ type Server struct {
 	pc      *core.PacketCounters
 	dropped atomic.Uint64
 
-	ls    *listen.Listeners
-	conns listen.Conns[*conn]
-	g     *streamconn.Group
+	ls *listen.Listeners
+	// secures are the listeners' TLS sides, set before they serve.
+	secures listen.Secures
+	conns   listen.Conns[*conn]
+	g       *streamconn.Group
 
 	// smu guards states, the persistent sessions by client id. It is
 	// never held while taking another lock but a sessState's mu.
@@ -97,14 +99,16 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
 		Stats:          b.Stats(),
 	})
-	ls, err := listen.Start(ctx, listen.Config{
+	lc := listen.Config{
 		Section: "stomp", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		TLS: s.cfg.TLS, WSS: s.cfg.WSS, TLSSecure: s.cfg.TLSSecure, WSSSecure: s.cfg.WSSSecure,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp", false) },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls", false) },
 		ServeWS:  s.serveWS,
-	})
+	}
+	s.secures = lc.Secures()
+	ls, err := listen.Start(ctx, lc)
 	if err != nil {
 		return err
 	}

@@ -56,14 +56,13 @@ type Listeners struct {
 	wss     net.Listener
 	httpSrv *http.Server
 	wssSrv  *http.Server
-	secure  map[string]*Secure // by listener name: "tls", "wss"
 	wg      sync.WaitGroup
 }
 
 // Start binds the configured listeners and serves them in the background.
 // On error nothing is left listening.
 func Start(ctx context.Context, cfg Config) (*Listeners, error) {
-	l := &Listeners{secure: map[string]*Secure{"tls": cfg.TLSSecure, "wss": cfg.WSSSecure}}
+	l := &Listeners{}
 	if err := l.start(ctx, cfg); err != nil {
 		l.Close()
 		return nil, err
@@ -199,13 +198,26 @@ func (l *Listeners) Addr(name string) net.Addr {
 	return ln.Addr()
 }
 
+// Secures are the TLS sides of an adapter's secured listeners, by
+// listener name. An adapter takes them from its Config before Start:
+// connections are served from the moment Start binds, before the
+// adapter holds the *Listeners that Start returns, so they must not look
+// anything up there.
+type Secures struct{ tls, wss *Secure }
+
+// Secures returns the configuration's TLS sides.
+func (c Config) Secures() Secures { return Secures{tls: c.TLSSecure, wss: c.WSSSecure} }
+
 // Secure returns the TLS side of a listener by name ("tls", "wss"); nil
 // for a plaintext one ("tcp", "ws").
-func (l *Listeners) Secure(listener string) *Secure {
-	if l == nil {
-		return nil
+func (s Secures) Secure(listener string) *Secure {
+	switch listener {
+	case "tls":
+		return s.tls
+	case "wss":
+		return s.wss
 	}
-	return l.secure[listener]
+	return nil
 }
 
 // Close stops accepting and waits for the accept loops (not for the
