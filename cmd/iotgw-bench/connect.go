@@ -23,6 +23,8 @@ func runConnect(ctx context.Context, cfg config) (result, error) {
 	proto, addr := cfg.side(true)
 	res.Proto = proto
 	dl, _ := ctx.Deadline()
+	workers := min(max(cfg.parallel, 1), cfg.n)
+	res.Window = workers // the connect table shows it as "parallel"
 	var (
 		next, ok atomic.Int64
 		errs     failures
@@ -30,7 +32,6 @@ func runConnect(ctx context.Context, cfg config) (result, error) {
 		hist     histogram
 		wg       sync.WaitGroup
 	)
-	workers := min(max(cfg.parallel, 1), cfg.n)
 	cpuBefore := brokerCPU(cfg.brokerPID)
 	start := time.Now()
 	for w := 0; w < workers; w++ {

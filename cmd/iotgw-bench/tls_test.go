@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +131,39 @@ func currentUser() string {
 		return u.Username
 	}
 	return "root"
+}
+
+// TestReportConnectTable: connect rows get their own table, with the
+// rate and CPU ratios; TLS rows are told apart from plaintext ones.
+func TestReportConnectTable(t *testing.T) {
+	lines := []result{
+		{Label: "iotgw", Scenario: "connect", Proto: protoMQTT, TLS: true, N: 100, Window: 8, Conns: 100, ConnectRate: 3000, P50us: 2000, P99us: 9000, CPUusPerMsg: 300},
+		{Label: "mosquitto", Scenario: "connect", Proto: protoMQTT, TLS: true, N: 100, Window: 8, Conns: 100, ConnectRate: 1500, P50us: 4000, P99us: 8000, CPUusPerMsg: 600},
+		{Label: "iotgw", Scenario: "connect", Proto: protoMQTT, N: 100, Window: 8, Conns: 100, ConnectRate: 9000, P50us: 500, P99us: 900},
+	}
+	var in bytes.Buffer
+	for _, r := range lines {
+		b, _ := json.Marshal(r)
+		in.Write(append(b, '\n'))
+	}
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	if err := os.WriteFile(path, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := printReport(&out, path, "iotgw", "mosquitto"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"parallel 8 mqtt+tls 100 3,000 1,500 2.00 2.00ms 9.00ms 4.00ms 8.00ms 300 600 0.50",
+		"parallel 8 mqtt 100 9,000 - - 500µs 900µs - - - - -",
+	} {
+		found := false
+		for _, line := range strings.Split(out.String(), "\n") {
+			found = found || strings.Join(strings.Fields(line), " ") == want
+		}
+		if !found {
+			t.Errorf("no row %q in:\n%s", want, out.String())
+		}
+	}
 }
