@@ -141,6 +141,24 @@ func TestReportConnectTable(t *testing.T) {
 		{Label: "mosquitto", Scenario: "connect", Proto: protoMQTT, TLS: true, N: 100, Window: 8, Conns: 100, ConnectRate: 1500, P50us: 4000, P99us: 8000, CPUusPerMsg: 600},
 		{Label: "iotgw", Scenario: "connect", Proto: protoMQTT, N: 100, Window: 8, Conns: 100, ConnectRate: 9000, P50us: 500, P99us: 900},
 	}
+	out := reportOf(t, lines)
+	for _, want := range []string{
+		"parallel 8 mqtt+tls 100 3,000 1,500 2.00 2.00ms 9.00ms 4.00ms 8.00ms 300 600 0.50",
+		"parallel 8 mqtt 100 9,000 - - 500µs 900µs - - - - -",
+	} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			found = found || strings.Join(strings.Fields(line), " ") == want
+		}
+		if !found {
+			t.Errorf("no row %q in:\n%s", want, out)
+		}
+	}
+}
+
+// reportOf is -report's output for the given result lines.
+func reportOf(t *testing.T, lines []result) string {
+	t.Helper()
 	var in bytes.Buffer
 	for _, r := range lines {
 		b, _ := json.Marshal(r)
@@ -154,16 +172,5 @@ func TestReportConnectTable(t *testing.T) {
 	if err := printReport(&out, path, "iotgw", "mosquitto"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"parallel 8 mqtt+tls 100 3,000 1,500 2.00 2.00ms 9.00ms 4.00ms 8.00ms 300 600 0.50",
-		"parallel 8 mqtt 100 9,000 - - 500µs 900µs - - - - -",
-	} {
-		found := false
-		for _, line := range strings.Split(out.String(), "\n") {
-			found = found || strings.Join(strings.Fields(line), " ") == want
-		}
-		if !found {
-			t.Errorf("no row %q in:\n%s", want, out.String())
-		}
-	}
+	return out.String()
 }
