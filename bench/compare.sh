@@ -56,7 +56,7 @@
 # and prints the tables. A default run takes about 4 minutes on an idle
 # 2-core machine, builds included; every run is capped by DURATION (quiet and
 # order by their own schedule). order, lowrate and tls are not in the default
-# list (about 2, 1 and 1 minutes more): SCENARIOS="quiet order lowrate fanin0",
+# list (about 2, 1 and 2 minutes more): SCENARIOS="quiet order lowrate fanin0",
 # PIN=1 SCENARIOS=tls bench/compare.sh.
 #
 # Usage (from anywhere in the checkout):
