@@ -42,11 +42,22 @@
 #                       subscriber on bench/fanin/#: delivered/sent, loss,
 #                       msg/s and the broker's peak RSS (VmRSS every 50 ms);
 #                       a fresh broker per run, alternating
+#   tls                 MQTT over TLS on both brokers (issue 15), one ECDSA
+#                       P-256 certificate from 'iotgw cert dev' for both
+#                       (mosquitto: a second listener with cafile, certfile,
+#                       keyfile): connection setup rate (TLS_CONNECTS
+#                       connects by TLS_PARALLEL workers, each TCP + full TLS
+#                       handshake + CONNECT/CONNACK + DISCONNECT; plaintext
+#                       rows too, for the cost of TLS) with setup p50/p99 and
+#                       the broker's CPU per connection; QoS TLS_QOS pairs
+#                       over TLS; memory per idle TLS connection (TLS_IDLE_N,
+#                       a fresh broker each)
 #
 # and prints the tables. A default run takes about 4 minutes on an idle
 # 2-core machine, builds included; every run is capped by DURATION (quiet and
-# order by their own schedule). order and lowrate are not in the default
-# list (about 2 and 1 minutes more): SCENARIOS="quiet order lowrate fanin0".
+# order by their own schedule). order, lowrate and tls are not in the default
+# list (about 2, 1 and 2 minutes more): SCENARIOS="quiet order lowrate fanin0",
+# PIN=1 SCENARIOS=tls bench/compare.sh.
 #
 # Usage (from anywhere in the checkout):
 #   bench/compare.sh                    # everything, both brokers
@@ -64,7 +75,7 @@
 #
 # Knobs (environment, default in brackets):
 #   SCENARIOS     which sections [pairs fanin fanout latency protocols idle quiet fanin0]
-#                 (also: order lowrate)
+#                 (also: order lowrate tls)
 #   QOS           QoS levels of the matrix                  [0 1 2]
 #   PAIRS         publisher/subscriber pairs                [10]
 #   FAN           publishers in fanin, subscribers in fanout [20]
@@ -101,6 +112,10 @@
 #   LOWRATE_QOS   lowrate: QoS levels                       [0 1]
 #   FANIN0_PUBS   fanin0: publishers                        [100]
 #   FANIN0_MSGS   fanin0: messages per publisher            [2000]
+#   TLS_CONNECTS  tls: connections per connect run           [3000]
+#   TLS_PARALLEL  tls: concurrent connect workers            [8]
+#   TLS_QOS       tls: QoS levels of the pairs over TLS      [1]
+#   TLS_IDLE_N    tls: idle TLS connections                  [10000]
 #   DURATION      hard bound per run                        [20s]
 #   REPEAT        runs per case (median by rate is shown)   [1]
 #   PIN=1         taskset -c 0 brokers, -c 1 load generator  [0]
@@ -186,6 +201,10 @@ LOWRATE_SECS=${LOWRATE_SECS:-10}
 LOWRATE_QOS=${LOWRATE_QOS:-0 1}
 FANIN0_PUBS=${FANIN0_PUBS:-100}
 FANIN0_MSGS=${FANIN0_MSGS:-2000}
+TLS_CONNECTS=${TLS_CONNECTS:-3000}
+TLS_PARALLEL=${TLS_PARALLEL:-8}
+TLS_QOS=${TLS_QOS:-1}
+TLS_IDLE_N=${TLS_IDLE_N:-10000}
 DURATION=${DURATION:-20s}
 REPEAT=${REPEAT:-1}
 PIN=${PIN:-0}
@@ -298,10 +317,15 @@ free_port() {
 	done
 	echo "$p"
 }
+# With TLS_CERTS set (the tls section) each broker also gets an MQTT over
+# TLS listener on BROKER_TLS_ADDR, on the same certificate and key.
+TLS_CERTS=
 start_broker() {
-	local name=$1 port
+	local name=$1 port tls_env=()
 	port=$(free_port -free-udp-port)
 	BROKER_ADDR=127.0.0.1:$port
+	BROKER_TLS_ADDR=
+	if [[ -n $TLS_CERTS ]]; then BROKER_TLS_ADDR=127.0.0.1:$(free_port -free-port); fi
 	case $name in
 	mosquitto)
 		# Minimal config: everything not listed is mosquitto's default.
@@ -316,6 +340,15 @@ start_broker() {
 			echo "log_type error"
 			echo "log_type warning"
 			if [[ $MOSQ_NODELAY == 1 ]]; then echo "set_tcp_nodelay true"; fi
+			if [[ -n $BROKER_TLS_ADDR ]]; then
+				# As root mosquitto switches to its own user, which
+				# cannot read our 0600 key in our 0700 temp dir.
+				echo "user $(id -un)"
+				echo "listener ${BROKER_TLS_ADDR##*:} 127.0.0.1"
+				echo "cafile $TLS_CERTS/ca.pem"
+				echo "certfile $TLS_CERTS/server.pem"
+				echo "keyfile $TLS_CERTS/server-key.pem"
+			fi
 		} >"$TMP/mosquitto-$port.conf"
 		"${PIN_BROKER[@]+"${PIN_BROKER[@]}"}" "$MOSQUITTO" -c "$TMP/mosquitto-$port.conf" \
 			>"$TMP/mosquitto-$port.log" 2>&1 &
@@ -331,12 +364,20 @@ start_broker() {
 		stompws=127.0.0.1:$(free_port -free-port)
 		PROTO_ADDR=([mqtt]=$BROKER_ADDR [mqtt5]=$BROKER_ADDR [mqtt-ws]=$ws [mqtt5-ws]=$ws
 			[mqttsn]=$sn [coap]=$coap [stomp]=$stomp [stomp-ws]=$stompws)
+		if [[ -n $BROKER_TLS_ADDR ]]; then
+			# mqtt.tls only: the other secured listeners would take
+			# their default ports once a certificate is set.
+			tls_env=(IOTGW_MQTT_TLS="$BROKER_TLS_ADDR" IOTGW_MQTT_WSS= IOTGW_STOMP_TLS= IOTGW_STOMP_WSS=
+				IOTGW_TLS_CERT_FILE="$TLS_CERTS/server.pem" IOTGW_TLS_KEY_FILE="$TLS_CERTS/server-key.pem"
+				IOTGW_TLS_CA_FILE="$TLS_CERTS/ca.pem")
+		fi
 		IOTGW_MQTT_TCP=$BROKER_ADDR IOTGW_MQTT_WS=$ws IOTGW_MQTTSN_UDP=$sn IOTGW_COAP_UDP=$coap \
 			IOTGW_STOMP_TCP=$stomp IOTGW_STOMP_WS=$stompws IOTGW_LOG_LEVEL=warn \
-			"${PIN_BROKER[@]+"${PIN_BROKER[@]}"}" "$TMP/iotgw" >"$TMP/iotgw-$port.log" 2>&1 &
+			"${PIN_BROKER[@]+"${PIN_BROKER[@]}"}" env "${tls_env[@]+"${tls_env[@]}"}" "$TMP/iotgw" \
+			>"$TMP/iotgw-$port.log" 2>&1 &
 		;;
 	esac
-	# taskset and the env assignments exec, so $! is the broker itself:
+	# taskset, env and the env assignments exec, so $! is the broker itself:
 	# the idle test reads its /proc/<pid>/status.
 	BROKER_PID=$!
 	PIDS+=("$BROKER_PID")
@@ -394,6 +435,8 @@ run_case() {
 	p99=$(jfield "$line" p99_us)
 	if [[ -n $kib ]]; then
 		log "  $(printf '%-9s' "$name") $kib KiB/connection"
+	elif [[ $(jfield "$line" scenario) == connect ]]; then
+		log "  $(printf '%-9s' "$name") $(jfield "$line" connect_rate | cut -d. -f1) conn/s, setup p99 ${p99%.*} µs"
 	else
 		log "  $(printf '%-9s' "$name") ${rate%.*} msg/s, p99 ${p99%.*} µs, loss $(jfield "$line" loss_pct) %"
 	fi
@@ -422,7 +465,7 @@ run_multi() {
 
 msg_scenarios=()
 want_latency=0 want_protocols=0 want_idle=0
-want_quiet=0 want_order=0 want_lowrate=0 want_fanin0=0
+want_quiet=0 want_order=0 want_lowrate=0 want_fanin0=0 want_tls=0
 for s in $SCENARIOS; do
 	case $s in
 	pairs | fanin | fanout) msg_scenarios+=("$s") ;;
@@ -433,6 +476,7 @@ for s in $SCENARIOS; do
 	order) want_order=1 ;;
 	lowrate) want_lowrate=1 ;;
 	fanin0) want_fanin0=1 ;;
+	tls) want_tls=1 ;;
 	*) log "unknown scenario $s" && exit 2 ;;
 	esac
 done
@@ -635,6 +679,62 @@ if [[ $want_fanin0 == 1 ]]; then
 			fi
 		done
 	done
+fi
+
+if [[ $want_tls == 1 ]]; then
+	# One ECDSA P-256 set for both brokers, from iotgw's own dev command.
+	if [[ -x $TMP/iotgw ]] && "$TMP/iotgw" cert dev "$TMP/certs" >/dev/null; then
+		TLS_CERTS=$TMP/certs
+	else
+		log "tls: SKIPPED, needs the iotgw binary's 'cert dev' for the certificates"
+	fi
+fi
+if [[ -n $TLS_CERTS ]]; then
+	tls_flags=(-tls-ca "$TLS_CERTS/ca.pem")
+	# Connection setup and QoS 1 pairs: both brokers at once, alternating,
+	# as in the matrix. Plaintext connect rows first, for the TLS cost.
+	declare -A TADDR TTLS TPID
+	tlive=()
+	for b in "${BROKERS[@]}"; do
+		if start_broker "$b"; then
+			TADDR[$b]=$BROKER_ADDR TTLS[$b]=$BROKER_TLS_ADDR TPID[$b]=$BROKER_PID
+			tlive+=("$b")
+		fi
+	done
+	for r in $(seq "$REPEAT"); do
+		for mode in plain tls; do
+			log "tls: connect $TLS_CONNECTS ($mode), $TLS_PARALLEL in parallel, run $r/$REPEAT"
+			for b in "${tlive[@]+"${tlive[@]}"}"; do
+				kill -0 "${TPID[$b]}" 2>/dev/null || continue
+				if [[ $mode == tls ]]; then
+					run_case "$b" "${TTLS[$b]}" "${tls_flags[@]}" -scenario connect -n "$TLS_CONNECTS" \
+						-parallel "$TLS_PARALLEL" -broker-pid "${TPID[$b]}" -duration 60s
+				else
+					run_case "$b" "${TADDR[$b]}" -scenario connect -n "$TLS_CONNECTS" \
+						-parallel "$TLS_PARALLEL" -broker-pid "${TPID[$b]}" -duration 60s
+				fi
+			done
+		done
+		for q in $TLS_QOS; do
+			log "tls: pairs n=$PAIRS qos=$q over TLS, run $r/$REPEAT"
+			for b in "${tlive[@]+"${tlive[@]}"}"; do
+				kill -0 "${TPID[$b]}" 2>/dev/null || continue
+				run_case "$b" "${TTLS[$b]}" "${tls_flags[@]}" -scenario pairs -qos "$q" -n "$PAIRS" -msgs "$MSGS" \
+					-size "$SIZE" -window "$WINDOW" -broker-pid "${TPID[$b]}"
+			done
+		done
+	done
+	for b in "${tlive[@]+"${tlive[@]}"}"; do stop_pid "${TPID[$b]}"; done
+	# Idle TLS connections: a fresh broker each, like idle.
+	for b in "${BROKERS[@]}"; do
+		log "tls: idle n=$TLS_IDLE_N over TLS on a fresh $b"
+		if start_broker "$b"; then
+			run_case "$b" "$BROKER_TLS_ADDR" "${tls_flags[@]}" -scenario idle -qos 1 -n "$TLS_IDLE_N" \
+				-broker-pid "$BROKER_PID" -duration 90s
+			stop_pid "$BROKER_PID"
+		fi
+	done
+	TLS_CERTS=
 fi
 
 LOAD_END=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"math"
 	"slices"
@@ -137,6 +138,11 @@ type env struct {
 	gw     *testutil.Gateway
 	protos []*proto
 	coap   string // CoAP UDP address, "" when CoAP is not wired
+	// secured are the protocols over the secured listeners, which every
+	// test gateway has on (a test CA's server certificate); tls is the
+	// client configuration that trusts that CA.
+	secured []*proto
+	tls     *tls.Config
 }
 
 // coapWired reports whether cmd/iotgw/app configures a CoAP adapter.
@@ -150,8 +156,10 @@ func startEnv(t testing.TB, extra string) *env {
 	if coapWired() {
 		yaml += fmt.Sprintf("coap:\n  udp: 127.0.0.1:0\n  max_body_size: %d\n", coapMaxBody)
 	}
+	pki := testutil.NewPKI(t, "interop")
+	yaml += pki.TLSYAML(pki.Server("server"))
 	yaml += extra
-	e := &env{gw: testutil.Start(t, yaml)}
+	e := &env{gw: testutil.Start(t, yaml), secured: securedProtos(), tls: pki.ClientConfig(nil)}
 	e.protos = []*proto{protoMQTT311(), protoMQTT5(), protoMQTTWS(), protoMQTTSN(), protoSTOMP(), protoSTOMPWS()}
 	if coapWired() {
 		a := e.gw.Addr("coap.udp")

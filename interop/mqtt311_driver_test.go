@@ -1,9 +1,10 @@
 package interop
 
-// MQTT 3.1.1 over TCP and over WebSocket, driven by Eclipse Paho's
-// paho.mqtt.golang.
+// MQTT 3.1.1 over TCP and over WebSocket, and over their TLS twins,
+// driven by Eclipse Paho's paho.mqtt.golang.
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,6 +49,13 @@ type paho3Client struct {
 
 func dialPaho3(t testing.TB, brokerURL, id string, w *will) *paho3Client {
 	t.Helper()
+	return dialPaho3TLS(t, brokerURL, id, w, nil)
+}
+
+// dialPaho3TLS is dialPaho3 for a tls:// or wss:// brokerURL too, with
+// tlsc as the client's TLS configuration.
+func dialPaho3TLS(t testing.TB, brokerURL, id string, w *will, tlsc *tls.Config) *paho3Client {
+	t.Helper()
 	pc := &paho3Client{in: make(chan delivery, 4096)}
 	o := paho3.NewClientOptions().AddBroker(brokerURL).SetClientID(id).SetProtocolVersion(4).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetKeepAlive(60 * time.Second).
@@ -67,10 +75,13 @@ func dialPaho3(t testing.TB, brokerURL, id string, w *will) *paho3Client {
 	o.SetCustomOpenConnectionFn(func(u *url.URL, opts paho3.ClientOptions) (net.Conn, error) {
 		var nc net.Conn
 		var err error
-		if u.Scheme == "ws" {
-			nc, err = paho3.NewWebsocket(u.String(), nil, waitTimeout, http.Header{},
+		switch u.Scheme {
+		case "ws", "wss":
+			nc, err = paho3.NewWebsocket(u.String(), tlsc, waitTimeout, http.Header{},
 				&paho3.WebsocketOptions{Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }})
-		} else {
+		case "tls", "ssl":
+			nc, err = tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", u.Host, tlsc)
+		default:
 			nc, err = net.DialTimeout("tcp", u.Host, waitTimeout)
 		}
 		if err == nil {

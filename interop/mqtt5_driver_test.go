@@ -1,9 +1,10 @@
 package interop
 
-// MQTT 5.0 over TCP, driven by Eclipse Paho's paho.golang.
+// MQTT 5.0 over TCP (and over TLS), driven by Eclipse Paho's paho.golang.
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -12,7 +13,13 @@ import (
 )
 
 func protoMQTT5() *proto {
-	return &proto{name: "mqtt5", caps: caps{
+	return &proto{name: "mqtt5", caps: mqtt5Caps(), dial: func(t testing.TB, e *env, id string, w *will) client {
+		return dialPaho5(t, e.gw.MQTTAddr(), id, w)
+	}}
+}
+
+func mqtt5Caps() caps {
+	return caps{
 		pubQoS:      []int{0, 1, 2},
 		seesQoS:     true,
 		seesRetain:  true,
@@ -27,9 +34,7 @@ func protoMQTT5() *proto {
 			return mqttMaxPayload(mqttMaxPacket, topic, true, props)
 		},
 		maxOut: func(string) int { return unlimited },
-	}, dial: func(t testing.TB, e *env, id string, w *will) client {
-		return dialPaho5(t, e.gw.MQTTAddr(), id, w)
-	}}
+	}
 }
 
 type paho5Client struct {
@@ -40,7 +45,19 @@ type paho5Client struct {
 
 func dialPaho5(t testing.TB, addr, id string, w *will) *paho5Client {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return dialPaho5TLS(t, addr, id, w, nil)
+}
+
+// dialPaho5TLS is dialPaho5 over TLS when tlsc is not nil.
+func dialPaho5TLS(t testing.TB, addr, id string, w *will, tlsc *tls.Config) *paho5Client {
+	t.Helper()
+	var nc net.Conn
+	var err error
+	if tlsc != nil {
+		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", addr, tlsc)
+	} else {
+		nc, err = net.DialTimeout("tcp", addr, waitTimeout)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

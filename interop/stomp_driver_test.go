@@ -1,12 +1,15 @@
 package interop
 
-// STOMP 1.2 over TCP and over WebSocket, driven by go-stomp's client; over
+// STOMP 1.2 over TCP and over WebSocket (and their TLS twins), driven by
+// go-stomp's client; over
 // WebSocket the client runs on a gorilla/websocket connection presented as
 // a byte stream (wsStream), the way a browser library frames STOMP.
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -80,6 +83,13 @@ func (sc *stompClient) ackLoop() {
 // dialSTOMP connects over TCP to addr, or over WebSocket to wsURL.
 func dialSTOMP(t testing.TB, addr, wsURL, id string, extra ...func(*stomp.Conn) error) *stompClient {
 	t.Helper()
+	return dialSTOMPTLS(t, addr, wsURL, id, nil, extra...)
+}
+
+// dialSTOMPTLS is dialSTOMP over TLS (wsURL a wss:// one) when tlsc is
+// not nil.
+func dialSTOMPTLS(t testing.TB, addr, wsURL, id string, tlsc *tls.Config, extra ...func(*stomp.Conn) error) *stompClient {
+	t.Helper()
 	opts := []func(*stomp.Conn) error{
 		stomp.ConnOpt.AcceptVersion(stomp.V12), stomp.ConnOpt.Host("iotgw"),
 		stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Header("client-id", id),
@@ -91,9 +101,15 @@ func dialSTOMP(t testing.TB, addr, wsURL, id string, extra ...func(*stomp.Conn) 
 	var err error
 	if wsURL != "" {
 		var ws *wsStream
-		ws, err = dialWSStream(wsURL, "v12.stomp")
+		ws, err = dialWSStream(wsURL, "v12.stomp", tlsc)
 		if err == nil {
 			c, err = stomp.Connect(ws, opts...)
+		}
+	} else if tlsc != nil {
+		var nc net.Conn
+		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", addr, tlsc)
+		if err == nil {
+			c, err = stomp.Connect(nc, opts...)
 		}
 	} else {
 		c, err = stomp.Dial("tcp", addr, opts...)
@@ -238,9 +254,9 @@ type wsStream struct {
 	mu sync.Mutex
 }
 
-func dialWSStream(wsURL, subprotocol string) (*wsStream, error) {
+func dialWSStream(wsURL, subprotocol string, tlsc *tls.Config) (*wsStream, error) {
 	d := websocket.Dialer{Subprotocols: []string{subprotocol}, HandshakeTimeout: waitTimeout,
-		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }}
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, TLSClientConfig: tlsc}
 	ws, resp, err := d.Dial(wsURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("websocket %s: %w", wsURL, err)

@@ -1,39 +1,45 @@
 package stomp_test
 
-// Browser test: a page using npm's @stomp/stompjs over WebSocket, in
-// headless Debian chromium driven by npm's playwright-core, with an MQTT 5
-// client on the other side. Skipped when node, chromium or the npm
-// packages are missing (adapters/stomp/testdata/browser/setup.sh installs
-// them).
+// Browser tests: a page using npm's @stomp/stompjs over WebSocket (and
+// over WebSocket over TLS, stomp.wss), in headless Debian chromium driven
+// by npm's playwright-core, with an MQTT 5 client over plaintext TCP on
+// the other side. Skipped when node, chromium or the npm packages are
+// missing (adapters/stomp/testdata/browser/setup.sh installs them).
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 func TestBrowserStompJS(t *testing.T) {
 	t.Parallel()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("browser test skipped: node missing (run adapters/stomp/testdata/browser/setup.sh)")
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		t.Skip("browser test skipped: /usr/bin/chromium missing (run adapters/stomp/testdata/browser/setup.sh)")
-	}
-	for _, dep := range []string{"@stomp/stompjs", "playwright-core"} {
-		if _, err := os.Stat("testdata/browser/node_modules/" + dep); err != nil {
-			t.Skipf("browser test skipped: npm package %s missing (run adapters/stomp/testdata/browser/setup.sh)", dep)
-		}
-	}
+	node := testutil.Browser(t, "testdata/browser", "@stomp/stompjs", "playwright-core")
 	e := startEnv(t, nil)
-	m5 := dialMQTT5(t, e.mqtt)
+	runStompJS(t, node, e.mqtt, e.ws, "")
+}
+
+// TestBrowserStompJSOverWSS runs the same page over stomp.wss, Chromium
+// trusting the test CA's server key alone (by its SPKI hash).
+func TestBrowserStompJSOverWSS(t *testing.T) {
+	t.Parallel()
+	node := testutil.Browser(t, "testdata/browser", "@stomp/stompjs", "playwright-core")
+	pki := testutil.NewPKI(t, "stomp-wss")
+	srv := pki.Server("server")
+	g := testutil.Start(t, pki.TLSYAML(srv))
+	runStompJS(t, node, g.MQTTAddr(), g.STOMPWSSURL(), srv.SPKIHash())
+}
+
+// runStompJS runs page.html against the STOMP WebSocket url (spki: the
+// trusted server key of a wss:// one), an MQTT 5 client at mqttAddr on
+// the other side, and checks what the page saw.
+func runStompJS(t *testing.T, node, mqttAddr, url, spki string) {
+	m5 := dialMQTT5(t, mqttAddr)
 	m5.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "web/#", QoS: 1}}})
 	if _, ok := m5.read().(*codec.Suback); !ok {
 		t.Fatal("no SUBACK")
@@ -41,20 +47,14 @@ func TestBrowserStompJS(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "testdata/browser/run.mjs", e.ws)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	proc := &browserProc{exited: exited}
+	np := testutil.StartNode(t, ctx, node, "testdata/browser/run.mjs", url, spki)
+	stdout, stderr := &np.Stdout, &np.Stderr
+	proc := &browserProc{exited: np.Exited}
 	_ = m5.nc.SetReadDeadline(time.Now().Add(40 * time.Second))
 
 	var done []byte
 	for done == nil {
-		p := proc.readPublish(t, m5, &stderr)
+		p := proc.readPublish(t, m5, stderr)
 		switch p.Topic {
 		case "web/bin":
 			if !bytes.Equal(p.Payload, []byte{0, 1, 0, 255}) || p.Props.ContentType != "application/octet-stream" {
@@ -121,7 +121,7 @@ func TestBrowserStompJS(t *testing.T) {
 
 // browserProc is the node process, whose end is noticed while reading.
 type browserProc struct {
-	exited chan error
+	exited <-chan error
 	ended  bool
 	err    error
 }

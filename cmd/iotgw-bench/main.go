@@ -22,6 +22,12 @@
 // WebSocket protocols an address is host:port (path from -ws-path, else
 // /mqtt or /stomp) or a ws:// URL.
 //
+// -tls (or -tls-ca FILE, trusting that CA) puts every TCP and WebSocket
+// connection under TLS: MQTT and STOMP over TLS, WebSocket over wss://
+// (see tls.go for what the handshakes are: full ones, X25519). Results
+// then name the protocol "mqtt+tls" and so on. The UDP protocols have no
+// DTLS here yet.
+//
 // Scenarios:
 //
 //	pairs    N publisher/subscriber pairs, one topic per pair
@@ -41,6 +47,10 @@
 //	         3.1.1 publisher A idle for -idle, then B writes SUBSCRIBE t and
 //	         A at once PUBLISH t (QoS 0); misses out of -trials per (broker,
 //	         subscriber protocol of -order-protos)
+//	connect  connection setup rate: -parallel workers connect (TCP, TLS
+//	         handshake under -tls, CONNECT/CONNACK), disconnect and start
+//	         over until -n connections were made; connects/s, setup time
+//	         p50/p99 and, with -broker-pid, the broker's CPU per connection
 //	probe    connect until the broker answers (for scripts), bounded by -duration
 //
 // quiet and order take several brokers at once (-addrs label=host:port,...)
@@ -100,7 +110,11 @@ func run(args []string) int {
 	fs.StringVar(&cfg.pubProto, "pub-proto", "", "publishers' protocol (default -proto)")
 	fs.StringVar(&cfg.subProto, "sub-proto", "", "subscribers' protocol (default -proto)")
 	fs.StringVar(&cfg.wsPath, "ws-path", "", "WebSocket path for a host:port address (default /mqtt or /stomp)")
-	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | latency | idle | quiet | order | probe")
+	fs.StringVar(&cfg.scenario, "scenario", "pairs", "pairs | fanin | fanout | latency | idle | connect | quiet | order | probe")
+	var tf tlsFlags
+	fs.BoolVar(&tf.on, "tls", false, "dial TCP and WebSocket connections over TLS (trusting the system roots unless -tls-ca)")
+	fs.StringVar(&tf.caFile, "tls-ca", "", "PEM `file` of the CA that signed the brokers' certificates (implies -tls)")
+	fs.StringVar(&tf.serverName, "tls-server-name", "", "TLS server name to verify (default: each address's host)")
 	fs.Float64Var(&cfg.rate, "rate", 0, "offered `msg/s` over all publishers (latency: required; others: 0 = as fast as the window allows)")
 	fs.DurationVar(&cfg.retry, "retry", time.Second, "UDP protocols: resend a QoS 1/2 message not acknowledged for this long")
 	fs.IntVar(&cfg.qos, "qos", 0, "QoS for publishes and subscriptions: 0, 1 or 2")
@@ -137,6 +151,11 @@ func run(args []string) int {
 	compare := fs.String("compare", "iotgw,mosquitto", "-report: the two labels to compare, `a,b`; ratios are a/b")
 	freePort := fs.Bool("free-port", false, "print a free loopback TCP port and exit")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	if benchTLS, benchVerifier, err = tf.clientTLS(); err != nil {
+		fmt.Fprintln(os.Stderr, "iotgw-bench:", err)
 		return 2
 	}
 	if cfg.pubProto == "" {
@@ -211,7 +230,6 @@ func run(args []string) int {
 	var (
 		res  result
 		many []result // quiet, order: one result per broker and row
-		err  error
 	)
 	switch cfg.scenario {
 	case "probe":
@@ -222,6 +240,8 @@ func run(args []string) int {
 		return 0
 	case "idle":
 		res, err = runIdle(ctx, cfg)
+	case "connect":
+		res, err = runConnect(ctx, cfg)
 	case "quiet":
 		many, err = runQuiet(ctx, cfg)
 	case "order":
@@ -283,7 +303,7 @@ func scheduleBudget(cfg config) (time.Duration, bool) {
 
 func validate(cfg config) error {
 	switch cfg.scenario {
-	case "pairs", "fanin", "fanout", "latency", "idle", "probe":
+	case "pairs", "fanin", "fanout", "latency", "idle", "connect", "probe":
 	case "quiet":
 		return validateQuiet(cfg)
 	case "order":
@@ -298,6 +318,8 @@ func validate(cfg config) error {
 	}
 	udp := isUDP(cfg.pubProto) || isUDP(cfg.subProto)
 	switch {
+	case udp && benchTLS != nil:
+		return fmt.Errorf("-tls: no DTLS for the UDP protocols yet")
 	case cfg.scenario == "latency" && cfg.rate <= 0:
 		return fmt.Errorf("-scenario latency needs -rate")
 	case cfg.rate < 0:
@@ -398,6 +420,8 @@ func printText(r result) {
 		label = " [" + r.Label + "]"
 	}
 	switch r.Scenario {
+	case "connect":
+		fmt.Println(connectLine(r, label))
 	case "quiet":
 		fmt.Printf("quiet%s %s after %.0fms silent: %d samples  p50 %s  p90 %s  p99 %s  max %s\n",
 			label, r.Kind, r.GapMs, r.Samples, fmtUs(r.P50us), fmtUs(r.P90us), fmtUs(r.P99us), fmtUs(r.MaxUs))
@@ -409,7 +433,7 @@ func printText(r result) {
 		fmt.Printf("order%s %s %s, idle %.0fms: %d misses of %d trials  (hits: p50 %s  p99 %s)\n",
 			label, protoLabel(r), r.Kind, r.GapMs, misses, r.Trials, fmtUs(r.P50us), fmtUs(r.P99us))
 	case "idle":
-		fmt.Printf("idle%s %s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, r.Proto, r.QoS, r.Conns, r.N, r.ConnectRate)
+		fmt.Printf("idle%s %s qos=%d conns=%d/%d connect=%.0f conn/s\n", label, protoLabel(r), r.QoS, r.Conns, r.N, r.ConnectRate)
 		if r.RSSAfterKiB > 0 {
 			fmt.Printf("  broker RSS  %d KiB -> %d KiB  = %.2f KiB per connection\n",
 				r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnKiB)
@@ -475,14 +499,17 @@ func freeBothPort() (int, error) {
 }
 
 // protoLabel names a result's protocols: "mqtt", or "mqttsn→mqtt" for
-// publishers and subscribers on different ones.
+// publishers and subscribers on different ones; "+tls" when over TLS.
 func protoLabel(r result) string {
 	p := r.Proto
 	if p == "" {
 		p = protoMQTT // results from before protocols were recorded
 	}
 	if r.SubProto != "" && r.SubProto != p {
-		return p + "→" + r.SubProto
+		p += "→" + r.SubProto
+	}
+	if r.TLS {
+		p += "+tls"
 	}
 	return p
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,16 @@ import (
 // startMosquitto runs Debian's mosquitto on a free loopback port, or skips
 // the test when it is not installed (apt-get install -y mosquitto).
 func startMosquitto(t *testing.T) (addr string, pid int) {
+	t.Helper()
+	port := freeTCPPort(t)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_connections -1\nlog_type error\nlog_type warning\n", port)
+	return runMosquitto(t, body, port)
+}
+
+// runMosquitto starts mosquitto with the configuration body, waits until
+// it answers MQTT on the plaintext port and returns that address. It
+// skips the test when mosquitto is not installed.
+func runMosquitto(t *testing.T, body string, port int) (addr string, pid int) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an external broker")
@@ -26,14 +35,7 @@ func startMosquitto(t *testing.T) (addr string, pid int) {
 		}
 		bin = "/usr/sbin/mosquitto"
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_connections -1\nlog_type error\nlog_type warning\n", port)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}

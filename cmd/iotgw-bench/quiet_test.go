@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -195,21 +192,9 @@ func TestReportQuietTables(t *testing.T) {
 		{Label: "iotgw", Scenario: "fanin", Tag: "fanin0", N: 100, Sent: 200000, Unique: 100000, LossPct: 50, Rate: 400000, PeakRSSKiB: 40960},
 		{Label: "mosquitto", Scenario: "fanin", Tag: "fanin0", N: 100, Sent: 200000, Unique: 200000, Rate: 200000, PeakRSSKiB: 8192},
 	}
-	var in bytes.Buffer
-	for _, r := range lines {
-		b, _ := json.Marshal(r)
-		in.Write(append(b, '\n'))
-	}
-	path := filepath.Join(t.TempDir(), "r.jsonl")
-	if err := os.WriteFile(path, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := printReport(&out, path, "iotgw", "mosquitto"); err != nil {
-		t.Fatal(err)
-	}
+	out := reportOf(t, lines)
 	rows := map[string]string{}
-	for _, line := range strings.Split(out.String(), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) > 1 {
 			rows[f[0]+" "+f[1]] = strings.Join(f, " ")
 		}
@@ -224,7 +209,7 @@ func TestReportQuietTables(t *testing.T) {
 		"100→1 0": "100→1 0 100,000/200,000 50.00 400,000 40.0 MiB 200,000/200,000 0.00 200,000 8.0 MiB 2.00 5.00",
 	} {
 		if rows[key] != want {
-			t.Errorf("row %q = %q, want %q; report:\n%s", key, rows[key], want, out.String())
+			t.Errorf("row %q = %q, want %q; report:\n%s", key, rows[key], want, out)
 		}
 	}
 }

@@ -68,6 +68,8 @@ func headline(r result) float64 {
 	switch r.Scenario {
 	case "idle":
 		return r.RSSPerConnKiB
+	case "connect":
+		return r.ConnectRate
 	case "quiet":
 		return r.P50us
 	}
@@ -97,9 +99,11 @@ func printReport(w io.Writer, path, a, b string) error {
 		}
 		runs[k][r.Label] = append(runs[k][r.Label], r)
 	}
-	var matrix, latency, protos, idle, quiet, probes, fanin0 []caseKey
+	var matrix, latency, protos, idle, quiet, probes, fanin0, connects []caseKey
 	for _, k := range order {
 		switch {
+		case k.scenario == "connect":
+			connects = append(connects, k)
 		case k.scenario == "idle":
 			idle = append(idle, k)
 		case k.scenario == "quiet":
@@ -219,7 +223,7 @@ func printReport(w io.Writer, path, a, b string) error {
 	for _, t := range []struct {
 		keys  []caseKey
 		print func(io.Writer, []caseKey, map[caseKey]map[string][]result, string, string) error
-	}{{quiet, printQuiet}, {probes, printOrder}, {fanin0, printFanin0}} {
+	}{{connects, printConnect}, {quiet, printQuiet}, {probes, printOrder}, {fanin0, printFanin0}} {
 		if len(t.keys) > 0 {
 			section()
 			if err := t.print(w, t.keys, runs, a, b); err != nil {

@@ -82,6 +82,7 @@ type result struct {
 	E2E      bool   `json:"e2e,omitempty"`
 	Warmup   int    `json:"warmup,omitempty"` // first messages per publisher left out of the latencies
 	Tag      string `json:"tag,omitempty"`
+	TLS      bool   `json:"tls,omitempty"` // connections over TLS (-tls)
 
 	Sent        int64   `json:"sent"`
 	Received    int64   `json:"received"`
@@ -312,7 +313,7 @@ func planTopology(scenario string, n int) (topology, error) {
 func runMessaging(ctx context.Context, cfg config) (result, error) {
 	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n,
 		Msgs: cfg.msgs, Size: cfg.size, Window: cfg.window, OfferedRate: cfg.rate,
-		E2E: cfg.e2e || cfg.qos == 0, Tag: cfg.tag, Warmup: cfg.warmup}
+		E2E: cfg.e2e || cfg.qos == 0, Tag: cfg.tag, Warmup: cfg.warmup, TLS: benchTLS != nil}
 	res.Proto, res.SubProto = protoNames(cfg)
 	topo, err := planTopology(cfg.scenario, cfg.n)
 	if err != nil {
@@ -480,7 +481,7 @@ func runMessaging(ctx context.Context, cfg config) (result, error) {
 // runIdle opens n connections with one subscription each and reports how much
 // the broker's resident memory grew per connection.
 func runIdle(ctx context.Context, cfg config) (result, error) {
-	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n, Tag: cfg.tag}
+	res := result{Label: cfg.label, Scenario: cfg.scenario, QoS: cfg.qos, N: cfg.n, Tag: cfg.tag, TLS: benchTLS != nil}
 	res.Proto, _ = cfg.side(false)
 	s := newSession(ctx, cfg)
 	defer s.close()

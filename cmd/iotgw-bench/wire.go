@@ -136,11 +136,15 @@ func dialTCP(o dialOpts) (net.Conn, error) {
 		nc.Close()
 		return nil, err
 	}
+	if benchTLS != nil {
+		return handshakeTLS(nc, o.addr)
+	}
 	return nc, nil
 }
 
 // wsURL is addr as a WebSocket URL: a ws:// or wss:// addr is kept, a
-// host:port gets the path from -ws-path or the protocol's default.
+// host:port gets the path from -ws-path or the protocol's default (and
+// wss:// under -tls).
 func wsURL(addr, path, def string) string {
 	if strings.HasPrefix(addr, "ws://") || strings.HasPrefix(addr, "wss://") {
 		return addr
@@ -150,6 +154,9 @@ func wsURL(addr, path, def string) string {
 	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
+	}
+	if benchTLS != nil {
+		return "wss://" + addr + path
 	}
 	return "ws://" + addr + path
 }

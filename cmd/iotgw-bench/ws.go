@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	neturl "net/url"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -34,6 +35,9 @@ func dialWS(o dialOpts, subprotocol, defPath string) (net.Conn, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), o.deadline)
 	defer cancel()
 	url := wsURL(o.addr, o.wsPath, defPath)
+	if u, err := neturl.Parse(url); err == nil && u.Scheme == "wss" && benchTLS != nil {
+		d.TLSClientConfig = tlsFor(u.Host)
+	}
 	ws, resp, err := d.DialContext(ctx, url, nil)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
