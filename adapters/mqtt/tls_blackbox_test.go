@@ -8,6 +8,7 @@ package mqtt_test
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +119,38 @@ func TestTLSListenerInSys(t *testing.T) {
 			return key != "mqtt.tls" || m[p+"handshake_failures"] == "1"
 		}, key+" in $SYS: "+fmt.Sprint(g.Broker.SysSnapshot()[p+"handshake_failures"]))
 	}
+}
+
+// TestTLSSilentSocketsDoNotBlockHandshakes: sockets that connect and send
+// nothing hold at most max_handshakes_per_addr handshake slots of their
+// address; the ones beyond are closed at once, and a client from another
+// address completes its handshake meanwhile.
+func TestTLSSilentSocketsDoNotBlockHandshakes(t *testing.T) {
+	t.Parallel()
+	pki := testutil.NewPKI(t, "tls-silent")
+	g := testutil.Start(t, pki.TLSYAML(pki.Server("server"), "max_handshakes_per_addr: 4", "handshake_timeout: 30s"))
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	// More silent sockets from 127.0.0.1 than the listener has slots.
+	for i := 0; i < 600; i++ {
+		c, err := net.Dial("tcp", g.MQTTTLSAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 10 * time.Second},
+		Config: pki.ClientConfig(nil)}
+	c, err := d.Dial("tcp", g.MQTTTLSAddr())
+	if err != nil {
+		t.Fatalf("a client from another address could not handshake: %v", err)
+	}
+	c.Close()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return g.Broker.SysSnapshot()["$SYS/broker/listeners/mqtt.tls/handshakes_refused"] == "596"
+	}, "silent sockets beyond the bound refused: "+g.Broker.SysSnapshot()["$SYS/broker/listeners/mqtt.tls/handshakes_refused"])
 }

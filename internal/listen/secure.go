@@ -20,7 +20,12 @@ type Secure struct {
 	// material current at its ClientHello, so renewals need no restart.
 	Config *tls.Config
 	// HandshakeTimeout bounds a TLS handshake (10 s when zero).
+	// MaxPerAddr bounds the handshakes in flight from one source IP
+	// address (0: no bound); a connection beyond it is closed at once and
+	// counted in HandshakesRefused. Without it a few hundred silent
+	// sockets from one host would hold every handshake slot.
 	HandshakeTimeout time.Duration
+	MaxPerAddr       int
 	// Identity names a client by its verified certificate (the identity
 	// key); nil when the listener takes no identity. false: the client has
 	// no such name, and the adapter refuses it rather than trust the name
@@ -30,6 +35,9 @@ type Secure struct {
 	// $SYS and metrics): scanners, clients that do not trust the server,
 	// clients refused for their certificate.
 	HandshakeFailures atomic.Uint64
+	// HandshakesRefused counts connections closed before their handshake
+	// because their address had MaxPerAddr handshakes in flight.
+	HandshakesRefused atomic.Uint64
 }
 
 // ClientName returns the user name the certificate of a connection
@@ -68,7 +76,7 @@ func CertCN(nc net.Conn) string {
 // waits in the kernel's accept queue instead of costing a goroutine and
 // a half-built TLS state each, and the handshakes under way finish
 // rather than all timing out together.
-const handshakesInFlight = 64
+const handshakesInFlight = 256
 
 // handshaker runs a secured listener's handshakes off the accept loop,
 // for TLS and wss alike: serve takes each connection whose handshake
@@ -78,6 +86,9 @@ type handshaker struct {
 	log   *zap.Logger
 	serve func(*tls.Conn)
 	slots chan struct{}
+
+	mu     sync.Mutex
+	byAddr map[string]int // handshakes in flight per source IP
 }
 
 func newHandshaker(sec *Secure, log *zap.Logger, serve func(*tls.Conn)) *handshaker {
@@ -88,11 +99,57 @@ func newHandshaker(sec *Secure, log *zap.Logger, serve func(*tls.Conn)) *handsha
 // start takes an accepted socket: it waits for a handshake slot (holding
 // the accept loop, by design) and handshakes on a goroutine of its own.
 func (h *handshaker) start(nc net.Conn) {
+	ip := sourceIP(nc)
+	if !h.admit(ip) {
+		h.sec.HandshakesRefused.Add(1)
+		h.log.Debug("TLS handshake refused: too many in flight from this address", zap.String("remote", nc.RemoteAddr().String()))
+		nc.Close()
+		return
+	}
 	h.slots <- struct{}{}
 	go func() {
-		defer func() { <-h.slots }()
+		defer func() {
+			<-h.slots
+			h.release(ip)
+		}()
 		h.handshake(nc)
 	}()
+}
+
+// admit counts a handshake from ip, unless ip has MaxPerAddr in flight.
+func (h *handshaker) admit(ip string) bool {
+	if h.sec.MaxPerAddr <= 0 {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byAddr[ip] >= h.sec.MaxPerAddr {
+		return false
+	}
+	if h.byAddr == nil {
+		h.byAddr = make(map[string]int)
+	}
+	h.byAddr[ip]++
+	return true
+}
+
+func (h *handshaker) release(ip string) {
+	if h.sec.MaxPerAddr <= 0 {
+		return
+	}
+	h.mu.Lock()
+	if h.byAddr[ip]--; h.byAddr[ip] <= 0 {
+		delete(h.byAddr, ip) // the map holds only addresses in flight
+	}
+	h.mu.Unlock()
+}
+
+func sourceIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
+	return host
 }
 
 func (h *handshaker) handshake(nc net.Conn) {

@@ -69,8 +69,8 @@ type Config struct {
 	// ConnectionID (DTLS-only) offers RFC 9146 connection IDs, so a peer
 	// behind a NAT keeps its session when its address changes.
 	ConnectionID bool
-	// MaxHandshakesPerAddr (DTLS-only) bounds handshakes in flight from
-	// one source IP address; 0 is unlimited. Enforced by the listener.
+	// MaxHandshakesPerAddr bounds handshakes in flight from one source
+	// IP address (TLS and DTLS); 0 is unlimited. Enforced by the listener.
 	MaxHandshakesPerAddr int
 	// HandshakeTimeout is how long a listener waits for a handshake to
 	// finish before dropping the peer. Enforced by the listener.

@@ -64,7 +64,7 @@ func (g *Gateway) setupTLS(cfg *Config) error {
 			g.closeTLS()
 			return err
 		}
-		sec := &listen.Secure{Config: sc, HandshakeTimeout: tc.HandshakeTimeout}
+		sec := &listen.Secure{Config: sc, HandshakeTimeout: tc.HandshakeTimeout, MaxPerAddr: tc.MaxHandshakesPerAddr}
 		if tc.Identity != tlsconf.IdentityNone {
 			sec.Identity = src.Identity
 		}
@@ -150,6 +150,7 @@ func (g *Gateway) sysTLS(add func(topic, value string)) {
 		p := "$SYS/broker/listeners/" + l.key + "/"
 		if l.sec != nil {
 			add(p+"handshake_failures", strconv.FormatUint(l.sec.HandshakeFailures.Load(), 10))
+			add(p+"handshakes_refused", strconv.FormatUint(l.sec.HandshakesRefused.Load(), 10))
 		}
 		// A DTLS listener may run on pre-shared keys alone: no
 		// certificate to expire (an alert on a zero date would fire).
