@@ -57,6 +57,13 @@ func (a *ACL) Authorize(c *ClientInfo, action Action, t string) bool {
 	return a.DefaultAllow
 }
 
+// Match applies the rules alone: matched is false when none matches and
+// DefaultAllow would decide, so that another authorizer (an HTTP hook)
+// can be asked between the rules and the default.
+func (a *ACL) Match(c *ClientInfo, action Action, t string) (allow, matched bool) {
+	return matchRules(a.Rules, c, action, t)
+}
+
 // matchRules finds the first rule of rules that matches; matched is false
 // when none does.
 func matchRules(rules []ACLRule, c *ClientInfo, action Action, t string) (allow, matched bool) {

@@ -10,6 +10,9 @@ type ClientInfo struct {
 	Password []byte
 	Listener string
 	Remote   string
+	// CertCommonName is the common name of the client's verified TLS
+	// certificate ("" without one), for hooks (${cert_common_name}).
+	CertCommonName string
 	// Grant is what authentication gave the client beyond entry
 	// (superuser, own rules, an expiry); nil for most clients.
 	Grant *Grant
@@ -45,6 +48,26 @@ type Authenticator interface {
 // a filter. It is called on the publish path, so it must be fast.
 type Authorizer interface {
 	Authorize(c *ClientInfo, action Action, topic string) bool
+}
+
+// Access is one publish or subscribe in full, for an AccessAuthorizer.
+type Access struct {
+	Action Action
+	// Topic is the topic name of a publish, the filter of a subscribe.
+	Topic string
+	// QoS is the message's QoS or the subscription's maximum.
+	QoS byte
+	// Retain is the message's retain flag (false for a subscribe).
+	Retain bool
+}
+
+// AccessAuthorizer is an Authorizer that also wants the QoS and retain
+// flag where the broker knows them (an HTTP hook's ${qos}, ${retain}); the
+// broker calls AuthorizeAccess then, Authorize where it knows only the
+// topic (an adapter's pre-check).
+type AccessAuthorizer interface {
+	Authorizer
+	AuthorizeAccess(c *ClientInfo, a Access) bool
 }
 
 // AllowAll is the default Authenticator and Authorizer: it accepts everyone.

@@ -235,17 +235,38 @@ var ErrAuthExpired = errors.New("authentication expired")
 type grantAuthorizer struct{ next Authorizer }
 
 func (g grantAuthorizer) Authorize(c *ClientInfo, a Action, t string) bool {
-	if gr := c.Grant; gr != nil {
-		if gr.Superuser {
-			return true
-		}
-		if len(gr.Rules) > 0 {
-			if allow, matched := matchRules(gr.Rules, c, a, t); matched {
-				return allow
-			}
-		}
+	if allow, decided := grantDecides(c, a, t); decided {
+		return allow
 	}
 	return g.next.Authorize(c, a, t)
+}
+
+// AuthorizeAccess is Authorize with the QoS and retain flag handed on to
+// a next authorizer that wants them.
+func (g grantAuthorizer) AuthorizeAccess(c *ClientInfo, a Access) bool {
+	if allow, decided := grantDecides(c, a.Action, a.Topic); decided {
+		return allow
+	}
+	if x, ok := g.next.(AccessAuthorizer); ok {
+		return x.AuthorizeAccess(c, a)
+	}
+	return g.next.Authorize(c, a.Action, a.Topic)
+}
+
+// grantDecides applies c's Grant: decided is false when it has none or
+// none of its rules matches.
+func grantDecides(c *ClientInfo, a Action, t string) (allow, decided bool) {
+	gr := c.Grant
+	if gr == nil {
+		return false, false
+	}
+	if gr.Superuser {
+		return true, true
+	}
+	if len(gr.Rules) > 0 {
+		return matchRules(gr.Rules, c, a, t)
+	}
+	return false, false
 }
 
 // armAuthExpiry ends sink's connection at the grant's expiry (none

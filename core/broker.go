@@ -129,6 +129,15 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
 	return b, nil
 }
 
+// authorizeAccess runs the Authorizer with the QoS and retain flag (b.authz
+// is always a grantAuthorizer).
+func (b *Broker) authorizeAccess(c *ClientInfo, a Access) bool {
+	if x, ok := b.authz.(AccessAuthorizer); ok {
+		return x.AuthorizeAccess(c, a)
+	}
+	return b.authz.Authorize(c, a.Action, a.Topic)
+}
+
 // Config returns the broker's configuration.
 func (b *Broker) Config() Config { return b.cfg }
 
@@ -201,6 +210,9 @@ type ConnectRequest struct {
 	// certificate or key is the credential, as with Mosquitto's
 	// use_identity_as_username. Authorization sees it as the user name.
 	Identity string
+	// CertCommonName is the common name of the client's verified TLS
+	// certificate, if it has one (ClientInfo.CertCommonName).
+	CertCommonName string
 	// CleanStart discards any existing session for ClientID.
 	CleanStart bool
 	// Expiry is how long the session outlives its connection: 0 ends it at
@@ -249,7 +261,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		return nil, false, ErrServerBusy
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
-		Password: req.Password, Listener: req.Listener, Remote: req.Remote}
+		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCommonName: req.CertCommonName}
 	if req.Identity != "" {
 		info.Username = req.Identity
 	} else if req.AuthMethod == "" {
@@ -532,7 +544,7 @@ func (b *Broker) route1(msg *Message, info *ClientInfo, from *Session, w *writes
 	}
 	if info != nil {
 		// Clients may not write the broker's own $SYS tree.
-		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, ActionPublish, msg.Topic) {
+		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authorizeAccess(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
 			return ErrNotAuthorized
 		}
 	}

@@ -56,7 +56,7 @@ func (s *Session) SubscribeAt(filter string, opts SubOptions, arrived int64) Sub
 		res.Err = fmt.Errorf("%w: %v", ErrInvalidFilter, err)
 		return res
 	}
-	if !s.b.authz.Authorize(s.info.Load(), ActionSubscribe, filter) {
+	if !s.b.authorizeAccess(s.info.Load(), Access{Action: ActionSubscribe, Topic: filter, QoS: opts.QoS}) {
 		res.Err = ErrNotAuthorized
 		return res
 	}

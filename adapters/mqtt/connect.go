@@ -11,6 +11,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 func newClientID() string {
@@ -87,7 +88,8 @@ func (c *conn) onConnect(p *codec.Connect) error {
 
 	req := core.ConnectRequest{
 		ClientID: clientID, Username: p.Username, Password: p.Password, Identity: identity,
-		Protocol: core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
+		CertCommonName: listen.CommonName(c.eng.NetConn()),
+		Protocol:       core.ProtoMQTT, Listener: c.listener, Remote: c.remote,
 		CleanStart: p.CleanStart, Will: will, Sink: c,
 	}
 	keepAlive := int(p.KeepAlive)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/listen"
 )
 
 // Errors that end a connection with an ERROR frame.
@@ -155,6 +156,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 		ClientID: clientID, Username: f.Header.Get(frame.Login),
 		Protocol: core.ProtoSTOMP, Listener: c.listener, Remote: c.remote,
 		CleanStart: !persistent, ReceiveMax: cfg.MaxPendingAcks, Sink: c,
+		CertCommonName: listen.CommonName(c.eng.NetConn()),
 	}
 	if persistent {
 		req.Expiry = cfg.SessionExpiry

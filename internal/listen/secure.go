@@ -49,6 +49,21 @@ func (s *Secure) ClientName(nc net.Conn) (name string, required, ok bool) {
 	return name, true, ok
 }
 
+// CommonName returns the common name of the verified client certificate
+// of nc (a *tcpconn.TLS, or a WebSocket over one), "" without one: for
+// hooks that want it (core.ConnectRequest.CertCommonName), whatever the
+// listener's identity setting.
+func CommonName(nc net.Conn) string {
+	st, isTLS := nc.(interface{ ConnectionState() tls.ConnectionState })
+	if !isTLS {
+		return ""
+	}
+	if chains := st.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
+		return chains[0][0].Subject.CommonName
+	}
+	return ""
+}
+
 // handshakesInFlight bounds one listener's concurrent TLS handshakes per
 // CPU: a burst of connections (a fleet reconnecting after an outage) then
 // waits in the kernel's accept queue instead of costing a goroutine and

@@ -15,6 +15,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/auth/httphook"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -40,6 +41,9 @@ type Gateway struct {
 	// the listeners that are on (setupTLS).
 	tlsSources []*tlsconf.Source
 	secured    []securedListener
+	// hooks are the HTTP hooks in use by name ("auth.http", "acl.http"),
+	// whose kept-alive connections Stop closes.
+	hooks map[string]*httphook.Client
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -80,7 +84,15 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	cfg.Core.Version = "iotgw " + Version
 	var opts []core.Option
-	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow {
+	aclHook, err := buildACLHook(&cfg, log.Named("acl"))
+	if err != nil {
+		return nil, err
+	}
+	if aclHook != nil {
+		// acl.http holds the rules: they decide first, then the hook,
+		// then acl.default.
+		opts = append(opts, core.WithAuthorizer(aclHook))
+	} else if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow {
 		acl := cfg.ACL
 		opts = append(opts, core.WithAuthorizer(&acl))
 	}
@@ -88,6 +100,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	hooks := hookClients(chain, aclHook)
 	if chain != nil {
 		opts = append(opts, core.WithAuthenticator(chain))
 	}
@@ -105,7 +118,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed}
+	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, hooks: hooks}
 	// Recovery runs before any listener accepts, so no client can see a
 	// half-restored session.
 	if err := b.Recover(ctx); err != nil {
@@ -121,6 +134,9 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	b.AddSysSource(g.sysTLS)
 	if chain != nil {
 		b.AddSysSource(chain.SysSource())
+	}
+	for name, h := range hooks {
+		b.AddSysSource(h.SysSource(name))
 	}
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
@@ -163,6 +179,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 	}
 	g.Broker.Close()
+	for _, h := range g.hooks {
+		h.Close()
+	}
 	g.closeTLS()
 	// Closing the store last makes every write of the shutdown (sessions
 	// going offline, their disconnect times) durable.
