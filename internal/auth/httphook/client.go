@@ -173,6 +173,13 @@ func (c *Client) ask(ctx context.Context, v vars) (answer, error) {
 		}
 		return answer{}, err
 	}
+	if !probe && !c.brk.closed() {
+		// The breaker opened while this request waited for a slot:
+		// what waited must not pile onto the dead hook either.
+		<-c.slots
+		c.rejected.Add(1)
+		return answer{}, ErrBreakerOpen
+	}
 	c.requests.Add(1)
 	a, ttl, err := c.send(ctx, payload)
 	<-c.slots
@@ -373,6 +380,16 @@ func (b *breaker) abandon(probe bool) {
 	b.mu.Lock()
 	b.probing = false
 	b.mu.Unlock()
+}
+
+// closed reports whether requests other than a probe may go.
+func (b *breaker) closed() bool {
+	if b.threshold <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.fails < b.threshold
 }
 
 func (b *breaker) isOpen(now time.Time) bool {

@@ -490,3 +490,30 @@ func BenchmarkAsk(b *testing.B) {
 		})
 	}
 }
+
+// TestBreakerStopsTheQueue: requests queued while the breaker opens do
+// not reach the hook once they get their slot.
+func TestBreakerStopsTheQueue(t *testing.T) {
+	h := newHookServer(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		w.WriteHeader(502)
+	})
+	cfg := testConfig(h.URL)
+	cfg.MaxConcurrency, cfg.BreakerFailures, cfg.BreakerCooldown = 1, 1, time.Hour
+	b := newBackend(t, cfg)
+	var wg sync.WaitGroup
+	var open atomic.Int64
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.Authenticate(context.Background(), alice); errors.Is(err, ErrBreakerOpen) {
+				open.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := h.requests.Load(); n != 1 || open.Load() != 19 {
+		t.Fatalf("%d requests reached the hook, %d failed fast; want 1 and 19", n, open.Load())
+	}
+}
