@@ -2,12 +2,16 @@ package httphook
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -515,5 +519,26 @@ func TestBreakerStopsTheQueue(t *testing.T) {
 	wg.Wait()
 	if n := h.requests.Load(); n != 1 || open.Load() != 19 {
 		t.Fatalf("%d requests reached the hook, %d failed fast; want 1 and 19", n, open.Load())
+	}
+}
+
+// TestHTTPS: an https hook is verified against ca_file (here the test
+// server's own certificate); without it, against the system roots, which
+// do not know the test CA.
+func TestHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(srv.URL)
+	cfg.CAFile = ca
+	if r, err := newBackend(t, cfg).Authenticate(context.Background(), alice); err != nil || r.Decision != core.Allow {
+		t.Fatalf("with ca_file: %+v %v", r, err)
+	}
+	var unknown *tls.CertificateVerificationError
+	if _, err := newBackend(t, testConfig(srv.URL)).Authenticate(context.Background(), alice); !errors.As(err, &unknown) {
+		t.Fatalf("without ca_file: %v, want a certificate verification error", err)
 	}
 }
