@@ -171,14 +171,16 @@ func matchRules(rules []ACLRule, c *ClientInfo, acc Access) *ACLRule {
 
 // AccessControl is the gateway's live access rules: the configured
 // acl.rules, then the rules of acl.file (replaced on reload without a
-// restart), then acl.default. Refusals are counted ($SYS/broker/acl/...)
+// restart), then the hook (acl.http), then acl.default. Refusals are counted ($SYS/broker/acl/...)
 // and logged at debug level with the rule that decided.
 type AccessControl struct {
 	cfg  ACL
 	file atomic.Pointer[[]ACLRule]
+	hook AccessHook // acl.http; set before the broker starts
 	log  *zap.Logger
 
 	deniedByRule    atomic.Uint64
+	deniedByHook    atomic.Uint64
 	deniedByDefault atomic.Uint64
 }
 
@@ -191,6 +193,16 @@ func NewAccessControl(acl ACL, log *zap.Logger) *AccessControl {
 	}
 	return &AccessControl{cfg: acl, log: log}
 }
+
+// AccessHook is asked about what no rule matched, before acl.default
+// (acl.http); decided false leaves it to acl.default.
+type AccessHook interface {
+	Decide(c *ClientInfo, a Access) (allow, decided bool)
+}
+
+// SetHook puts h between the rules and acl.default; call it before the
+// broker serves clients.
+func (a *AccessControl) SetHook(h AccessHook) { a.hook = h }
 
 // SetFileRules replaces the rules of acl.file (validated by the caller).
 func (a *AccessControl) SetFileRules(rules []ACLRule) { a.file.Store(&rules) }
@@ -215,6 +227,17 @@ func (a *AccessControl) Authorize(c *ClientInfo, acc Access) bool {
 		}
 		return r.Allow
 	}
+	if a.hook != nil {
+		if allow, decided := a.hook.Decide(c, acc); decided {
+			if !allow {
+				a.deniedByHook.Add(1)
+				if ce := a.log.Check(zap.DebugLevel, "access denied by acl.http"); ce != nil {
+					ce.Write(zap.String("client_id", c.ClientID), zap.String("username", c.Username), zap.Stringer("action", acc.Action), zap.String("topic", acc.Topic))
+				}
+			}
+			return allow
+		}
+	}
 	if !a.cfg.DefaultAllow {
 		a.deniedByDefault.Add(1)
 		if ce := a.log.Check(zap.DebugLevel, "access denied by acl.default"); ce != nil {
@@ -225,10 +248,11 @@ func (a *AccessControl) Authorize(c *ClientInfo, acc Access) bool {
 }
 
 // SysSource returns the refusal counters for $SYS:
-// $SYS/broker/acl/denied/{rule,default}.
+// $SYS/broker/acl/denied/{rule,hook,default}.
 func (a *AccessControl) SysSource() SysSource {
 	return func(add func(topic, value string)) {
 		add("$SYS/broker/acl/denied/rule", strconv.FormatUint(a.deniedByRule.Load(), 10))
+		add("$SYS/broker/acl/denied/hook", strconv.FormatUint(a.deniedByHook.Load(), 10))
 		add("$SYS/broker/acl/denied/default", strconv.FormatUint(a.deniedByDefault.Load(), 10))
 	}
 }

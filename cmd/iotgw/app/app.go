@@ -15,6 +15,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/auth/httphook"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -42,6 +43,9 @@ type Gateway struct {
 	secured    []securedListener
 	// aclFile watches acl.file (nil without one).
 	aclFile *aclFile
+	// hooks are the HTTP hooks in use by name ("auth.http", "acl.http"),
+	// whose kept-alive connections Stop closes.
+	hooks map[string]*httphook.Client
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -82,10 +86,17 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	cfg.Core.Version = "iotgw " + Version
 	var opts []core.Option
+	aclHook, err := buildACLHook(&cfg, log.Named("acl"))
+	if err != nil {
+		return nil, err
+	}
 	var ac *core.AccessControl
 	var aclf *aclFile
-	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow || cfg.ACLFile != "" {
+	if len(cfg.ACL.Rules) > 0 || !cfg.ACL.DefaultAllow || cfg.ACLFile != "" || aclHook != nil {
 		ac = core.NewAccessControl(cfg.ACL, log.Named("acl"))
+		if aclHook != nil {
+			ac.SetHook(aclHook)
+		}
 		if cfg.ACLFile != "" {
 			f, err := startACLFile(cfg.ACLFile, ac, log.Named("acl"))
 			if err != nil {
@@ -100,6 +111,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		aclf.close()
 		return nil, err
 	}
+	hooks := hookClients(chain, aclHook)
 	if chain != nil {
 		opts = append(opts, core.WithAuthenticator(chain))
 	}
@@ -119,7 +131,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, aclFile: aclf}
+	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, aclFile: aclf, hooks: hooks}
 	// fail undoes what started, for an error after this point.
 	fail := func(err error) (*Gateway, error) {
 		g.closeTLS()
@@ -146,6 +158,9 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	if ac != nil {
 		b.AddSysSource(ac.SysSource())
+	}
+	for name, h := range hooks {
+		b.AddSysSource(h.SysSource(name))
 	}
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
@@ -185,6 +200,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 	}
 	g.Broker.Close()
+	for _, h := range g.hooks {
+		h.Close()
+	}
 	g.closeTLS()
 	g.aclFile.close()
 	// Closing the store last makes every write of the shutdown (sessions

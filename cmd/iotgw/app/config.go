@@ -22,6 +22,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/auth/httphook"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -58,6 +59,13 @@ type Config struct {
 	// tlsOverrides are the listeners' own tls sections that set a key, by
 	// section key ("mqtt.tls_config"); see tlsOverrideSettings.
 	tlsOverrides map[string]*tlsconf.Override
+	// AuthHTTP is the authentication hook (auth.http), ACLHTTP the
+	// authorization hook (acl.http); off without a URL.
+	AuthHTTP httphook.Config
+	ACLHTTP  httphook.Config
+	// rawYAML is the document being loaded, for keys whose case the
+	// loader loses (httphook.go, restoreKeyCase).
+	rawYAML []byte
 }
 
 // setting is one configuration key: its default and how it is stored into
@@ -240,7 +248,7 @@ func settings() []setting {
 		{"store.dir", dst.Dir, str(func(c *Config) *string { return &c.Store.Dir })},
 		{"store.fsync", dst.Fsync, str(func(c *Config) *string { return &c.Store.Fsync })},
 		{"store.batch_window", dst.BatchWindow.String(), duration(func(c *Config) *time.Duration { return &c.Store.BatchWindow })},
-	}, secureSettings()...)
+	}, append(secureSettings(), httpHookSettings()...)...)
 }
 
 // secureSettings are the tls section and the listeners' own sections
@@ -457,7 +465,7 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 		_ = fileKeys.ReadConfig(bytes.NewReader(yamlDoc))
 		for _, k := range fileKeys.AllKeys() {
 			explicit[k] = true
-			if !known[k] {
+			if !known[k] && !isMapKey(k, all) {
 				errs = append(errs, fmt.Errorf("%s: unknown configuration key", k))
 			}
 		}
@@ -475,12 +483,13 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 		v.Set(key, val)
 		explicit[key] = true
 	}
-	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig(), TLS: tlsconf.DefaultConfig()}
+	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig(), TLS: tlsconf.DefaultConfig(), rawYAML: yamlDoc}
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
 		}
 	}
+	cfg.rawYAML = nil
 	cfg.anonymousExplicit = explicit["auth.allow_anonymous"]
 	cfg.secureDefaults()
 	if len(errs) == 0 {
@@ -555,6 +564,7 @@ func (c Config) Validate() error {
 	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.AuthHTTP.Validate("auth.http", httphook.AuthKind), c.ACLHTTP.Validate("acl.http", httphook.ACLKind))
 	if _, err := c.chainNames(); err != nil {
 		errs = append(errs, err)
 	}
