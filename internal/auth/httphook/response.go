@@ -250,7 +250,6 @@ func conditions(qos, retain json.RawMessage) ([]byte, *bool, error) {
 	return qs, rp, nil
 }
 
-
 // mapRule makes one core rule: the core takes "eq " and ${clientid},
 // ${username}, ${cert_cn} as they are.
 func mapRule(allow bool, action, t string) (core.ACLRule, error) {
