@@ -112,6 +112,12 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	return nil
 }
 
+// secure returns a listener's TLS settings (listen.SecureFor: from the
+// configuration, since s.ls is set only after the listeners serve).
+func (s *Server) secure(listener string) *listen.Secure {
+	return listen.SecureFor(listener, s.cfg.TLSSecure, s.cfg.WSSSecure)
+}
+
 // TCPAddr returns the TCP listener's address (nil when disabled); tests
 // listening on port 0 read the real port here.
 func (s *Server) TCPAddr() net.Addr { return s.ls.TCPAddr() }

@@ -199,6 +199,21 @@ func (l *Listeners) Addr(name string) net.Addr {
 	return ln.Addr()
 }
 
+// SecureFor returns the settings of a secured listener by its name
+// ("tls", "wss") from a protocol's configuration; nil for the plain ones.
+// Adapters look it up here rather than on their Listeners, which Start
+// returns only after the listeners already serve: a connection that came
+// in between must not be taken for a plain one (its tls.identity skipped).
+func SecureFor(listener string, tls, wss *Secure) *Secure {
+	switch listener {
+	case "tls":
+		return tls
+	case "wss":
+		return wss
+	}
+	return nil
+}
+
 // Secure returns the TLS side of a listener by name ("tls", "wss"); nil
 // for a plaintext one ("tcp", "ws").
 func (l *Listeners) Secure(listener string) *Secure {
