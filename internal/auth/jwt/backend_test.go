@@ -58,11 +58,12 @@ func hs256(secret []byte) func([]byte) []byte {
 }
 
 // TestPyJWTAlgorithms: tokens PyJWT signs with HS256 (secret and
-// secret_file), RS256 and ES256 (public key files) are accepted, with
+// secret_file), HS512, RS256, RS512, PS256, ES256 and EdDSA (public key
+// files) are accepted, with
 // their exp (plus leeway) as the end of the connection.
 func TestPyJWTAlgorithms(t *testing.T) {
 	t.Parallel()
-	rs, es := jwttest.RSA(t, ""), jwttest.EC(t, "")
+	rs, es, ed := jwttest.RSA(t, ""), jwttest.EC(t, ""), jwttest.Ed25519(t, "")
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -78,6 +79,10 @@ func TestPyJWTAlgorithms(t *testing.T) {
 		{"HS256_secret_file", jwttest.HMAC(testSecret), func(c *jwt.Config) { c.SecretFile = secretFile }},
 		{"RS256", rs, func(c *jwt.Config) { c.PublicKeyFile = rs.WritePublicPEM(t) }},
 		{"ES256", es, func(c *jwt.Config) { c.PublicKeyFile = es.WritePublicPEM(t) }},
+		{"PS256", rs.WithAlg("PS256"), func(c *jwt.Config) { c.PublicKeyFile = rs.WritePublicPEM(t) }},
+		{"RS512", rs.WithAlg("RS512"), func(c *jwt.Config) { c.PublicKeyFile = rs.WritePublicPEM(t) }},
+		{"EdDSA", ed, func(c *jwt.Config) { c.PublicKeyFile = ed.WritePublicPEM(t) }},
+		{"HS512", jwttest.HMAC(testSecret).WithAlg("HS512"), func(c *jwt.Config) { c.Secret = testSecret }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBackend(t, tc.cfg)

@@ -79,7 +79,7 @@ func concurrently(b *jwt.Backend, toks []string, want core.Decision) int64 {
 // refused.
 func TestJWKSRotation(t *testing.T) {
 	t.Parallel()
-	k1, k2 := jwttest.RSA(t, "k1"), jwttest.EC(t, "k2")
+	k1, k2, k3 := jwttest.RSA(t, "k1"), jwttest.EC(t, "k2"), jwttest.Ed25519(t, "k3")
 	srv := newJWKSServer(t, k1)
 	b := newBackend(t, func(c *jwt.Config) {
 		c.JWKSURL = srv.URL
@@ -92,9 +92,16 @@ func TestJWKSRotation(t *testing.T) {
 	if n := srv.hits.Load(); n != 1 {
 		t.Fatalf("%d JWKS requests after the first token, want 1", n)
 	}
-	srv.serve(http.StatusOK, k1, k2)
+	srv.serve(http.StatusOK, k1, k2, k3)
 	if r := auth(t, b, "c", "", k2.Token(t, claims)); r.Decision != core.Allow {
 		t.Fatalf("k2 after rotation: %v %v", r.Decision, r.Err)
+	}
+	if r := auth(t, b, "c", "", k3.Token(t, claims)); r.Decision != core.Allow {
+		t.Fatalf("k3 (Ed25519 JWK) after rotation: %v %v", r.Decision, r.Err)
+	}
+	// A JWK's alg is the only one it verifies: k1 is RS256, not PS256.
+	if r := auth(t, b, "c", "", k1.WithAlg("PS256").Token(t, claims)); r.Decision != core.Deny {
+		t.Fatalf("PS256 token of an RS256 JWK: %v", r.Decision)
 	}
 	if n := srv.hits.Load(); n != 2 {
 		t.Fatalf("%d JWKS requests after the rotation, want 2", n)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -56,6 +57,24 @@ func EC(t testing.TB, kid string) *Signer {
 	return &Signer{Alg: "ES256", Kid: kid, priv: k}
 }
 
+// Ed25519 returns an EdDSA signer with a new Ed25519 key.
+func Ed25519(t testing.TB, kid string) *Signer {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Signer{Alg: "EdDSA", Kid: kid, priv: k}
+}
+
+// WithAlg returns a copy of the signer using another algorithm of its key
+// (PS256 for an RSA key, say).
+func (s *Signer) WithAlg(alg string) *Signer {
+	c := *s
+	c.Alg = alg
+	return &c
+}
+
 // Public returns the public key (nil for HMAC).
 func (s *Signer) Public() crypto.PublicKey {
 	if s.priv == nil {
@@ -103,6 +122,8 @@ func (s *Signer) JWK() map[string]any {
 	case *rsa.PublicKey:
 		m["kty"], m["n"] = "RSA", enc(k.N.Bytes())
 		m["e"] = enc([]byte{byte(k.E >> 16), byte(k.E >> 8), byte(k.E)})
+	case ed25519.PublicKey:
+		m["kty"], m["crv"], m["x"] = "OKP", "Ed25519", enc(k)
 	case *ecdsa.PublicKey:
 		b, _ := k.Bytes() // 0x04 || X || Y
 		size := (len(b) - 1) / 2
