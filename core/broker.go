@@ -217,7 +217,8 @@ type ConnectRequest struct {
 	ReceiveMax int
 	// AuthMethod names the challenge/response method (see AuthMethod)
 	// through which the adapter has already authenticated the client;
-	// the Authenticator is then not consulted again.
+	// the Authenticator is then not consulted again, unless the method
+	// is a PasswordMethod: Password then holds its data, for the chain.
 	AuthMethod string
 	Sink       Sink
 }
@@ -255,11 +256,13 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN}
 	if req.Identity != "" {
 		info.Username = req.Identity
-	} else if req.AuthMethod == "" {
+	} else if m, ok := b.methods[req.AuthMethod]; req.AuthMethod == "" || (ok && IsPasswordMethod(m)) {
+		// No method, or one whose data is the password (a token): the
+		// chain decides.
 		if err := b.authn.Authenticate(ctx, info); err != nil {
 			return nil, false, err
 		}
-	} else if _, ok := b.methods[req.AuthMethod]; !ok {
+	} else if !ok {
 		return nil, false, fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
 	}
 	info.Password = nil // not kept beyond authentication

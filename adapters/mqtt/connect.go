@@ -281,6 +281,14 @@ func (c *conn) startAuth(st *pendingConnect) error {
 		c.refuseConnect(st.p, codec.BadAuthMethod)
 		return fmt.Errorf("%w: unsupported authentication method %q", errConnRefuse, name)
 	}
+	if core.IsPasswordMethod(m) {
+		// The data is the credential (a JWT): the chain checks it as the
+		// password, and CONNACK names the method so that the client may
+		// re-authenticate with it.
+		st.req.AuthMethod = name
+		st.req.Password = st.p.Props.AuthData
+		return c.finishConnect(st, nil)
+	}
 	conv, challenge, err := m.Start(st.p.Props.AuthData)
 	if err != nil {
 		c.refuseConnect(st.p, codec.BadUsernameOrPassword)
@@ -341,6 +349,9 @@ func (c *conn) onReauth(a *codec.Auth) error {
 	}
 	if a.ReasonCode == codec.ReAuthenticate {
 		m, _ := c.srv.b.AuthMethod(method)
+		if core.IsPasswordMethod(m) {
+			return c.reauthWithPassword(method, a.Props.AuthData)
+		}
 		conv, challenge, err := m.Start(a.Props.AuthData)
 		if err != nil {
 			c.fail(codec.NotAuthorized, err)
@@ -362,5 +373,21 @@ func (c *conn) onReauth(a *codec.Auth) error {
 	}
 	c.authConv = nil
 	c.send(authPacket(codec.Success, method, resp))
+	return nil
+}
+
+// reauthWithPassword re-authenticates with a method whose data is the
+// credential (a fresh JWT): the chain checks it through
+// Broker.Reauthenticate, which on success moves the connection's expiry
+// and replaces its grant; the answer is AUTH 0x00, or DISCONNECT 0x87 and
+// the end of the connection [MQTT-4.12.1-2]: a refused token must not
+// leave the connection running on the one it was meant to replace.
+func (c *conn) reauthWithPassword(method string, data []byte) error {
+	if err := c.srv.b.Reauthenticate(context.Background(), c.sess, data); err != nil {
+		c.fail(codec.NotAuthorized, err)
+		return fmt.Errorf("re-authentication: %w", err)
+	}
+	c.reply(authPacket(codec.Success, method, nil))
+	c.logAt(zap.DebugLevel, "re-authenticated", zap.String("method", method))
 	return nil
 }

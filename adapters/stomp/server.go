@@ -234,6 +234,8 @@ func errorMessage(err error) string {
 		return "client-id not valid"
 	case errors.Is(err, core.ErrSessionTakenOver):
 		return "session taken over"
+	case errors.Is(err, core.ErrAuthExpired):
+		return "authentication expired"
 	case errors.Is(err, core.ErrServerShuttingDown):
 		return "server shutting down"
 	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):

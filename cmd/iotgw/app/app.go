@@ -118,6 +118,9 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if len(cfg.Users) > 0 {
 		opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 	}
+	if ms := chainMethods(&cfg); len(ms) > 0 {
+		opts = append(opts, core.WithAuthMethods(ms...))
+	}
 	st, err := openStore(cfg.Store, log.Named("store"))
 	if err != nil {
 		aclf.close()

@@ -23,6 +23,10 @@ type authBackend struct {
 	order      int
 	configured func(c *Config) bool
 	build      func(c *Config, log *zap.Logger) (core.ChainLink, error)
+	// methods are MQTT 5 enhanced authentication methods the backend
+	// offers while it is in the chain (JWT: the token as Authentication
+	// Data, for re-authentication).
+	methods []core.AuthMethod
 }
 
 var authBackendKinds = map[string]authBackend{}
@@ -124,4 +128,18 @@ func buildAuth(c *Config, log *zap.Logger) (*core.Chain, error) {
 	}
 	log.Info("authentication chain", fields...)
 	return chain, nil
+}
+
+// chainMethods returns the enhanced authentication methods of the
+// backends in the chain.
+func chainMethods(c *Config) []core.AuthMethod {
+	names, err := c.chainNames()
+	if err != nil {
+		return nil
+	}
+	var ms []core.AuthMethod
+	for _, name := range names {
+		ms = append(ms, authBackendKinds[name].methods...)
+	}
+	return ms
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/internal/auth/httphook"
+	jwtauth "github.com/iotgw/iotgw/internal/auth/jwt"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -53,6 +54,8 @@ type Config struct {
 	// (secureDefaults).
 	anonymousExplicit   bool
 	anonymousOffBecause string
+	// JWT is the auth.jwt backend (on when it has a key source).
+	JWT jwtauth.Config
 	// TLS is the shared tls section of every secured listener; TLSFor
 	// merges a listener's own section into it.
 	TLS tlsconf.Config
@@ -132,6 +135,7 @@ func settings() []setting {
 	dn := mqttsn.DefaultConfig()
 	dc2 := coap.DefaultConfig()
 	dst := store.DefaultConfig()
+	dj := jwtauth.DefaultConfig()
 	return append([]setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -237,6 +241,21 @@ func settings() []setting {
 		{"auth.allow_anonymous", true, boolean(func(c *Config) *bool { return &c.AllowAnonymous })},
 		{"auth.users", []any{}, authUsers},
 		{"auth.chain", []any{}, strList(func(c *Config) *[]string { return &c.AuthChain })},
+
+		{"auth.jwt.secret", dj.Secret, str(func(c *Config) *string { return &c.JWT.Secret })},
+		{"auth.jwt.secret_file", dj.SecretFile, str(func(c *Config) *string { return &c.JWT.SecretFile })},
+		{"auth.jwt.public_key_file", dj.PublicKeyFile, str(func(c *Config) *string { return &c.JWT.PublicKeyFile })},
+		{"auth.jwt.jwks_url", dj.JWKSURL, str(func(c *Config) *string { return &c.JWT.JWKSURL })},
+		{"auth.jwt.jwks_refresh", dj.JWKSRefresh.String(), duration(func(c *Config) *time.Duration { return &c.JWT.JWKSRefresh })},
+		{"auth.jwt.jwks_min_interval", dj.JWKSMinInterval.String(), duration(func(c *Config) *time.Duration { return &c.JWT.JWKSMinInterval })},
+		{"auth.jwt.from", dj.From, str(func(c *Config) *string { return &c.JWT.From })},
+		{"auth.jwt.leeway", dj.Leeway.String(), duration(func(c *Config) *time.Duration { return &c.JWT.Leeway })},
+		{"auth.jwt.require_exp", dj.RequireExp, boolean(func(c *Config) *bool { return &c.JWT.RequireExp })},
+		{"auth.jwt.verify_claims", map[string]any{}, jwtVerifyClaims},
+		{"auth.jwt.acl_claim", dj.ACLClaim, str(func(c *Config) *string { return &c.JWT.ACLClaim })},
+		{"auth.jwt.superuser_claim", dj.SuperuserClaim, str(func(c *Config) *string { return &c.JWT.SuperuserClaim })},
+		{"auth.jwt.on_error", dj.OnError, str(func(c *Config) *string { return &c.JWT.OnError })},
+		{"auth.jwt.timeout", dj.Timeout.String(), duration(func(c *Config) *time.Duration { return &c.JWT.Timeout })},
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
@@ -568,5 +587,6 @@ func (c Config) Validate() error {
 	if _, err := c.chainNames(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.JWT.Validate())
 	return errors.Join(errs...)
 }
