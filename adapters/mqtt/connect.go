@@ -44,7 +44,7 @@ func (c *conn) onConnect(p *codec.Connect) error {
 	// On a listener that names clients by their certificates (tls.identity),
 	// that name is the user name, whatever CONNECT says; a client without
 	// one is refused rather than trusted with the name it claims.
-	identity, required, ok := c.srv.ls.Secure(c.listener).ClientName(c.eng.NetConn())
+	identity, required, ok := c.srv.lc.Secure(c.listener).ClientName(c.eng.NetConn())
 	if required {
 		if !ok {
 			c.refuseConnect(p, codec.NotAuthorized)

@@ -25,6 +25,7 @@ type Server struct {
 	b   *core.Broker
 	pc  *core.PacketCounters
 
+	lc    listen.Config // the listeners' configuration, set before they start
 	ls    *listen.Listeners
 	conns listen.Conns[*conn]
 	g     *streamconn.Group
@@ -58,14 +59,17 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
 		Stats:          b.Stats(),
 	})
-	ls, err := listen.Start(ctx, listen.Config{
+	// Set before listening: connections take their listener's TLS side
+	// from it (lc.Secure) as soon as the listeners accept.
+	s.lc = listen.Config{
 		Section: "mqtt", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		TLS: s.cfg.TLS, WSS: s.cfg.WSS, TLSSecure: s.cfg.TLSSecure, WSSSecure: s.cfg.WSSSecure,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp") },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls") },
 		ServeWS:  s.serveWS,
-	})
+	}
+	ls, err := listen.Start(ctx, s.lc)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ type Server struct {
 	pc      *core.PacketCounters
 	dropped atomic.Uint64
 
+	lc    listen.Config // the listeners' configuration, set before they start
 	ls    *listen.Listeners
 	conns listen.Conns[*conn]
 	g     *streamconn.Group
@@ -97,14 +98,17 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		Backpressure:   b.Config().QueueFullPolicy == core.Backpressure,
 		Stats:          b.Stats(),
 	})
-	ls, err := listen.Start(ctx, listen.Config{
+	// Set before listening: connections take their listener's TLS side
+	// from it (lc.Secure) as soon as the listeners accept.
+	s.lc = listen.Config{
 		Section: "stomp", TCP: s.cfg.TCP, WS: s.cfg.WS, WSPath: s.cfg.WSPath,
 		TLS: s.cfg.TLS, WSS: s.cfg.WSS, TLSSecure: s.cfg.TLSSecure, WSSSecure: s.cfg.WSSSecure,
 		ReadHeaderTimeout: s.cfg.ConnectTimeout, Log: s.log,
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp", false) },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls", false) },
 		ServeWS:  s.serveWS,
-	})
+	}
+	ls, err := listen.Start(ctx, s.lc)
 	if err != nil {
 		return err
 	}

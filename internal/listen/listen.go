@@ -56,14 +56,13 @@ type Listeners struct {
 	wss     net.Listener
 	httpSrv *http.Server
 	wssSrv  *http.Server
-	secure  map[string]*Secure // by listener name: "tls", "wss"
 	wg      sync.WaitGroup
 }
 
 // Start binds the configured listeners and serves them in the background.
 // On error nothing is left listening.
 func Start(ctx context.Context, cfg Config) (*Listeners, error) {
-	l := &Listeners{secure: map[string]*Secure{"tls": cfg.TLSSecure, "wss": cfg.WSSSecure}}
+	l := &Listeners{}
 	if err := l.start(ctx, cfg); err != nil {
 		l.Close()
 		return nil, err
@@ -200,12 +199,19 @@ func (l *Listeners) Addr(name string) net.Addr {
 }
 
 // Secure returns the TLS side of a listener by name ("tls", "wss"); nil
-// for a plaintext one ("tcp", "ws").
-func (l *Listeners) Secure(listener string) *Secure {
-	if l == nil {
-		return nil
+// for a plaintext one ("tcp", "ws"). It is the configuration's, not the
+// running Listeners': connections are served before Start returns (and
+// before its caller has stored what it returns), and a connection that
+// found no Listeners yet must not be taken for a plaintext one, which
+// would skip tls.identity.
+func (c *Config) Secure(listener string) *Secure {
+	switch listener {
+	case "tls":
+		return c.TLSSecure
+	case "wss":
+		return c.WSSSecure
 	}
-	return l.secure[listener]
+	return nil
 }
 
 // Close stops accepting and waits for the accept loops (not for the
