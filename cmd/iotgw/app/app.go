@@ -40,6 +40,8 @@ type Gateway struct {
 	// the listeners that are on (setupTLS).
 	tlsSources []*tlsconf.Source
 	secured    []securedListener
+	// reloaders are the authentication backends that read files.
+	reloaders []reloader
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -91,6 +93,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if chain != nil {
 		opts = append(opts, core.WithAuthenticator(chain))
 	}
+	started := false
+	defer func() {
+		if !started {
+			closeAuth(chain) // the backends' file watchers
+		}
+	}()
 	if len(cfg.Users) > 0 {
 		opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 	}
@@ -122,6 +130,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if chain != nil {
 		b.AddSysSource(chain.SysSource())
 	}
+	g.reloaders = authReloaders(chain, b)
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
@@ -150,6 +159,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			return nil, fmt.Errorf("%s: %w", a.Name(), err)
 		}
 	}
+	started = true
 	return g, nil
 }
 
@@ -164,6 +174,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	}
 	g.Broker.Close()
 	g.closeTLS()
+	for _, r := range g.reloaders {
+		_ = r.Close()
+	}
 	// Closing the store last makes every write of the shutdown (sessions
 	// going offline, their disconnect times) durable.
 	if err := g.store.Close(); err != nil {

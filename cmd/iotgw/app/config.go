@@ -22,6 +22,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/stomp"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/auth/passwd"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -45,6 +46,8 @@ type Config struct {
 	// AuthChain orders the authentication backends by name (auth.chain);
 	// empty: every configured backend in the default order.
 	AuthChain []string
+	// PasswordFile is the password file backend (auth.password_file).
+	PasswordFile passwd.Config
 	// TLS is the shared tls section of every secured listener; TLSFor
 	// merges a listener's own section into it.
 	TLS tlsconf.Config
@@ -117,6 +120,7 @@ func settings() []setting {
 	dn := mqttsn.DefaultConfig()
 	dc2 := coap.DefaultConfig()
 	dst := store.DefaultConfig()
+	dpw := passwd.DefaultConfig()
 	return append([]setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -220,6 +224,10 @@ func settings() []setting {
 		{"auth.allow_anonymous", true, boolean(func(c *Config) *bool { return &c.AllowAnonymous })},
 		{"auth.users", []any{}, authUsers},
 		{"auth.chain", []any{}, strList(func(c *Config) *[]string { return &c.AuthChain })},
+
+		{"auth.password_file", "", str(func(c *Config) *string { return &c.PasswordFile.File })},
+		{"auth.password_file_reload_interval", dpw.ReloadInterval.String(), duration(func(c *Config) *time.Duration { return &c.PasswordFile.ReloadInterval })},
+		{"auth.password_cache_ttl", dpw.CacheTTL.String(), duration(func(c *Config) *time.Duration { return &c.PasswordFile.CacheTTL })},
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
