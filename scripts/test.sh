@@ -13,6 +13,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have mosquitto || need+=(mosquitto)
 have mosquitto_pub || need+=(mosquitto-clients)
 have coap-client-notls || need+=(libcoap3-bin)
+have argon2 || need+=(argon2)          # password file: lines from the argon2 reference CLI
+have htpasswd || need+=(apache2-utils) # and from htpasswd -B (bcrypt $2y$)
 have chromium || need+=(chromium)
 have node || need+=(nodejs)
 have npm || need+=(npm)
