@@ -173,3 +173,43 @@ func TestConnectionlessAuth(t *testing.T) {
 		t.Fatalf("denied observe: %v", r.Code)
 	}
 }
+
+// slowAuth blocks the credential check of user "slow" until release is
+// closed, as a password hash or an HTTP hook would take time.
+type slowAuth struct{ entered, release chan struct{} }
+
+func (a slowAuth) Authenticate(ctx context.Context, c *core.ClientInfo) error {
+	if c.Username == "slow" {
+		a.entered <- struct{}{}
+		select {
+		case <-a.release:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// TestSlowCredentialCheckStallsNoOtherPeer: a connectionless publish with
+// credentials is checked on its peer's goroutine, not on the socket's
+// read loop: while its check hangs, another peer's publish is answered.
+func TestSlowCredentialCheckStallsNoOtherPeer(t *testing.T) {
+	t.Parallel()
+	a := slowAuth{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	g := startGateway(t, nil, core.WithAuthenticator(a))
+	slow, fast := g.coapClient(t), g.coapClient(t)
+	done := make(chan codes.Code, 1)
+	go func() {
+		done <- post(t, slow, "/ps/slow/t", message.TextPlain, "x", "u=slow", "p=pw").Code
+	}()
+	<-a.entered
+	if r := post(t, fast, "/ps/fast/t", message.TextPlain, "y", "u=other", "p=pw"); r.Code != codes.Changed {
+		t.Errorf("other peer while a check hangs: %v", r.Code)
+	}
+	if r := post(t, fast, "/ps/fast/t", message.TextPlain, "z"); r.Code != codes.Changed {
+		t.Errorf("anonymous publish while a check hangs: %v", r.Code)
+	}
+	close(a.release)
+	if c := <-done; c != codes.Changed {
+		t.Errorf("slow peer: %v", c)
+	}
+}

@@ -145,6 +145,13 @@ func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage,
 	if !ok || fp.q.token != "" {
 		return false // connection mode is served by go-coap's path
 	}
+	if fp.q.username != "" || len(fp.q.password) > 0 {
+		// Checking credentials may take a slow password hash (tens of ms
+		// of argon2id) or a call out: on go-coap's path it runs on the
+		// peer's own goroutine, here it would stall the socket's read
+		// loop, which serves every peer.
+		return false
+	}
 	topic := fp.topic()
 	if topic == "" || hasWildcard(topic) {
 		return false // refused there with the same diagnostics

@@ -2,10 +2,13 @@
 //
 //	iotgw [--config FILE] [--print-keys]
 //	iotgw cert dev [-force] DIR
+//	iotgw passwd [-H HASH] [-c | -D] [-b] FILE USER [PASSWORD]
 //
 // With no configuration file it runs on embedded defaults; every key can
 // be overridden by an IOTGW_<SECTION>_<KEY> environment variable. "cert
-// dev" writes throw-away certificates for trying the TLS listeners.
+// dev" writes throw-away certificates for trying the TLS listeners;
+// "passwd" edits a password file (auth.password_file) as mosquitto_passwd
+// does.
 package main
 
 import (
@@ -37,6 +40,9 @@ func run() int {
 	// "iotgw" and "iotgw --config FILE" run the gateway as before.
 	if len(os.Args) > 1 && os.Args[1] == "cert" {
 		return runCert(os.Args[2:], os.Stdout, os.Stderr)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "passwd" {
+		return runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	}
 	fs := flag.NewFlagSet("iotgw", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML configuration file (optional)")
@@ -85,8 +91,9 @@ func run() int {
 		return 2 // the error names the key (mostly a listen address)
 	}
 	log.Info("iotgw started", zap.String("version", app.Version))
-	// SIGHUP re-reads the TLS files and acl.file now (they are also
-	// watched); a file that does not load is logged and the old kept.
+	// SIGHUP re-reads the TLS files, acl.file and the authentication files
+	// (the password file) now; they are also watched. A file that does not
+	// load is logged and what is in use kept.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -94,7 +101,7 @@ func run() int {
 	for code < 0 {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: reloading TLS material and acl.file")
+			log.Info("SIGHUP: reloading TLS material, acl.file and authentication files")
 			_ = gw.Reload() // each failure is logged
 		case <-ctx.Done():
 			log.Info("shutting down")

@@ -2,19 +2,14 @@ package tlsconf
 
 import (
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
-)
 
-// settleDelay is how long a file event waits before the files are read:
-// renewal tools write the certificate and the key one after the other,
-// and reading between the two would see a pair that does not match.
-const settleDelay = 100 * time.Millisecond
+	"github.com/iotgw/iotgw/internal/filewatch"
+)
 
 // Source is the current TLS material of one configuration (the shared
 // section or a listener's merged one), renewed without a restart. It
@@ -38,10 +33,10 @@ type Source struct {
 	failures uint64
 	lastErr  error
 
-	watcher *fsnotify.Watcher // nil when file events are off or unavailable
-	quit    chan struct{}
-	done    chan struct{}
-	close   sync.Once
+	// watch re-reads the files on file events (settled: renewal tools
+	// write the certificate and the key one after the other) and on the
+	// periodic check.
+	watch *filewatch.Watcher
 }
 
 // Status describes a Source's material in use and its reloads, for $SYS
@@ -88,23 +83,17 @@ func newSource(c Config, log *zap.Logger, opts sourceOptions) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: c, log: log, quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Source{cfg: c, log: log}
 	s.cur.Store(m)
 	for _, w := range warns {
 		log.Warn(w)
 	}
 	log.Info("TLS material loaded", s.fields(m)...)
-	if !opts.noEvents {
-		w, err := fsnotify.NewWatcher()
-		if err != nil {
-			// Out of inotify instances, say: the hash check still works.
-			log.Warn("TLS files not watched for changes; relying on the periodic check and SIGHUP", zap.String("section", c.Section), zap.Error(err))
-		} else {
-			s.watcher = w
-			s.addWatches()
-		}
-	}
-	go s.run()
+	s.watch = filewatch.Start(filewatch.Options{
+		Paths:    []string{c.CertFile, c.KeyFile, c.CAFile, c.CRLFile, c.PSKFile},
+		Interval: c.ReloadInterval, NoEvents: opts.noEvents,
+		Log: log, What: "TLS files", Fields: []zap.Field{zap.String("section", c.Section)},
+	}, func() { _ = s.reload(false) })
 	return s, nil
 }
 
@@ -119,10 +108,7 @@ func (s *Source) Reload() error { return s.reload(true) }
 // Close stops watching the files. Configurations built from the source
 // keep serving the last material.
 func (s *Source) Close() error {
-	s.close.Do(func() {
-		close(s.quit)
-		<-s.done
-	})
+	s.watch.Close()
 	return nil
 }
 
@@ -142,85 +128,6 @@ func (s *Source) Status() Status {
 	}
 	s.mu.Unlock()
 	return st
-}
-
-// run is the watching goroutine: file events (settled), the periodic
-// hash check, and Close.
-func (s *Source) run() {
-	defer close(s.done)
-	var tick <-chan time.Time
-	if s.cfg.ReloadInterval > 0 {
-		t := time.NewTicker(s.cfg.ReloadInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if s.watcher != nil {
-		defer s.watcher.Close()
-		events, errs = s.watcher.Events, s.watcher.Errors
-	}
-	var settle *time.Timer
-	var settled <-chan time.Time
-	for {
-		select {
-		case <-s.quit:
-			if settle != nil {
-				settle.Stop()
-			}
-			return
-		case <-tick:
-			_ = s.reload(false)
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			// Any change in a watched directory: the hash tells whether
-			// one of our files changed, and a burst of events (an atomic
-			// writer's rename dance) makes one check.
-			if settled == nil {
-				settle = time.NewTimer(settleDelay)
-				settled = settle.C
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			s.log.Warn("TLS file watch error; the periodic check goes on", zap.String("section", s.cfg.Section), zap.Error(err))
-		case <-settled:
-			settled = nil
-			_ = s.reload(false)
-			// A symlink swap may have pointed a file into a new
-			// directory: watch it too.
-			s.addWatches()
-		}
-	}
-}
-
-// addWatches watches the directory of every configured file and of the
-// file a symlink points to. Directories rather than files, because
-// renewals replace files (rename, symlink swap) and a watch on the old
-// inode would go quiet.
-func (s *Source) addWatches() {
-	if s.watcher == nil {
-		return
-	}
-	for _, p := range []string{s.cfg.CertFile, s.cfg.KeyFile, s.cfg.CAFile, s.cfg.CRLFile, s.cfg.PSKFile} {
-		if p == "" {
-			continue
-		}
-		dirs := []string{filepath.Dir(p)}
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			dirs = append(dirs, filepath.Dir(real))
-		}
-		for _, d := range dirs {
-			// Adding a watched directory again is harmless; one that
-			// vanished is simply not watched (the hash check remains).
-			_ = s.watcher.Add(d)
-		}
-	}
 }
 
 // reload reads the files and swaps the material in if they changed and

@@ -46,6 +46,8 @@ type Gateway struct {
 	// hooks are the HTTP hooks in use by name ("auth.http", "acl.http"),
 	// whose kept-alive connections Stop closes.
 	hooks map[string]*httphook.Client
+	// reloaders are the authentication backends that read files.
+	reloaders []reloader
 }
 
 // StoreFailed is closed once a store write has failed. The store then
@@ -115,6 +117,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if chain != nil {
 		opts = append(opts, core.WithAuthenticator(chain))
 	}
+	started := false
+	defer func() {
+		if !started {
+			closeAuth(chain) // the backends' file watchers
+		}
+	}()
 	if len(cfg.Users) > 0 {
 		opts = append(opts, core.WithAuthMethods(core.NewSCRAM(cfg.Users)))
 	}
@@ -165,6 +173,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	for name, h := range hooks {
 		b.AddSysSource(h.SysSource(name))
 	}
+	g.reloaders = authReloaders(chain, b)
 	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
@@ -190,6 +199,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			return fail(fmt.Errorf("%s: %w", a.Name(), err))
 		}
 	}
+	started = true
 	return g, nil
 }
 
@@ -208,6 +218,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	}
 	g.closeTLS()
 	g.aclFile.close()
+	for _, r := range g.reloaders {
+		_ = r.Close()
+	}
 	// Closing the store last makes every write of the shutdown (sessions
 	// going offline, their disconnect times) durable.
 	if err := g.store.Close(); err != nil {

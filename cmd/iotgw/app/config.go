@@ -24,6 +24,7 @@ import (
 	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/internal/auth/httphook"
 	jwtauth "github.com/iotgw/iotgw/internal/auth/jwt"
+	"github.com/iotgw/iotgw/internal/auth/passwd"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	anonymousOffBecause string
 	// JWT is the auth.jwt backend (on when it has a key source).
 	JWT jwtauth.Config
+	// PasswordFile is the password file backend (auth.password_file).
+	PasswordFile passwd.Config
 	// TLS is the shared tls section of every secured listener; TLSFor
 	// merges a listener's own section into it.
 	TLS tlsconf.Config
@@ -136,6 +139,7 @@ func settings() []setting {
 	dc2 := coap.DefaultConfig()
 	dst := store.DefaultConfig()
 	dj := jwtauth.DefaultConfig()
+	dpw := passwd.DefaultConfig()
 	return append([]setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -256,6 +260,9 @@ func settings() []setting {
 		{"auth.jwt.superuser_claim", dj.SuperuserClaim, str(func(c *Config) *string { return &c.JWT.SuperuserClaim })},
 		{"auth.jwt.on_error", dj.OnError, str(func(c *Config) *string { return &c.JWT.OnError })},
 		{"auth.jwt.timeout", dj.Timeout.String(), duration(func(c *Config) *time.Duration { return &c.JWT.Timeout })},
+		{"auth.password_file", "", str(func(c *Config) *string { return &c.PasswordFile.File })},
+		{"auth.password_file_reload_interval", dpw.ReloadInterval.String(), duration(func(c *Config) *time.Duration { return &c.PasswordFile.ReloadInterval })},
+		{"auth.password_cache_ttl", dpw.CacheTTL.String(), duration(func(c *Config) *time.Duration { return &c.PasswordFile.CacheTTL })},
 
 		{"acl.default", "allow", aclDefault},
 		{"acl.rules", []any{}, aclRules},
