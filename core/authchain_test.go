@@ -173,7 +173,7 @@ func TestGrantExpiryEndsTheConnection(t *testing.T) {
 	ch := chainOf(t, false, ChainLink{Name: "jwt", Backend: grant})
 	b := brokerWith(t, WithAuthenticator(ch))
 	sink := &expirySink{closed: make(chan error, 1)}
-	s, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "exp", Username: "u", Sink: sink})
+	_, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "exp", Username: "u", Sink: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestGrantExpiryEndsTheConnection(t *testing.T) {
 	// A re-authentication before the expiry moves it.
 	grant.result.Grant = &Grant{ExpireAt: time.Now().Add(time.Hour)}
 	sink2 := &expirySink{closed: make(chan error, 1)}
-	s, _, err = b.Connect(context.Background(), ConnectRequest{ClientID: "exp2", Username: "u", Sink: sink2})
+	s, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "exp2", Username: "u", Sink: sink2})
 	if err != nil {
 		t.Fatal(err)
 	}
