@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -41,6 +42,9 @@ type Gateway struct {
 	// the listeners that are on (setupTLS).
 	tlsSources []*tlsconf.Source
 	secured    []securedListener
+	// started is set once every adapter has started: $SYS sources that
+	// read adapters' fields wait for it.
+	started atomic.Bool
 	// aclFile watches acl.file (nil without one).
 	aclFile *aclFile
 	// hooks are the HTTP hooks in use by name ("auth.http", "acl.http"),
@@ -200,6 +204,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		}
 	}
 	started = true
+	g.started.Store(true)
 	return g, nil
 }
 
