@@ -7,7 +7,6 @@ package interop
 // as the TLS drivers do, and send RFC 9146 connection IDs.
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"testing"
@@ -50,19 +49,8 @@ func protoMQTTSNDTLS() *proto {
 // IDs (the gateway offers them: tls.connection_id, on by default).
 func dialDTLSSession(t testing.TB, addr string, pc net.PacketConn, tlsc *tls.Config) *dtls.Conn {
 	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp", addr)
+	dc, err := testutil.DialDTLS(t, pc, addr, waitTimeout, dtls.WithRootCAs(tlsc.RootCAs), dtls.WithServerName(tlsc.ServerName))
 	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := dtls.ClientWithOptions(pc, ua, dtls.WithRootCAs(tlsc.RootCAs), dtls.WithServerName(tlsc.ServerName),
-		dtls.WithConnectionIDGenerator(dtls.OnlySendCIDGenerator()))
-	if err != nil {
-		t.Fatalf("dtls client %s: %v", addr, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := dc.HandshakeContext(ctx); err != nil {
-		dc.Close()
 		t.Fatalf("dtls handshake %s: %v", addr, err)
 	}
 	return dc

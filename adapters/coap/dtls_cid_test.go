@@ -9,11 +9,9 @@ package coap_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	piondtls "github.com/pion/dtls/v3"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -33,23 +31,12 @@ func TestDTLSConnectionIDRebind(t *testing.T) {
 	// go-coap's Dial makes its own socket; its Client runs over a
 	// session we make, here on a socket that can move.
 	rc := testutil.NewRebindConn(t)
-	ua, err := net.ResolveUDPAddr("udp", g.CoAPDTLSAddr())
+	dc, err := testutil.DialDTLS(t, rc, g.CoAPDTLSAddr(), waitTimeout, testutil.PSKOptions(dtlsIdentity, dtlsKey)...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := piondtls.ClientWithOptions(rc, ua,
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return []byte(dtlsKey), nil }),
-		piondtls.WithPSKIdentityHint([]byte(dtlsIdentity)),
-		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8),
-		piondtls.WithConnectionIDGenerator(piondtls.OnlySendCIDGenerator()))
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("handshake: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := dc.HandshakeContext(ctx); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
 	cc := coapdtls.Client(dc, options.WithErrors(func(error) {}), options.WithCloseSocket())
 	defer cc.Close()
 

@@ -8,7 +8,6 @@ package mqttsn_test
 // new UDP socket mid-session).
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -29,25 +28,7 @@ const (
 // wait bounds the handshake.
 func dialDTLS(t *testing.T, pc net.PacketConn, addr, key string, wait time.Duration) (*dtls.Conn, error) {
 	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtls.ClientWithOptions(pc, ua,
-		dtls.WithPSK(func([]byte) ([]byte, error) { return []byte(key), nil }),
-		dtls.WithPSKIdentityHint([]byte(snIdentity)),
-		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
-		dtls.WithConnectionIDGenerator(dtls.OnlySendCIDGenerator()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return testutil.DialDTLS(t, pc, addr, wait, testutil.PSKOptions(snIdentity, key)...)
 }
 
 func TestDTLSMQTTSN(t *testing.T) {
