@@ -37,15 +37,35 @@ var coapMediaTypes = map[uint16]string{
 const coapClientMaxMessage = 4 << 20
 
 func protoCoAP() *proto {
-	return &proto{name: "coap", caps: caps{
+	return &proto{name: "coap", caps: coapCaps(), dial: func(t testing.TB, e *env, _ string, _ *will) client {
+		return dialCoAP(t, e.coap)
+	}}
+}
+
+func coapCaps() caps {
+	return caps{
 		pubQoS:      []int{0, 1, 2},
 		coarseQoS:   true,
 		contentType: true,
 		maxIn:       func(string, string) int { return coapMaxBody },
 		maxOut:      func(string) int { return unlimited },
-	}, dial: func(t testing.TB, e *env, _ string, _ *will) client {
-		return dialCoAP(t, e.coap)
-	}}
+	}
+}
+
+// coapClientOptions are the go-coap client options of every CoAP driver,
+// UDP or DTLS. go-coap assembles block-wise bodies up to 64 KiB within
+// 3 s by default; a client that wants large messages raises both (the
+// transfer time for -race on two busy cores).
+func coapClientOptions() []udp.Option {
+	return []udp.Option{options.WithErrors(func(error) {}), options.WithMaxMessageSize(coapClientMaxMessage),
+		options.WithBlockwise(true, blockwise.SZX1024, waitTimeout)}
+}
+
+// newCoAPClient is the driver over a go-coap connection.
+func newCoAPClient(t testing.TB, cc *udpClient.Conn) *coapClient {
+	c := &coapClient{cc: cc, in: make(chan delivery, 4096)}
+	t.Cleanup(c.Close)
+	return c
 }
 
 type coapClient struct {
@@ -57,17 +77,11 @@ type coapClient struct {
 
 func dialCoAP(t testing.TB, addr string) *coapClient {
 	t.Helper()
-	// go-coap assembles block-wise bodies up to 64 KiB within 3 s by
-	// default; a client that wants large messages raises both (the
-	// transfer time for -race on two busy cores).
-	cc, err := udp.Dial(addr, options.WithErrors(func(error) {}), options.WithMaxMessageSize(coapClientMaxMessage),
-		options.WithBlockwise(true, blockwise.SZX1024, waitTimeout))
+	cc, err := udp.Dial(addr, coapClientOptions()...)
 	if err != nil {
 		t.Fatalf("coap dial %s: %v", addr, err)
 	}
-	c := &coapClient{cc: cc, in: make(chan delivery, 4096)}
-	t.Cleanup(c.Close)
-	return c
+	return newCoAPClient(t, cc)
 }
 
 // psPath is the /ps URI of a topic or filter; "#" is percent-encoded, as

@@ -49,8 +49,14 @@ func dialSN(t testing.TB, addr, id string, w *will, keepAlive uint16) *snClient 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := &snClient{c: sntest.Dial(t, ua), pubIDs: map[string]uint16{}, names: map[uint16]string{},
-		pending: map[uint16]bool{}}
+	return connectSN(t, sntest.Dial(t, ua), id, w, keepAlive)
+}
+
+// connectSN connects c, over whatever datagram transport it runs on
+// (UDP, a DTLS session), as id with will w.
+func connectSN(t testing.TB, c *sntest.Client, id string, w *will, keepAlive uint16) *snClient {
+	t.Helper()
+	sc := &snClient{c: c, pubIDs: map[string]uint16{}, names: map[uint16]string{}, pending: map[uint16]bool{}}
 	if w == nil {
 		sc.c.Connect(id, true, keepAlive)
 		return sc

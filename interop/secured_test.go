@@ -1,10 +1,11 @@
 package interop
 
-// The stream protocols over their secured listeners (issue 15): the same
+// Every protocol over its secured listeners (issue 15): the same
 // drivers, dialling mqtt.tls, mqtt.wss, stomp.tls and stomp.wss with a
-// client configuration that trusts the test CA. TestMatrix runs them as
-// one ring of extra pairs, so each is a publisher and a subscriber once,
-// with every check.
+// client configuration that trusts the test CA, and coap.dtls and
+// mqttsn.dtls with a pion/dtls session trusting it (dtls_driver_test.go).
+// TestMatrix runs them as one ring of extra pairs, so each is a
+// publisher and a subscriber once, with every check.
 
 import (
 	"strings"
@@ -14,13 +15,9 @@ import (
 )
 
 // securedProtos are the secured rows of the matrix. Each name is its
-// plaintext twin's with "s" for secured, and so are the capabilities:
-// the adapters are the same above the transport.
-//
-// TODO(issue 15, DTLS): coap.dtls and mqttsn.dtls join here once they
-// exist: a driver each (pion/dtls under go-coap's client, and under
-// sntest), caps coapCaps-like and protoMQTTSN's, so that the ring below
-// covers them; TestMatrix logs every *.dtls listener key that has none.
+// plaintext twin's with "s" for secured, and so are the capabilities
+// (the adapters are the same above the transport), except that MQTT-SN
+// over DTLS carries one DTLS session datagram, not one UDP datagram.
 func securedProtos() []*proto {
 	return []*proto{
 		{name: "mqtt311s", caps: mqtt311Caps(), dial: func(t testing.TB, e *env, id string, w *will) client {
@@ -38,6 +35,8 @@ func securedProtos() []*proto {
 		{name: "stompwss", caps: stompCaps(), dial: func(t testing.TB, e *env, id string, _ *will) client {
 			return dialSTOMPTLS(t, "", e.gw.STOMPWSSURL(), id, e.tls)
 		}},
+		protoCoAPDTLS(),
+		protoMQTTSNDTLS(),
 	}
 }
 
@@ -52,12 +51,14 @@ func securedRing(ps []*proto) [][2]*proto {
 	return ring
 }
 
-// undrivenSecured lists the gateway's DTLS listener keys, which no
-// secured driver covers yet (see the TODO above).
+// undrivenSecured lists the gateway's secured listener keys that no
+// secured driver covers (none: a new one shows up here until it has one).
 func undrivenSecured() []string {
+	driven := map[string]bool{"mqtt.tls": true, "mqtt.wss": true, "stomp.tls": true, "stomp.wss": true,
+		"coap.dtls": true, "mqttsn.dtls": true}
 	var keys []string
 	for _, k := range app.Keys() {
-		if strings.HasSuffix(k, ".dtls") {
+		if (strings.HasSuffix(k, ".tls") || strings.HasSuffix(k, ".wss") || strings.HasSuffix(k, ".dtls")) && !driven[k] {
 			keys = append(keys, k)
 		}
 	}

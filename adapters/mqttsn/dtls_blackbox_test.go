@@ -8,9 +8,7 @@ package mqttsn_test
 // new UDP socket mid-session).
 
 import (
-	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,85 +24,11 @@ const (
 	snKey      = "node-9-key"
 )
 
-// rebindConn is a client socket that can move to a new local port while
-// a DTLS session runs over it.
-type rebindConn struct {
-	mu  sync.Mutex
-	cur *net.UDPConn
-}
-
-func newRebindConn(t *testing.T) *rebindConn {
-	r := &rebindConn{cur: listenLoopback(t)}
-	t.Cleanup(func() { r.get().Close() })
-	return r
-}
-
-func listenLoopback(t *testing.T) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (r *rebindConn) get() *net.UDPConn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cur
-}
-
-// rebind moves to a fresh socket (a new source port) and closes the old.
-func (r *rebindConn) rebind(t *testing.T) {
-	n := listenLoopback(t)
-	r.mu.Lock()
-	old := r.cur
-	r.cur = n
-	r.mu.Unlock()
-	old.Close()
-}
-
-func (r *rebindConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		c := r.get()
-		n, a, err := c.ReadFrom(b)
-		if err != nil && r.get() != c {
-			continue // moved to a new socket: read there
-		}
-		return n, a, err
-	}
-}
-
-func (r *rebindConn) WriteTo(b []byte, a net.Addr) (int, error) { return r.get().WriteTo(b, a) }
-func (r *rebindConn) Close() error                              { return r.get().Close() }
-func (r *rebindConn) LocalAddr() net.Addr                       { return r.get().LocalAddr() }
-func (r *rebindConn) SetDeadline(t time.Time) error             { return r.get().SetDeadline(t) }
-func (r *rebindConn) SetReadDeadline(t time.Time) error         { return r.get().SetReadDeadline(t) }
-func (r *rebindConn) SetWriteDeadline(t time.Time) error        { return r.get().SetWriteDeadline(t) }
-
 // dialDTLS opens a PSK session to addr over pc, sending connection IDs.
 // wait bounds the handshake.
 func dialDTLS(t *testing.T, pc net.PacketConn, addr, key string, wait time.Duration) (*dtls.Conn, error) {
 	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtls.ClientWithOptions(pc, ua,
-		dtls.WithPSK(func([]byte) ([]byte, error) { return []byte(key), nil }),
-		dtls.WithPSKIdentityHint([]byte(snIdentity)),
-		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
-		dtls.WithConnectionIDGenerator(dtls.OnlySendCIDGenerator()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return testutil.DialDTLS(t, pc, addr, wait, testutil.PSKOptions(snIdentity, key)...)
 }
 
 func TestDTLSMQTTSN(t *testing.T) {
@@ -127,7 +51,7 @@ acl:
 	sub := connectPaho(t, &gateway{url: g.MQTTURL()})
 	sub.sub("nodes/#", 1)
 
-	rc := newRebindConn(t)
+	rc := testutil.NewRebindConn(t)
 	dc, err := dialDTLS(t, rc, g.MQTTSNDTLSAddr(), snKey, waitTimeout)
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
@@ -146,7 +70,7 @@ acl:
 	// The address changes; the connection ID keeps the session, and the
 	// MQTT-SN connection on it goes on without a new CONNECT.
 	before := rc.LocalAddr().String()
-	rc.rebind(t)
+	rc.Rebind(t)
 	if rc.LocalAddr().String() == before {
 		t.Fatal("the client socket did not move")
 	}
@@ -161,7 +85,7 @@ acl:
 
 	// A wrong key gets no session: the server drops the Finished it
 	// cannot decrypt and answers nothing, so the client gives up.
-	if bad, err := dialDTLS(t, listenLoopback(t), g.MQTTSNDTLSAddr(), "wrong", time.Second); err == nil {
+	if bad, err := dialDTLS(t, testutil.ListenLoopbackUDP(t), g.MQTTSNDTLSAddr(), "wrong", time.Second); err == nil {
 		bad.Close()
 		t.Fatal("a wrong pre-shared key was accepted")
 	}
