@@ -75,10 +75,11 @@ func TestSCRAM(t *testing.T) {
 }
 
 func TestUsers(t *testing.T) {
-	u, err := NewUsers([]User{{Username: "a", Password: "p"}}, false)
+	users, err := NewUsers([]User{{Username: "a", Password: "p"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	u := chainOf(t, false, ChainLink{Name: "users", Backend: users})
 	ctx := context.Background()
 	if err := u.Authenticate(ctx, &ClientInfo{Username: "a", Password: []byte("p")}); err != nil {
 		t.Fatal(err)
@@ -89,7 +90,7 @@ func TestUsers(t *testing.T) {
 	if err := u.Authenticate(ctx, &ClientInfo{}); !errors.Is(err, ErrNotAuthorized) {
 		t.Fatal("anonymous accepted")
 	}
-	if _, err := NewUsers([]User{{Username: "a"}, {Username: "a"}}, true); err == nil {
+	if _, err := NewUsers([]User{{Username: "a"}, {Username: "a"}}); err == nil {
 		t.Fatal("duplicate accepted")
 	}
 }

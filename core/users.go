@@ -13,19 +13,19 @@ type User struct {
 	Password string
 }
 
-// Users authenticates against a configured account list. A client that
-// presents no user name is accepted only when AllowAnonymous is set; one
-// that presents a name must match an account.
+// Users is the backend of plaintext accounts in the configuration
+// (auth.users): it allows a matching password, denies a wrong one and
+// leaves a client without a user name, or with one not in the list, to
+// the rest of the chain (core.Chain decides about anonymous clients).
 type Users struct {
-	AllowAnonymous bool
-	byName         map[string]string
+	byName map[string]string
 }
 
-var _ Authenticator = (*Users)(nil)
+var _ Backend = (*Users)(nil)
 
-// NewUsers builds the authenticator; duplicate or empty names are errors.
-func NewUsers(users []User, allowAnonymous bool) (*Users, error) {
-	u := &Users{AllowAnonymous: allowAnonymous, byName: make(map[string]string, len(users))}
+// NewUsers builds the backend; duplicate or empty names are errors.
+func NewUsers(users []User) (*Users, error) {
+	u := &Users{byName: make(map[string]string, len(users))}
 	var errs []error
 	for i, x := range users {
 		if x.Username == "" {
@@ -40,29 +40,8 @@ func NewUsers(users []User, allowAnonymous bool) (*Users, error) {
 	return u, errors.Join(errs...)
 }
 
-// Authenticate checks the user name and password in constant time, as a
-// whole authenticator (a chain of this one backend).
-func (u *Users) Authenticate(ctx context.Context, c *ClientInfo) error {
-	r, _ := u.Check(c)
-	switch r.Decision {
-	case Allow:
-		return nil
-	case Deny:
-		return r.Err
-	}
-	if c.Username == "" && len(c.Password) == 0 && u.AllowAnonymous {
-		return nil
-	}
-	if c.Username == "" {
-		return ErrNotAuthorized
-	}
-	return ErrBadCredentials
-}
-
-// Check is the backend answer: ignore a client without a user name or
-// with one not in the list (another backend may know it), allow a
-// matching password, deny a wrong one.
-func (u *Users) Check(c *ClientInfo) (AuthResult, error) {
+// Authenticate checks the user name and password in constant time.
+func (u *Users) Authenticate(_ context.Context, c *ClientInfo) (AuthResult, error) {
 	if c.Username == "" {
 		return AuthResult{Decision: Ignore}, nil
 	}
@@ -76,19 +55,4 @@ func (u *Users) Check(c *ClientInfo) (AuthResult, error) {
 		return AuthResult{Decision: Deny, Err: ErrBadCredentials}, nil
 	}
 	return AuthResult{Decision: Allow}, nil
-}
-
-// Backend returns the list as a chain link's backend.
-func (u *Users) Backend() Backend { return usersBackend{u} }
-
-type usersBackend struct{ u *Users }
-
-func (b usersBackend) Authenticate(_ context.Context, c *ClientInfo) (AuthResult, error) {
-	return b.u.Check(c)
-}
-
-// Password returns a user's password, for challenge-response methods.
-func (u *Users) Password(name string) (string, bool) {
-	p, ok := u.byName[name]
-	return p, ok
 }

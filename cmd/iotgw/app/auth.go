@@ -45,12 +45,12 @@ func init() {
 		name: "users", order: 100,
 		configured: func(c *Config) bool { return len(c.Users) > 0 },
 		build: func(c *Config, log *zap.Logger) (core.ChainLink, error) {
-			users, err := core.NewUsers(c.Users, c.AllowAnonymous)
+			users, err := core.NewUsers(c.Users)
 			if err != nil {
 				return core.ChainLink{}, err
 			}
 			log.Warn("auth.users holds plaintext passwords in the configuration; prefer auth.password_file (iotgw passwd)")
-			return core.ChainLink{Name: "users", Backend: users.Backend()}, nil
+			return core.ChainLink{Name: "users", Backend: users}, nil
 		},
 	})
 }

@@ -587,7 +587,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q is not console or json", c.LogFormat))
 	}
 	errs = append(errs, c.Core.Validate(), c.MQTT.Validate(), c.STOMP.Validate(), c.MQTTSN.Validate(), c.CoAP.Validate(), c.ACL.Validate(), c.Store.Validate(), c.validateTLS())
-	if _, err := core.NewUsers(c.Users, c.AllowAnonymous); err != nil {
+	if _, err := core.NewUsers(c.Users); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.AuthHTTP.Validate("auth.http", httphook.AuthKind), c.ACLHTTP.Validate("acl.http", httphook.ACLKind))
