@@ -78,27 +78,39 @@ func TestTLSPythonStomp(t *testing.T) {
 			}
 			p := connectPahoWith(t, g.MQTTAddr(), asWatcher)
 			p.sub(tc.out, 1)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, python, args...)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
-			outc, errc := make(chan []byte, 1), make(chan error, 1)
+			var out []byte
+			var runErr error
+			done := make(chan struct{})
 			go func() {
-				out, err := cmd.Output()
-				outc <- out
-				errc <- err
+				out, runErr = cmd.Output()
+				close(done)
 			}()
-			if m := p.next(); m.Topic != tc.out || string(m.Payload) != "ready" {
-				t.Fatalf("first MQTT message %s %q, want ready (python stderr %s)", m.Topic, m.Payload, stderr.String())
+			// next waits for python's message to MQTT, or for python to
+			// end without sending it: then what it printed is the cause.
+			// The bound is python's own (its start-up under a loaded CI
+			// machine can take seconds), not paho's ten.
+			next := func(want string) {
+				t.Helper()
+				select {
+				case m := <-p.msgs:
+					if m.Topic != tc.out || string(m.Payload) != want {
+						t.Fatalf("MQTT got %s %q, want %q", m.Topic, m.Payload, want)
+					}
+				case <-done:
+					t.Fatalf("python ended before sending %q: %v\nstdout %s\nstderr %s", want, runErr, out, stderr.String())
+				}
 			}
+			next("ready")
 			p.pub(tc.in, 1, false, "hello tls")
-			if m := p.next(); string(m.Payload) != "got:hello tls" {
-				t.Errorf("python answered %s %q", m.Topic, m.Payload)
-			}
-			out := <-outc
-			if err := <-errc; err != nil {
-				t.Fatalf("python client: %v\nstdout %s\nstderr %s", err, out, stderr.String())
+			next("got:hello tls")
+			<-done
+			if runErr != nil {
+				t.Fatalf("python client: %v\nstdout %s\nstderr %s", runErr, out, stderr.String())
 			}
 			var res struct{ Receipt, Body, Destination string }
 			if err := json.Unmarshal(out, &res); err != nil {
