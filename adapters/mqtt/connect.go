@@ -45,7 +45,7 @@ func (c *conn) onConnect(p *codec.Connect) error {
 	// On a listener that names clients by their certificates (tls.identity),
 	// that name is the user name, whatever CONNECT says; a client without
 	// one is refused rather than trusted with the name it claims.
-	identity, required, ok := c.srv.ls.Secure(c.listener).ClientName(c.eng.NetConn())
+	identity, required, ok := listen.SecureFor(c.listener, c.srv.cfg.TLSSecure, c.srv.cfg.WSSSecure).ClientName(c.eng.NetConn())
 	if required {
 		if !ok {
 			c.refuseConnect(p, codec.NotAuthorized)

@@ -167,7 +167,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 	// On a listener that names clients by their certificates (tls.identity)
 	// that name is the login, whatever the frame says; a client without
 	// one is refused rather than trusted with the login it claims.
-	if name, required, ok := c.srv.ls.Secure(c.listener).ClientName(c.eng.NetConn()); required {
+	if name, required, ok := listen.SecureFor(c.listener, c.srv.cfg.TLSSecure, c.srv.cfg.WSSSecure).ClientName(c.eng.NetConn()); required {
 		if !ok {
 			return c.fail(f, fmt.Errorf("%w: the client certificate has no name for tls.identity", core.ErrNotAuthorized))
 		}

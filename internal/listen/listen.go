@@ -236,6 +236,20 @@ func (l *Listeners) Secure(listener string) *Secure {
 	return l.secure[listener]
 }
 
+// SecureFor is Secure from an adapter's own configuration (its tls and
+// wss sides): a connection's handler calls it rather than Secure, since
+// the accept loops serve connections before Start has returned the
+// Listeners to the adapter.
+func SecureFor(listener string, tlsSide, wssSide *Secure) *Secure {
+	switch listener {
+	case "tls":
+		return tlsSide
+	case "wss":
+		return wssSide
+	}
+	return nil
+}
+
 // Close stops accepting and waits for the accept loops (not for the
 // connections, which the adapter owns; handshakes in progress end with
 // their timeout).

@@ -147,7 +147,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if ac != nil {
 		b.AddSysSource(ac.SysSource())
 	}
-	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
@@ -172,6 +171,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			return fail(fmt.Errorf("%s: %w", a.Name(), err))
 		}
 	}
+	// $SYS publication starts once the adapters are in place: its sources
+	// (sysTLS, sysDTLS) read the Gateway's adapter fields, which are set
+	// above without a lock.
+	b.Start()
 	return g, nil
 }
 
