@@ -248,20 +248,21 @@ func (g grantAuthorizer) Authorize(c *ClientInfo, a Access) bool {
 	return g.next.Authorize(c, a)
 }
 
-// armAuthExpiry ends sink's connection at the grant's expiry (none
-// without one), unless a re-authentication moves it or another
-// connection has taken the session over by then.
-func (s *Session) armAuthExpiry(sink Sink, g *Grant) {
+// armAuthExpiry ends sink's connection at end (the grant's expiry or the
+// connection's maximum lifetime; zero: never), unless a
+// re-authentication moves it or another connection has taken the
+// session over by then.
+func (s *Session) armAuthExpiry(sink Sink, end time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.authTmr != nil {
 		s.authTmr.Stop()
 		s.authTmr = nil
 	}
-	if g == nil || g.ExpireAt.IsZero() {
+	if end.IsZero() {
 		return
 	}
-	s.authTmr = time.AfterFunc(max(time.Until(g.ExpireAt), 0), func() {
+	s.authTmr = time.AfterFunc(max(time.Until(end), 0), func() {
 		s.mu.Lock()
 		current := s.sink == sink
 		s.mu.Unlock()

@@ -36,6 +36,10 @@ type Broker struct {
 	methods map[string]AuthMethod
 	// sysSources add values from outside the core to $SYS (AddSysSource).
 	sysSources atomic.Pointer[[]SysSource]
+	// guard enforces the limits per client and per source (limits.go),
+	// bans the ban list (bans.go).
+	guard *guard
+	bans  *Bans
 
 	subs     *topic.Trie[*subscriber]
 	retained *retain.Store[*Message]
@@ -120,6 +124,9 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Broker, error) {
 	for i := range b.shards {
 		b.shards[i].m = make(map[string]*Session)
 	}
+	b.guard = newGuard(b, cfg.Limits)
+	b.bans = newBans(b)
+	b.AddSysSource(b.sysLimits)
 	for _, o := range opts {
 		o(b)
 	}
@@ -224,9 +231,11 @@ type ConnectRequest struct {
 }
 
 // Authenticate runs the configured Authenticator for a client that is not
-// connecting a session (e.g. a connectionless CoAP request).
+// connecting a session (e.g. a connectionless CoAP request), after the
+// ban list and failed-login throttling (a caller serving many clients on
+// one goroutine passes a NoWait context).
 func (b *Broker) Authenticate(ctx context.Context, c *ClientInfo) error {
-	return b.authn.Authenticate(ctx, c)
+	return b.authenticate(ctx, c)
 }
 
 // Authorize runs the configured Authorizer.
@@ -256,12 +265,17 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN}
 	if req.Identity != "" {
 		info.Username = req.Identity
+		if err := b.checkBans(info); err != nil {
+			return nil, false, err
+		}
 	} else if m, ok := b.methods[req.AuthMethod]; req.AuthMethod == "" || (ok && IsPasswordMethod(m)) {
 		// No method, or one whose data is the password (a token): the
 		// chain decides.
-		if err := b.authn.Authenticate(ctx, info); err != nil {
+		if err := b.authenticate(ctx, info); err != nil {
 			return nil, false, err
 		}
+	} else if err := b.checkBans(info); err != nil {
+		return nil, false, err
 	} else if !ok {
 		return nil, false, fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
 	}
@@ -327,7 +341,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	if err := s.flushWrites(true); err != nil {
 		b.log.Error("session not stored", zap.String("client_id", req.ClientID), zap.Error(err))
 	}
-	s.armAuthExpiry(req.Sink, info.Grant)
+	s.armAuthExpiry(req.Sink, b.connectionEnd(info.Grant, time.Now()))
 	return s, present, nil
 }
 
@@ -340,7 +354,7 @@ func (b *Broker) Reauthenticate(ctx context.Context, s *Session, password []byte
 	old := s.info.Load()
 	info := *old
 	info.Password, info.Grant = password, nil
-	if err := b.authn.Authenticate(ctx, &info); err != nil {
+	if err := b.authenticate(ctx, &info); err != nil {
 		return err
 	}
 	info.Password = nil
@@ -349,7 +363,9 @@ func (b *Broker) Reauthenticate(ctx context.Context, s *Session, password []byte
 	sink := s.sink
 	s.mu.Unlock()
 	if sink != nil {
-		s.armAuthExpiry(sink, info.Grant)
+		// limits.max_connection_lifetime counts from this
+		// authentication: re-authenticating is what it asks for.
+		s.armAuthExpiry(sink, b.connectionEnd(info.Grant, time.Now()))
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// receives a message: round_robin, random, sticky, hash_clientid or
 	// hash_topic.
 	SharedStrategy string
+	// Limits are the limits per client and per source and the ban
+	// list's (limits.go).
+	Limits LimitsConfig
 	// Version is reported on $SYS/broker/version.
 	Version string
 }
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		SharedStrategy:      SharedRoundRobin,
 		MaxDelayed:          10000,
 		OrderWindow:         DefaultOrderWindow,
+		Limits:              DefaultLimits(),
 		Version:             "iotgw dev",
 	}
 }
@@ -120,6 +124,7 @@ func (c Config) Validate() error {
 	if c.MaxConnections < 0 || c.MaxSubscriptions < 0 || c.MaxMessageExpiry < 0 || c.MaxDelayed < 0 {
 		errs = append(errs, errors.New("limits: max_connections, max_subscriptions, max_message_expiry and max_delayed must not be negative"))
 	}
+	errs = append(errs, c.Limits.validate()...)
 	switch c.SharedStrategy {
 	case SharedRoundRobin, SharedRandom, SharedSticky, SharedHashClientID, SharedHashTopic:
 	default:

@@ -36,6 +36,10 @@ func (b *Broker) Recover(ctx context.Context) error {
 		Retained:     r.retained,
 		Will:         r.will,
 		Delayed:      r.delayed,
+		Ban: func(rec *store.Ban) error {
+			b.bans.recover(rec, r.now, &r.cleanup)
+			return nil
+		},
 	}.Handle)
 	if err != nil {
 		return err
@@ -55,7 +59,7 @@ func (b *Broker) Recover(ctx context.Context) error {
 		f()
 	}
 	b.log.Info("store recovered", zap.Int("sessions", len(r.order)), zap.Int("messages", r.messages),
-		zap.Int("retained", r.retainedN), zap.Duration("took", time.Since(start)))
+		zap.Int("retained", r.retainedN), zap.Int("bans", int(b.bans.n.Load())), zap.Duration("took", time.Since(start)))
 	return nil
 }
 

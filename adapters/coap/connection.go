@@ -2,7 +2,6 @@ package coap
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -58,10 +57,14 @@ func (s *Server) connect(w *responsewriter.ResponseWriter[*udpClient.Conn], req 
 		replyError(w, badRequest("clientid is required"))
 		return
 	}
+	if err := s.b.AdmitConnection(core.ProtoCoAP, req.listener(), peer); err != nil {
+		replyError(w, coreError(err, true))
+		return
+	}
 	ep := newEndpoint(s, q.clientID, true, peer, req.local)
 	ep.token = newToken()
 	ep.lastSeen.Store(time.Now().UnixNano())
-	sess, _, err := s.b.Connect(context.Background(), core.ConnectRequest{
+	sess, _, err := s.b.Connect(noWait, core.ConnectRequest{
 		ClientID: q.clientID, Username: q.username, Password: q.password,
 		Protocol: core.ProtoCoAP, Listener: req.listener(), Remote: peer.String(),
 		Identity: req.identity, CleanStart: true, Sink: ep,
@@ -116,11 +119,14 @@ func (s *Server) observer(c caller, peer, local *net.UDPAddr) (*endpoint, *reqEr
 	s.mu.Unlock()
 	if ep != nil && !ep.isClosed() {
 		if !c.verified {
-			if err := s.b.Authenticate(context.Background(), info); err != nil {
+			if err := s.b.Authenticate(noWait, info); err != nil {
 				return nil, coreError(err, true)
 			}
 		}
 		return ep, nil
+	}
+	if err := s.b.AdmitConnection(core.ProtoCoAP, info.Listener, peer); err != nil {
+		return nil, coreError(err, true)
 	}
 	ep = newEndpoint(s, info.ClientID, false, peer, local)
 	req := core.ConnectRequest{
@@ -131,7 +137,7 @@ func (s *Server) observer(c caller, peer, local *net.UDPAddr) (*endpoint, *reqEr
 	if c.verified {
 		req.Identity = info.Username
 	}
-	sess, _, err := s.b.Connect(context.Background(), req)
+	sess, _, err := s.b.Connect(noWait, req)
 	if err != nil {
 		ep.cancel()
 		return nil, coreError(err, true)

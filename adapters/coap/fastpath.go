@@ -183,6 +183,9 @@ func (s *Server) fastRequest(p *peerState, b []byte, cm *coapNet.ControlMessage,
 	if rerr == nil {
 		rerr = s.authenticate(c)
 	}
+	if rerr == nil {
+		rerr = s.overRate(req, len(fp.payload))
+	}
 	if rerr != nil {
 		p.via.queue(s.fastAnswer(p, &fp, rerr), p.raddr, cm)
 		return true
@@ -242,9 +245,12 @@ func (s *Server) fastAnswer(p *peerState, fp *fastPub, e *reqError) []byte {
 	if e != nil {
 		code, diag = e.code, e.msg
 	}
-	b := make([]byte, 0, 4+len(fp.token)+1+len(diag))
+	b := make([]byte, 0, 4+len(fp.token)+7+len(diag))
 	b = append(b, 0x40|byte(typ)<<4|byte(len(fp.token)), byte(code), byte(mid>>8), byte(mid))
 	b = append(b, fp.token...)
+	if e != nil && e.maxAge > 0 {
+		b, _ = appendOption(b, 0, optMaxAge, appendUint(nil, e.maxAge))
+	}
 	if diag != "" {
 		b = append(b, 0xff)
 		b = append(b, diag...)

@@ -1,7 +1,6 @@
 package coap
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -98,7 +97,7 @@ func (s *Server) authenticate(c caller) *reqError {
 	if c.ep != nil || c.verified {
 		return nil
 	}
-	if err := s.b.Authenticate(context.Background(), c.info); err != nil {
+	if err := s.b.Authenticate(noWait, c.info); err != nil {
 		return coreError(err, true)
 	}
 	return nil
@@ -140,6 +139,10 @@ func (s *Server) publish(w respWriter, r *pool.Message, req *request, peer *net.
 	}
 	if err != nil {
 		replyError(w, badRequest("cannot read body: %v", err))
+		return
+	}
+	if rerr := s.overRate(req, len(body)); rerr != nil {
+		replyError(w, rerr)
 		return
 	}
 	msg := s.publishMessage(req, topic, body)

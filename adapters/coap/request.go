@@ -42,11 +42,14 @@ type request struct {
 	// credentials.
 	secure   bool
 	identity string
+	// peer is the sender's state (nil when unknown).
+	peer *peerState
 }
 
 // fromPeer takes what the request's peer knows about its transport: a
 // DTLS peer's listener address and verified identity.
 func (r *request) fromPeer(p *peerState) {
+	r.peer = p
 	if !p.secure {
 		return
 	}
@@ -80,6 +83,9 @@ type query struct {
 type reqError struct {
 	code codes.Code
 	msg  string
+	// maxAge (seconds, 0: none) tells a refused client when to retry
+	// (4.29 Too Many Requests [RFC 8516 §3], 5.03 [RFC 7252 §5.9.3.4]).
+	maxAge uint32
 }
 
 func (e *reqError) Error() string { return fmt.Sprintf("%v: %s", e.code, e.msg) }

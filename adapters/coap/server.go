@@ -368,6 +368,11 @@ type peerState struct {
 	secure      bool
 	identity    string
 	hasIdentity bool
+
+	// limit is the peer's limits.client_* budget (nil: none), shared by
+	// the read loop's fast path and the peer's go-coap goroutine.
+	limitMu sync.Mutex
+	limit   *core.ClientLimit
 }
 
 // processReceived wraps go-coap's request processing: it deduplicates
@@ -637,6 +642,9 @@ func (l link) matches(key, val string) bool {
 // no Content-Format [RFC 7252 §5.5.2].
 func replyError(w *responsewriter.ResponseWriter[*udpClient.Conn], e *reqError) {
 	_ = w.SetResponse(e.code, message.TextPlain, nil)
+	if e.maxAge > 0 {
+		w.Message().SetOptionUint32(message.MaxAge, e.maxAge)
+	}
 	if e.msg != "" {
 		w.Message().SetBody(bytes.NewReader([]byte(e.msg)))
 	}
@@ -658,8 +666,12 @@ func codeFor(err error, auth bool) codes.Code {
 		errors.Is(err, core.ErrTopicTooLong), errors.Is(err, core.ErrClientIDInvalid),
 		errors.Is(err, core.ErrSharedNotSupported), errors.Is(err, core.ErrWildcardUnsupported):
 		return codes.BadRequest
-	case errors.Is(err, core.ErrQuotaExceeded):
+	case errors.Is(err, core.ErrBanned):
+		return codes.Forbidden
+	case errors.Is(err, core.ErrQuotaExceeded), errors.Is(err, core.ErrRateLimited):
 		return codes.TooManyRequests
+	case errors.Is(err, core.ErrServerBusy):
+		return codes.ServiceUnavailable
 	case errors.Is(err, core.ErrServerShuttingDown), errors.Is(err, core.ErrServerUnavailable),
 		errors.Is(err, core.ErrSessionClosed), errors.Is(err, core.ErrStore):
 		return codes.ServiceUnavailable
@@ -668,7 +680,41 @@ func codeFor(err error, auth bool) codes.Code {
 }
 
 func coreError(err error, auth bool) *reqError {
-	return &reqError{code: codeFor(err, auth), msg: err.Error()}
+	return &reqError{code: codeFor(err, auth), msg: err.Error(), maxAge: maxAgeOf(core.RetryAfter(err))}
+}
+
+// maxAgeOf is a retry wait as a Max-Age: whole seconds, rounded up, at
+// least one; 0 for no wait.
+func maxAgeOf(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32(min((d+time.Second-1)/time.Second, 1<<31))
+}
+
+// noWait is the context of every authentication: CoAP requests are
+// served on the read loop and the peers' goroutines, which must not sleep
+// out a throttled login; it is refused with 4.29 and a Max-Age instead.
+var noWait = core.NoWait(context.Background())
+
+// overRate refuses a publish of size bytes beyond the sender's
+// limits.client_* budget. A datagram sender cannot be slowed by flow
+// control, so it is told to wait: 4.29 Too Many Requests with Max-Age
+// [RFC 8516], chosen over 5.03 with Max-Age because the limit is this
+// client's, not the server's (5.03 answers the listener-wide connection
+// rate). Counted; NON requests are answered alike.
+func (s *Server) overRate(req *request, size int) *reqError {
+	p := req.peer
+	if p == nil || p.limit == nil {
+		return nil
+	}
+	p.limitMu.Lock()
+	ok, wait := p.limit.Admit(size, false)
+	p.limitMu.Unlock()
+	if ok {
+		return nil
+	}
+	return &reqError{code: codes.TooManyRequests, msg: "message rate exceeded", maxAge: maxAgeOf(wait)}
 }
 
 // nextSubID returns a fresh subscription identifier (never 0).

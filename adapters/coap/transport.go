@@ -206,6 +206,7 @@ func (s *Server) newPeerState(sess udpClient.Session, ccfg *udpClient.Config, mo
 	ps := &peerState{
 		dd: newDedup(s.cfg.ExchangeLifetime), addr: raddr.String(),
 		cc: cc, mon: mon, raddr: raddr, laddr: laddr, stop: func() {},
+		limit: s.b.NewClientLimit(),
 	}
 	ps.clientID = s.generatedClientIDOf(ps.addr)
 	cc.SetContextValue(peerKey{}, ps)

@@ -45,6 +45,7 @@ type conn struct {
 	authConv     core.AuthConversation     // authentication exchange in progress
 	authMethod   string                    // method the connection authenticated with
 	aliasesOut   map[string]uint16         // outbound topic aliases; used by the writer only
+	limit        *core.ClientLimit         // limits.client_* budget; nil without one
 }
 
 // outItem is a control packet, an acknowledgement or a delivery waiting
@@ -75,6 +76,7 @@ func newConn(s *Server, nc net.Conn, listener string, opts streamconn.Options) *
 		listener:    listener,
 		remote:      nc.RemoteAddr().String(),
 		publishWill: true,
+		limit:       s.b.NewClientLimit(),
 	}
 	c.eng.Init(s.g, c, nc, opts)
 	return c
@@ -123,7 +125,13 @@ func (c *conn) Close(reason error) {
 	c.eng.Unlock()
 	var last codec.Packet
 	if v5 {
-		last = &codec.Disconnect{ReasonCode: reasonFor(reason)}
+		rc := reasonFor(reason)
+		if rc == codec.Banned {
+			// 0x8A is a CONNACK code only [MQTT-3.14.2-1]: a client
+			// banned while connected is told "not authorized".
+			rc = codec.NotAuthorized
+		}
+		last = &codec.Disconnect{ReasonCode: rc}
 	}
 	c.closeWith(last, reason)
 }

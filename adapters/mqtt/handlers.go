@@ -62,6 +62,14 @@ func (c *conn) handle(pkt codec.Packet) error {
 }
 
 func (c *conn) onPublish(p *codec.Publish) error {
+	if c.limit != nil {
+		// Over limits.client_msg_rate or client_bytes_rate this reader
+		// waits before handling the message: the client is slowed by TCP
+		// flow control, and nothing it sent is dropped.
+		if d := c.limit.Pause(len(p.Payload)); d > 0 {
+			c.eng.Pause(d)
+		}
+	}
 	cfg := &c.srv.cfg
 	v5 := c.version == codec.V5
 	topicName := p.Topic

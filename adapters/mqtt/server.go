@@ -68,6 +68,7 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp") },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls") },
 		ServeWS:  s.serveWS,
+		Admit:    listen.Admitter(b, core.ProtoMQTT, s.log),
 	}
 	ls, err := listen.Start(ctx, s.lc)
 	if err != nil {
@@ -165,6 +166,12 @@ func reasonFor(err error) codec.ReasonCode {
 		return codec.ServerBusy
 	case errors.Is(err, core.ErrAuthExpired):
 		return codec.MaximumConnectTime
+	case errors.Is(err, core.ErrBanned):
+		return codec.Banned
+	case errors.Is(err, core.ErrRateLimited):
+		// A login of a throttled source refused while another of its
+		// attempts is being checked.
+		return codec.ConnectionRateExceeded
 	}
 	return codec.UnspecifiedError
 }
@@ -180,7 +187,7 @@ func v3ConnackCode(rc codec.ReasonCode) codec.ReasonCode {
 		return codec.ConnRefusedIdentifier
 	case codec.BadUsernameOrPassword:
 		return codec.ConnRefusedBadCredentials
-	case codec.NotAuthorized:
+	case codec.NotAuthorized, codec.Banned:
 		return codec.ConnRefusedNotAuthorized
 	}
 	return codec.ConnRefusedServerUnavailable

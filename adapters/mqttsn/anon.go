@@ -1,10 +1,6 @@
 package mqttsn
 
 import (
-	"context"
-	"math"
-	"time"
-
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
@@ -41,7 +37,7 @@ func (s *Server) publishMinus1(p *peer, m *codec.Publish, at int64) {
 		// The DTLS session verified the sender: its identity is the
 		// user name and the credential, as in Broker.Connect.
 		info.Username = id
-	} else if err := s.b.Authenticate(context.Background(), info); err != nil {
+	} else if err := s.b.Authenticate(noWait, info); err != nil {
 		s.dropped(p, m, "QoS -1 publisher not authenticated")
 		return
 	}
@@ -91,48 +87,4 @@ func (vc *vconn) adoptCreds(from *vconn) {
 	vc.mu.Lock()
 	vc.creds = c
 	vc.mu.Unlock()
-}
-
-// rateLimiter is a token bucket per source IP address for new sessions.
-type rateLimiter struct {
-	rate    float64
-	burst   float64
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), buckets: make(map[string]*bucket)}
-}
-
-// allow takes a token for ip; the caller holds the server's mutex.
-func (r *rateLimiter) allow(ip string, now time.Time) bool {
-	if r.rate <= 0 {
-		return true
-	}
-	b := r.buckets[ip]
-	if b == nil {
-		b = &bucket{tokens: r.burst, last: now}
-		r.buckets[ip] = b
-	}
-	b.tokens = math.Min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// sweep forgets buckets that have refilled; the caller holds the mutex.
-func (r *rateLimiter) sweep(now time.Time) {
-	for ip, b := range r.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*r.rate >= r.burst {
-			delete(r.buckets, ip)
-		}
-	}
 }

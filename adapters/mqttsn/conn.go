@@ -87,6 +87,7 @@ type vconn struct {
 	will      willState
 	link      *link
 	sess      *core.Session
+	limit     *core.ClientLimit // limits.client_* budget; nil without one
 	reg       *registry
 	keepAlive time.Duration
 	sleep     time.Duration

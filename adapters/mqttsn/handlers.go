@@ -2,7 +2,6 @@ package mqttsn
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
@@ -229,7 +228,7 @@ func (vc *vconn) finishConnect() {
 			req.UseDefaultExpiry = true
 		}
 	}
-	sess, present, err := vc.srv.b.Connect(context.Background(), req)
+	sess, present, err := vc.srv.b.Connect(noWait, req)
 	if err != nil {
 		vc.refuse(returnCodeFor(err), "session refused", err)
 		return
@@ -248,6 +247,7 @@ func (vc *vconn) finishConnect() {
 		vc.reg = vc.srv.restoreRegistry(vc.clientID, sess)
 	}
 	vc.link, vc.sess = l, sess
+	vc.limit = vc.srv.b.NewClientLimit()
 	// A constrained client's backlog (asleep, or behind its one-message
 	// window) is bounded by max_sleep_buffer, below session.max_queued.
 	sess.SetQueueLimit(cfg.MaxSleepBuffer)
@@ -306,6 +306,18 @@ func (vc *vconn) onPublish(m *codec.Publish) {
 		// An unknown topic id is refused whatever the QoS (§5.4.13).
 		vc.send(&codec.Puback{TopicID: m.TopicID, MsgID: m.MsgID, Code: codec.InvalidTopicID})
 		return
+	}
+	if vc.limit != nil {
+		// Over limits.client_msg_rate or client_bytes_rate: a datagram
+		// sender cannot be paused, so QoS 1/2 is refused as congestion
+		// (the client retries after T_WAIT, §6.13) and QoS 0, which
+		// nothing acknowledges, is dropped; both are counted.
+		if ok, _ := vc.limit.Admit(len(m.Data), qos == 0); !ok {
+			if qos > 0 {
+				vc.send(&codec.Puback{TopicID: m.TopicID, MsgID: m.MsgID, Code: codec.Congestion})
+			}
+			return
+		}
 	}
 	msg := &core.Message{Topic: name, Payload: m.Data, QoS: qos, Retain: m.Flags.Retain, Arrived: vc.at}
 	var err error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/internal/dtlsnet"
+	"github.com/iotgw/iotgw/internal/ratelimit"
 	"github.com/iotgw/iotgw/internal/rxtime"
 )
 
@@ -46,7 +48,9 @@ type Server struct {
 	byClient map[string]*vconn // by client id, once CONNECT named one
 	parked   map[string]parkedRegistry
 	sessions map[*dtlsnet.Conn]struct{} // DTLS sessions being read
-	limiter  *rateLimiter
+	// limiter is mqttsn.new_session_rate, per source address, on top of
+	// the broker's limits.connect_rate_per_addr.
+	limiter  *ratelimit.Keyed[netip.Addr]
 	stopping bool
 
 	workers sync.WaitGroup // vconn workers
@@ -70,12 +74,18 @@ func New(cfg Config, log *zap.Logger) *Server {
 	}
 	return &Server{cfg: cfg, log: log.Named("mqttsn"), pre: newPredefined(cfg.Predefined),
 		byAddr: make(map[string]*vconn), byClient: make(map[string]*vconn),
-		parked: make(map[string]parkedRegistry), sessions: make(map[*dtlsnet.Conn]struct{}), limiter: newRateLimiter(cfg.NewSessionRate, cfg.NewSessionBurst),
+		parked: make(map[string]parkedRegistry), sessions: make(map[*dtlsnet.Conn]struct{}), limiter: ratelimit.NewKeyed[netip.Addr](cfg.NewSessionRate, cfg.NewSessionBurst, 1<<16),
 		stop: make(chan struct{})}
 }
 
 // Name returns "mqttsn".
 func (s *Server) Name() string { return "mqttsn" }
+
+// noWait is the context of every authentication: the read loop and the
+// clients' workers must not sleep out a throttled login (a client's
+// retransmitted CONNECTs would pile up behind it); it is refused as
+// congestion instead, and the client retries after T_WAIT.
+var noWait = core.NoWait(context.Background())
 
 // Counter indexes beyond the message types, for $SYS.
 const (
@@ -375,7 +385,7 @@ func (s *Server) dispatchOnce(p *peer, m codec.Message, at int64) bool {
 			return true
 		}
 	case *codec.Auth:
-		if vc := s.newConn(p); vc != nil {
+		if vc, _ := s.newConn(p); vc != nil {
 			vc.setCreds(m)
 			vc.post(event{kind: evMsg, msg: m, at: at})
 		}
@@ -414,8 +424,9 @@ func (s *Server) dispatchConnect(p *peer, m *codec.Connect, at int64) bool {
 		s.mu.Unlock()
 	}
 	if vc == nil {
-		if vc = s.newConn(p); vc == nil {
-			s.reply(p, &codec.ReturnOnly{Kind: codec.TypeConnack, Code: codec.Congestion})
+		var rc codec.ReturnCode
+		if vc, rc = s.newConn(p); vc == nil {
+			s.reply(p, &codec.ReturnOnly{Kind: codec.TypeConnack, Code: rc})
 			return true
 		}
 	}
@@ -469,23 +480,34 @@ func (s *Server) rebind(p *peer, clientID string) *vconn {
 	return vc
 }
 
-// newConn creates a virtual connection for a new peer, within the
-// per-address rate limit and the client limit; nil when refused.
-func (s *Server) newConn(p *peer) *vconn {
+// newConn creates a virtual connection for a new peer, within the ban
+// list, the connection rates and the client limit; when refused it
+// returns nil and the CONNACK code that says why: congestion for what a
+// retry may pass later, "not supported" for a banned address.
+func (s *Server) newConn(p *peer) (*vconn, codec.ReturnCode) {
+	if err := s.b.AdmitConnection(core.ProtoMQTTSN, p.listener(), p.addr); err != nil {
+		s.pc.In(idxDropped)
+		s.log.Debug("new client refused", zap.String("remote", p.key), zap.Error(err))
+		return nil, returnCodeFor(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
-		return nil
+		return nil, codec.Congestion
 	}
 	if s.cfg.MaxClients > 0 && len(s.byAddr) >= s.cfg.MaxClients {
 		s.pc.In(idxDropped)
 		s.log.Debug("client limit reached", zap.String("remote", p.key))
-		return nil
+		return nil, codec.Congestion
 	}
-	if !s.limiter.allow(p.addr.IP.String(), time.Now()) {
-		s.pc.In(idxDropped)
-		s.log.Debug("new session rate exceeded", zap.String("remote", p.key))
-		return nil
+	if s.limiter != nil {
+		if a, ok := ratelimit.AddrOf(p.addr); ok {
+			if ok, _ := s.limiter.Allow(ratelimit.AddrKey(a), ratelimit.Now()); !ok {
+				s.pc.In(idxDropped)
+				s.log.Debug("new session rate exceeded", zap.String("remote", p.key))
+				return nil, codec.Congestion
+			}
+		}
 	}
 	if old := s.byAddr[p.key]; old != nil {
 		old.key = ""
@@ -493,7 +515,7 @@ func (s *Server) newConn(p *peer) *vconn {
 	}
 	vc := newVconn(s, p)
 	s.byAddr[p.key] = vc
-	return vc
+	return vc, codec.Accepted
 }
 
 // forget removes a finished virtual connection from the maps.
@@ -614,7 +636,8 @@ func (s *Server) advertiseLoop(dst *net.UDPAddr) {
 	}
 }
 
-// janitor drops expired parked registries and idle rate-limit buckets.
+// janitor drops expired parked registries (rate-limit buckets forget
+// themselves: ratelimit.Table).
 func (s *Server) janitor() {
 	defer s.loops.Done()
 	t := time.NewTicker(time.Minute)
@@ -630,7 +653,6 @@ func (s *Server) janitor() {
 					delete(s.parked, id)
 				}
 			}
-			s.limiter.sweep(now)
 			s.mu.Unlock()
 		}
 	}
@@ -645,7 +667,9 @@ func returnCodeFor(err error) codec.ReturnCode {
 	case err == nil:
 		return codec.Accepted
 	case errors.Is(err, core.ErrQuotaExceeded), errors.Is(err, core.ErrServerUnavailable),
-		errors.Is(err, core.ErrServerShuttingDown), errors.Is(err, core.ErrStore):
+		errors.Is(err, core.ErrServerShuttingDown), errors.Is(err, core.ErrStore),
+		errors.Is(err, core.ErrRateLimited), errors.Is(err, core.ErrServerBusy):
+		// A retry after T_WAIT may pass (§5.4.7: "rejected: congestion").
 		return codec.Congestion
 	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
 		return codec.InvalidTopicID

@@ -41,6 +41,7 @@ type conn struct {
 	version   int          // 10, 11 or 12; 0 before CONNECT
 	clientID  string
 	logID     atomic.Pointer[string] // clientID, for logging from any goroutine
+	limit     *core.ClientLimit      // limits.client_* budget; nil without one
 	sess      *core.Session
 	connected bool
 	txs       map[string]*transaction
@@ -80,6 +81,7 @@ func newConn(s *Server, nc net.Conn, listener string, perFrame bool) *conn {
 		srv:      s,
 		listener: listener,
 		remote:   nc.RemoteAddr().String(),
+		limit:    s.b.NewClientLimit(),
 	}
 	c.eng.Init(s.g, c, nc, streamconn.Options{PerMessage: perFrame})
 	return c

@@ -239,6 +239,14 @@ func agreed(send, recv time.Duration) time.Duration {
 }
 
 func (c *conn) onSend(f *frame.Frame) error {
+	if c.limit != nil {
+		// Over limits.client_msg_rate or client_bytes_rate the reader
+		// waits before handling the frame: TCP flow control slows the
+		// client, and nothing it sent is dropped.
+		if d := c.limit.Pause(len(f.Body)); d > 0 {
+			c.eng.Pause(d)
+		}
+	}
 	msg, err := messageFromSend(f, byte(c.srv.cfg.DefaultQoS), c.srv.b.CheckTopicName)
 	if err != nil {
 		return err

@@ -107,6 +107,7 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 		ServeTCP: func(nc net.Conn) { s.serve(tcpconn.Wrap(nc), "tcp", false) },
 		ServeTLS: func(tc *tcpconn.TLS) { s.serve(tc, "tls", false) },
 		ServeWS:  s.serveWS,
+		Admit:    listen.Admitter(b, core.ProtoSTOMP, s.log),
 	}
 	ls, err := listen.Start(ctx, s.lc)
 	if err != nil {
@@ -248,6 +249,12 @@ func errorMessage(err error) string {
 		return "quota exceeded"
 	case errors.Is(err, core.ErrServerUnavailable), errors.Is(err, core.ErrSessionClosed), errors.Is(err, core.ErrStore):
 		return "server unavailable"
+	case errors.Is(err, core.ErrBanned):
+		return "banned"
+	case errors.Is(err, core.ErrRateLimited):
+		return "rate limited"
+	case errors.Is(err, core.ErrAuthExpired):
+		return "authentication expired"
 	}
 	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders, errUnknownCommand,
 		errBadHeader, errMalformed, errNotConnected, errProtocol, errMissingHeader, errVersion,

@@ -232,6 +232,36 @@ func (b *Batch) DeleteDelayed(id uint64) {
 	b.key(at, opDelete)
 }
 
+// PutBan adds or replaces a ban (by field and value). A field other than
+// clientid, username or address makes the batch invalid.
+func (b *Batch) PutBan(r *Ban) {
+	k, ok := banKinds[r.Field]
+	if !ok {
+		b.invalid("ban field %q", r.Field)
+		return
+	}
+	at := b.begin(opPut)
+	b.buf = append(append(b.buf, spaceBan, k), r.Value...)
+	at = b.key(at, opPut)
+	b.buf = append(b.buf, valueVersion)
+	b.buf = appendTime(b.buf, r.Until)
+	b.buf = appendTime(b.buf, r.Created)
+	b.buf = appendStr(b.buf, r.Reason)
+	b.val(at)
+}
+
+// DeleteBan removes the ban of field and value (lifted or expired).
+func (b *Batch) DeleteBan(field, value string) {
+	k, ok := banKinds[field]
+	if !ok {
+		b.invalid("ban field %q", field)
+		return
+	}
+	at := b.begin(opDelete)
+	b.buf = append(append(b.buf, spaceBan, k), value...)
+	b.key(at, opDelete)
+}
+
 // batchOp is one decoded operation of a batch's buffer; key and val alias
 // the buffer.
 type batchOp struct {

@@ -322,6 +322,8 @@ func decodeRecord(ki keyInfo, val []byte) (Record, error) {
 		dl := &Delayed{ID: ki.num, Due: d.time()}
 		d.message(&dl.Msg)
 		r = dl
+	case KindBan:
+		r = &Ban{Field: ki.banKind, Value: ki.name, Until: d.time(), Created: d.time(), Reason: d.str()}
 	default:
 		return nil, corruptf("no record kind %d", ki.kind)
 	}

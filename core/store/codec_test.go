@@ -36,6 +36,8 @@ func samples() []Record {
 		&Retained{Msg: Message{Topic: ""}},
 		&PendingWill{ClientID: "c", Due: tc0, Msg: m},
 		&Delayed{ID: 42, Due: tc0.Add(-time.Hour), Msg: Message{Topic: "x", ExpiresAt: time.Unix(-5, 0).UTC()}},
+		&Ban{Field: "address", Value: "2001:db8::/64", Until: tc0, Created: tc0, Reason: "r"},
+		&Ban{Field: "username", Value: ""},
 	}
 }
 
@@ -59,6 +61,8 @@ func encodeRecord(t testing.TB, r Record) (key, val []byte) {
 		b.PutWill(r)
 	case *Delayed:
 		b.PutDelayed(r)
+	case *Ban:
+		b.PutBan(r)
 	}
 	if b.Err() != nil || b.Len() != 1 {
 		t.Fatalf("put %T: %v (%d ops)", r, b.Err(), b.Len())
@@ -114,6 +118,9 @@ func TestCodecRejects(t *testing.T) {
 		{"unknown space", []byte{0x7f}, []byte{valueVersion}},
 		{"unknown meta", []byte{spaceMeta, 'x'}, nil},
 		{"short delayed key", []byte{spaceDelayed, 1}, nil},
+		{"ban key without kind", []byte{spaceBan}, []byte{valueVersion, 0, 0, 0}},
+		{"unknown ban kind", []byte{spaceBan, 'z', 'x'}, []byte{valueVersion, 0, 0, 0}},
+		{"ban trailing", []byte{spaceBan, 'c', 'x'}, []byte{valueVersion, 0, 0, 0, 0}},
 		{"client id longer than key", []byte{spaceSession, 9, 'c', subSession}, nil},
 		{"client id without sub-kind", []byte{spaceSession, 1, 'c'}, nil},
 		{"unknown sub-kind", []byte{spaceSession, 1, 'c', 0x7f}, nil},

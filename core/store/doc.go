@@ -21,6 +21,8 @@
 //     (the MQTT-SN topic registry).
 //   - Retained, PendingWill, Delayed: broker-wide, with absolute due and
 //     expiry times so that clocks keep running across restarts.
+//   - Ban: one entry of the ban list (client id, user name or address
+//     prefix) with its absolute end, zero for a permanent ban.
 //
 // # Writing
 //

@@ -19,6 +19,7 @@ import (
 //	0x20 topic                                Retained
 //	0x30 clientID                             PendingWill
 //	0x31 id(be64)                             Delayed
+//	0x40 kind(1) value                        Ban (kind 'c' client id, 'u' user name, 'a' address)
 //
 // The client id is length-prefixed rather than terminated because client
 // ids are arbitrary bytes to the store; uvarints are prefix-free, so no
@@ -30,7 +31,20 @@ const (
 	spaceRetained byte = 0x20
 	spaceWill     byte = 0x30
 	spaceDelayed  byte = 0x31
+	spaceBan      byte = 0x40
 )
+
+// banKinds are the one-byte kinds of ban keys.
+var banKinds = map[string]byte{"clientid": 'c', "username": 'u', "address": 'a'}
+
+func banKindName(c byte) (string, bool) {
+	for name, b := range banKinds {
+		if b == c {
+			return name, true
+		}
+	}
+	return "", false
+}
 
 // Sub-kinds within one session's range; their order is Load's order.
 const (
@@ -89,6 +103,7 @@ type keyInfo struct {
 	clientID string // session kinds and wills
 	name     string // subscription filter, registration adapter, retained topic
 	num      uint64 // message seq, inbound packet id, delayed id
+	banKind  string
 }
 
 // parseKey splits a key into its parts; it never panics on arbitrary
@@ -116,6 +131,16 @@ func parseKey(k []byte) (keyInfo, error) {
 			return ki, corruptf("delayed key of %d bytes", len(k))
 		}
 		ki.kind, ki.num = KindDelayed, binary.BigEndian.Uint64(rest)
+		return ki, nil
+	case spaceBan:
+		if len(rest) == 0 {
+			return ki, corruptf("ban key without a kind")
+		}
+		name, ok := banKindName(rest[0])
+		if !ok {
+			return ki, corruptf("unknown ban kind 0x%02x", rest[0])
+		}
+		ki.kind, ki.banKind, ki.name = KindBan, name, string(rest[1:])
 		return ki, nil
 	case spaceSession:
 	default:

@@ -20,9 +20,10 @@ const (
 	KindRetained
 	KindWill
 	KindDelayed
+	KindBan
 )
 
-var kindNames = [...]string{"", "session", "subscription", "inbound", "registration", "message", "retained", "will", "delayed"}
+var kindNames = [...]string{"", "session", "subscription", "inbound", "registration", "message", "retained", "will", "delayed", "ban"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && k != 0 {
@@ -33,7 +34,7 @@ func (k Kind) String() string {
 
 // Record is one stored record as Load returns it: *Session, *Subscription,
 // *Inbound, *Registration, *SessionMessage, *Retained, *PendingWill or
-// *Delayed. Every record Load hands out is freshly allocated; the receiver
+// *Delayed or *Ban. Every record Load hands out is freshly allocated; the receiver
 // may keep it.
 type Record interface {
 	Kind() Kind
@@ -193,6 +194,18 @@ type Delayed struct {
 	Msg Message
 }
 
+// Ban is one entry of the broker's ban list: connections from the client
+// id, user name or address (Value; an address is stored as a CIDR prefix,
+// "192.0.2.7/32") are refused until Until (zero: permanent). Field is
+// "clientid", "username" or "address"; Field and Value are the key.
+type Ban struct {
+	Field   string
+	Value   string
+	Until   time.Time
+	Created time.Time
+	Reason  string
+}
+
 // Kind implements Record.
 func (*Session) Kind() Kind { return KindSession }
 
@@ -217,6 +230,9 @@ func (*PendingWill) Kind() Kind { return KindWill }
 // Kind implements Record.
 func (*Delayed) Kind() Kind { return KindDelayed }
 
+// Kind implements Record.
+func (*Ban) Kind() Kind { return KindBan }
+
 // Handler dispatches loaded records by kind: pass h.Handle to Store.Load.
 // A nil function skips its kind.
 type Handler struct {
@@ -228,6 +244,7 @@ type Handler struct {
 	Retained     func(*Retained) error
 	Will         func(*PendingWill) error
 	Delayed      func(*Delayed) error
+	Ban          func(*Ban) error
 }
 
 // Handle calls the function for r's kind.
@@ -264,6 +281,10 @@ func (h Handler) Handle(r Record) error {
 	case *Delayed:
 		if h.Delayed != nil {
 			return h.Delayed(r)
+		}
+	case *Ban:
+		if h.Ban != nil {
+			return h.Ban(r)
 		}
 	}
 	return nil

@@ -46,6 +46,11 @@ type Config struct {
 	// ServeWS handles the upgrade request on WSPath, for ws and wss
 	// (r.TLS is set on wss).
 	ServeWS http.HandlerFunc
+	// Admit, when set, decides on each accepted connection of a listener
+	// ("tcp", "ws", "tls", "wss") before anything is read from it or a
+	// handshake begins (core.Broker.AdmitConnection: bans, connection
+	// rates); a refused connection is closed at once.
+	Admit func(listener string, nc net.Conn) bool
 }
 
 // Listeners are an adapter's running listeners.
@@ -75,6 +80,9 @@ func (l *Listeners) start(ctx context.Context, cfg Config) error {
 		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", cfg.Section, key, err)
+		}
+		if cfg.Admit != nil {
+			ln = admitting{Listener: ln, name: key, admit: cfg.Admit}
 		}
 		return ln, nil
 	}
@@ -140,6 +148,26 @@ func wsServer(cfg Config) *http.Server {
 func serveHTTP(log *zap.Logger, err error) {
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("websocket listener failed", zap.Error(err))
+	}
+}
+
+// admitting is a listener whose Accept returns only the connections its
+// admit function lets in, closing the others: the refusal costs no
+// goroutine, no read and no TLS handshake. It wraps the listener itself,
+// so the WebSocket listeners' HTTP servers are covered too.
+type admitting struct {
+	net.Listener
+	name  string
+	admit func(string, net.Conn) bool
+}
+
+func (a admitting) Accept() (net.Conn, error) {
+	for {
+		nc, err := a.Listener.Accept()
+		if err != nil || a.admit(a.name, nc) {
+			return nc, err
+		}
+		nc.Close()
 	}
 }
 

@@ -131,3 +131,27 @@ func dialWelcomed(t *testing.T, g *Group) (*lineProto, net.Conn, *bufio.Reader) 
 	expectLine(t, c, r, "welcome")
 	return p, c, r
 }
+
+// A reader paused for a client's rate sends what it queued before the
+// pause, reads nothing meanwhile, and wakes when the connection closes.
+func TestPauseSendsRepliesAndEndsOnClose(t *testing.T) {
+	g := newGroup(Config{})
+	p, c, r := startPipe(t, g)
+	io.WriteString(c, "hello\npause\n")
+	expectLine(t, c, r, "welcome")
+	expectLine(t, c, r, "pausing") // written during the pause, not after it
+	go io.WriteString(c, "ping\n")
+	time.Sleep(20 * time.Millisecond)
+	p.mu.Lock()
+	n := len(p.got)
+	p.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d lines handled during the pause, want 2", n)
+	}
+	p.eng.CloseWith(nil)
+	select {
+	case <-p.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a paused reader did not end when its connection closed")
+	}
+}

@@ -207,6 +207,7 @@ type Conn[T any] struct {
 	rest       *Batch        // bytes an inline write left for the writer goroutine
 	wake       chan struct{} // wakes the writer goroutine; made when one starts
 	writerDone chan struct{} // closed once the sending side is over; made by CloseWith
+	paused     chan struct{} // closed by CloseWith: ends a Pause; made by the first Pause
 	closed     atomic.Bool   // closing, readable without mu
 	drainBy    atomic.Int64  // read deadline of a closing connection (Unix ns)
 	lastWrite  atomic.Int64  // Unix ns of the last write to the socket

@@ -18,7 +18,8 @@ import (
 )
 
 // lineProto is a test protocol: one command per line. "ping" gets
-// "pong", "bye" closes with "bye", "slow" blocks until released.
+// "pong", "bye" closes with "bye", "slow" blocks until released, "pause"
+// pauses the reader for an hour.
 type lineProto struct {
 	eng     Conn[string]
 	mu      sync.Mutex
@@ -53,6 +54,11 @@ func (p *lineProto) Next(r *bufio.Reader) error {
 		p.eng.Reply("before\n")
 		p.eng.Kick()
 		<-p.hold
+	case "pause":
+		p.eng.Reply("pausing\n")
+		if !p.eng.Pause(time.Hour) {
+			return errors.New("closed while paused")
+		}
 	}
 	return nil
 }

@@ -175,6 +175,34 @@ func (c *Conn[T]) Kick() {
 	c.mu.Unlock()
 }
 
+// Pause holds the reader for d before it handles what it has just read
+// (the client's message rate, core.ClientLimit): meanwhile nothing more
+// is read from the socket, so the kernel's buffers fill and TCP flow
+// control slows the sender, and nothing is dropped. Replies already
+// queued go out first (Kick). It returns false, early, when the
+// connection closes meanwhile. Reader goroutine only.
+func (c *Conn[T]) Pause(d time.Duration) bool {
+	c.Kick()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.paused == nil {
+		c.paused = make(chan struct{})
+	}
+	stop := c.paused
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
 // CloseWith queues last (when not nil) as the connection's final unit
 // and starts the graceful close: the writer flushes the queue, ends the
 // sending side, and the reader discards input until the peer closes or
@@ -189,6 +217,9 @@ func (c *Conn[T]) CloseWith(last *T) {
 		c.out = append(c.out, *last)
 	}
 	c.closing = true
+	if c.paused != nil {
+		close(c.paused) // a paused reader wakes to close
+	}
 	c.qos0.Reset() // publishers must not wait for a closing subscriber
 	now := time.Now()
 	c.drainBy.Store(now.Add(c.g.cfg.CloseDrain).UnixNano())

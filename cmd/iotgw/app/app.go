@@ -178,7 +178,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		b.AddSysSource(h.SysSource(name))
 	}
 	g.reloaders = authReloaders(chain, b)
-	b.Start()
 	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
 		g.MQTT = mqtt.New(cfg.MQTT, log)
 		g.adapters = append(g.adapters, g.MQTT)
@@ -205,6 +204,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	started = true
 	g.started.Store(true)
+	// $SYS publication starts once the adapters are in place: its sources
+	// (sysTLS, sysDTLS) read the Gateway's adapter fields, which are set
+	// above without a lock.
+	b.Start()
 	return g, nil
 }
 

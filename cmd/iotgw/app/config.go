@@ -140,6 +140,7 @@ func settings() []setting {
 	dst := store.DefaultConfig()
 	dj := jwtauth.DefaultConfig()
 	dpw := passwd.DefaultConfig()
+	dl := dc.Limits
 	return append([]setting{
 		{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 		{"log.format", "console", str(func(c *Config) *string { return &c.LogFormat })},
@@ -239,6 +240,23 @@ func settings() []setting {
 		{"limits.max_subscriptions", dc.MaxSubscriptions, integer(func(c *Config) *int { return &c.Core.MaxSubscriptions })},
 		{"limits.max_message_expiry", dc.MaxMessageExpiry.String(), duration(func(c *Config) *time.Duration { return &c.Core.MaxMessageExpiry })},
 		{"limits.max_delayed", dc.MaxDelayed, integer(func(c *Config) *int { return &c.Core.MaxDelayed })},
+
+		// Limits per client and per source (core/limits.go), and the ban list's.
+		{"limits.client_msg_rate", dl.ClientMsgRate, float(func(c *Config) *float64 { return &c.Core.Limits.ClientMsgRate })},
+		{"limits.client_msg_burst", dl.ClientMsgBurst, integer(func(c *Config) *int { return &c.Core.Limits.ClientMsgBurst })},
+		{"limits.client_bytes_rate", dl.ClientBytesRate, float(func(c *Config) *float64 { return &c.Core.Limits.ClientBytesRate })},
+		{"limits.client_bytes_burst", dl.ClientBytesBurst, integer(func(c *Config) *int { return &c.Core.Limits.ClientBytesBurst })},
+		{"limits.connect_rate", dl.ConnectRate, float(func(c *Config) *float64 { return &c.Core.Limits.ConnectRate })},
+		{"limits.connect_burst", dl.ConnectBurst, integer(func(c *Config) *int { return &c.Core.Limits.ConnectBurst })},
+		{"limits.connect_rate_per_addr", dl.ConnectRatePerAddr, float(func(c *Config) *float64 { return &c.Core.Limits.ConnectRatePerAddr })},
+		{"limits.connect_burst_per_addr", dl.ConnectBurstPerAddr, integer(func(c *Config) *int { return &c.Core.Limits.ConnectBurstPerAddr })},
+		{"limits.login_failures", dl.LoginFailures, integer(func(c *Config) *int { return &c.Core.Limits.LoginFailures })},
+		{"limits.login_window", dl.LoginWindow.String(), duration(func(c *Config) *time.Duration { return &c.Core.Limits.LoginWindow })},
+		{"limits.login_delay", dl.LoginDelay.String(), duration(func(c *Config) *time.Duration { return &c.Core.Limits.LoginDelay })},
+		{"limits.login_delay_max", dl.LoginDelayMax.String(), duration(func(c *Config) *time.Duration { return &c.Core.Limits.LoginDelayMax })},
+		{"limits.login_ban_failures", dl.LoginBanFailures, integer(func(c *Config) *int { return &c.Core.Limits.LoginBanFailures })},
+		{"limits.ban_time", dl.BanTime.String(), duration(func(c *Config) *time.Duration { return &c.Core.Limits.BanTime })},
+		{"limits.max_connection_lifetime", dl.MaxConnectionLifetime.String(), duration(func(c *Config) *time.Duration { return &c.Core.Limits.MaxConnectionLifetime })},
 
 		{"shared.strategy", dc.SharedStrategy, str(func(c *Config) *string { return &c.Core.SharedStrategy })},
 

@@ -162,6 +162,9 @@ func fullSet() []store.Record {
 		&store.PendingWill{ClientID: "c1", Due: t0.Add(30 * time.Second), Msg: will},
 		&store.Delayed{ID: 1, Due: t0.Add(time.Minute), Msg: message("later", "x")},
 		&store.Delayed{ID: math.MaxUint64, Due: t0, Msg: message("last", "")},
+		&store.Ban{Field: "address", Value: "192.0.2.0/24", Until: t0.Add(time.Hour), Created: t0, Reason: "login failures"},
+		&store.Ban{Field: "clientid", Value: "c1", Created: t0},
+		&store.Ban{Field: "username", Value: "mallory ü", Reason: "manual"},
 	}
 }
 
@@ -185,6 +188,8 @@ func putAll(b *store.Batch, rs []store.Record) {
 			b.PutWill(r)
 		case *store.Delayed:
 			b.PutDelayed(r)
+		case *store.Ban:
+			b.PutBan(r)
 		}
 	}
 }
@@ -328,6 +333,10 @@ func canon(r store.Record) store.Record {
 	case *store.Subscription:
 		c := *r
 		return &c
+	case *store.Ban:
+		c := *r
+		c.Until, c.Created = tm(c.Until), tm(c.Created)
+		return &c
 	case *store.Inbound:
 		c := *r
 		return &c
@@ -350,9 +359,9 @@ func testRoundTrip(t *testing.T, s store.Store) {
 func testLoadOrder(t *testing.T, s store.Store) {
 	// Put in scrambled order, one commit each; Load must group by session
 	// (session, subscriptions, inbound, registrations, messages by Seq),
-	// then retained, wills, delayed.
+	// then retained, wills, delayed, bans.
 	want := fullSet()
-	for _, i := range []int{15, 8, 3, 12, 0, 7, 1, 14, 5, 10, 2, 13, 6, 11, 9, 4} {
+	for _, i := range []int{15, 8, 17, 3, 12, 0, 7, 1, 18, 14, 5, 10, 2, 13, 6, 16, 11, 9, 4} {
 		commit(t, s, i%2 == 0, func(b *store.Batch) { putAll(b, want[i:i+1]) })
 	}
 	check(t, s, want)
@@ -401,6 +410,7 @@ func testDeletes(t *testing.T, s store.Store) {
 		b.DeleteRetained("r/2")
 		b.DeleteWill("c1")
 		b.DeleteDelayed(math.MaxUint64)
+		b.DeleteBan("clientid", "c1")
 		// Deleting what does not exist is not an error.
 		b.DeleteMessage("nobody", 1)
 		b.DeleteSession("nobody")
@@ -420,6 +430,8 @@ func testDeletes(t *testing.T, s store.Store) {
 			return r.Msg.Topic != "r/2"
 		case *store.Delayed:
 			return r.ID != math.MaxUint64
+		case *store.Ban:
+			return r.Field != "clientid"
 		}
 		return true
 	}))
@@ -551,6 +563,7 @@ func testHandler(t *testing.T, s store.Store) {
 		Retained:     func(*store.Retained) error { return count(store.KindRetained)() },
 		Will:         func(*store.PendingWill) error { return count(store.KindWill)() },
 		Delayed:      func(*store.Delayed) error { return count(store.KindDelayed)() },
+		Ban:          func(*store.Ban) error { return count(store.KindBan)() },
 	}
 	if err := s.Load(ctx, h.Handle); err != nil {
 		t.Fatal(err)
