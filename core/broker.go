@@ -538,7 +538,7 @@ func (b *Broker) route1(msg *Message, info *ClientInfo, from *Session, w *writes
 	}
 	if info != nil {
 		// Clients may not write the broker's own $SYS tree.
-		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
+		if topic.IsSys(msg.Topic) || !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
 			return ErrNotAuthorized
 		}
 	}

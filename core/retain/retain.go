@@ -14,6 +14,8 @@ package retain
 import (
 	"strings"
 	"sync"
+
+	"github.com/iotgw/iotgw/core/topic"
 )
 
 // Store holds one value per concrete topic, organised by topic levels so
@@ -179,7 +181,7 @@ func walk[V any](n *node[V], filter string, root bool, fn func(string, V) bool) 
 			return false
 		}
 		for name, c := range n.children {
-			if root && isDollar(name) {
+			if root && topic.IsDollar(name) {
 				continue // [MQTT-4.7.2-1]
 			}
 			if !all(c, fn) {
@@ -188,7 +190,7 @@ func walk[V any](n *node[V], filter string, root bool, fn func(string, V) bool) 
 		}
 	case "+":
 		for name, c := range n.children {
-			if root && isDollar(name) {
+			if root && topic.IsDollar(name) {
 				continue // [MQTT-4.7.2-1]
 			}
 			if !visit(c, rest, more, fn) {
@@ -236,12 +238,6 @@ func (s *Store[V]) Range(fn func(topic string, v V) bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	all(&s.root, fn)
-}
-
-// isDollar reports whether a first level starts with '$' (e.g. "$SYS"),
-// which wildcard-first filters must not match [MQTT-4.7.2-1].
-func isDollar(level string) bool {
-	return level != "" && level[0] == '$'
 }
 
 // cutAt returns the level of s starting at byte off and whether another
