@@ -58,7 +58,11 @@ type Broker struct {
 	// session.order_window is 0.
 	order *orderLog
 
-	stats   Stats
+	stats Stats
+	// slots counts the connections that hold one of
+	// limits.max_connections' places: those attached to a session and
+	// those between admitConnection and attaching (Connect).
+	slots   atomic.Int64
 	started time.Time
 	closing atomic.Bool
 	stop    chan struct{}
@@ -249,7 +253,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	if b.closing.Load() {
 		return nil, false, ErrServerShuttingDown
 	}
-	if max := b.cfg.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
+	if !b.admitConnection() {
 		return nil, false, ErrServerBusy
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
@@ -260,9 +264,11 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		// No method, or one whose data is the password (a token): the
 		// chain decides.
 		if err := b.authn.Authenticate(ctx, info); err != nil {
+			b.slots.Add(-1)
 			return nil, false, err
 		}
 	} else if !ok {
+		b.slots.Add(-1)
 		return nil, false, fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
 	}
 	info.Password = nil // not kept beyond authentication
@@ -575,13 +581,10 @@ func (b *Broker) retain(msg *Message) error {
 		b.retained.Delete(msg.Topic)
 		return nil
 	}
-	if b.cfg.MaxRetained > 0 && b.retained.Len() >= b.cfg.MaxRetained {
-		if _, ok := b.retained.Get(msg.Topic); !ok {
-			b.log.Debug("retained store full", zap.String("topic", msg.Topic))
-			return fmt.Errorf("%w: %d retained messages", ErrQuotaExceeded, b.cfg.MaxRetained)
-		}
+	if _, ok := b.retained.SetWithin(msg.Topic, msg, b.cfg.MaxRetained); !ok {
+		b.log.Debug("retained store full", zap.String("topic", msg.Topic))
+		return fmt.Errorf("%w: %d retained messages", ErrQuotaExceeded, b.cfg.MaxRetained)
 	}
-	b.retained.Set(msg.Topic, msg)
 	return nil
 }
 

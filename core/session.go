@@ -133,7 +133,7 @@ func (s *Session) detachForTakeover(cleanStart bool) *Will {
 		old := s.sink
 		s.sink = nil
 		s.online.Store(false)
-		s.b.stats.ClientsConnected.Add(-1)
+		s.b.detachConnection()
 		s.releaseRoomLocked()
 		// The old connection did not disconnect cleanly, so its will is
 		// due; a delayed will is cancelled by this new connection unless
@@ -635,7 +635,7 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	}
 	s.sink = nil
 	s.online.Store(false)
-	s.b.stats.ClientsConnected.Add(-1)
+	s.b.detachConnection()
 	s.releaseRoomLocked()
 	will := s.will
 	s.will = nil
