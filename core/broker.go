@@ -434,14 +434,25 @@ func (b *Broker) unstoreLocked(s *Session) {
 
 // SessionCount returns the number of sessions, online and offline.
 func (b *Broker) SessionCount() int {
-	n := 0
+	n, _ := b.sessionCounts()
+	return n
+}
+
+// sessionCounts returns the number of sessions and, of those, the ones
+// without a connection (kept for their expiry), counted in one pass.
+func (b *Broker) sessionCounts() (all, offline int) {
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		all += len(sh.m)
+		for _, s := range sh.m {
+			if !s.online.Load() {
+				offline++
+			}
+		}
 		sh.mu.Unlock()
 	}
-	return n
+	return all, offline
 }
 
 // Publish routes a message that no client session published (the broker
