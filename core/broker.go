@@ -62,7 +62,11 @@ type Broker struct {
 	// session.order_window is 0.
 	order *orderLog
 
-	stats   Stats
+	stats Stats
+	// slots counts the connections that hold one of
+	// limits.max_connections' places: those attached to a session and
+	// those between admitConnection and attaching (Connect).
+	slots   atomic.Int64
 	started time.Time
 	closing atomic.Bool
 	stop    chan struct{}
@@ -243,6 +247,29 @@ func (b *Broker) Authorize(c *ClientInfo, a Access) bool {
 	return b.authz.Authorize(c, a)
 }
 
+// checkCredentials decides whether a connecting client may in: a
+// verified transport identity is its user name and only the ban list is
+// asked; no method, or a method whose data is the password (a token),
+// goes to the chain; any other method (a SASL exchange) was checked by
+// the adapter's AUTH flow, so only bans and the method's existence are.
+func (b *Broker) checkCredentials(ctx context.Context, info *ClientInfo, req ConnectRequest) error {
+	if req.Identity != "" {
+		info.Username = req.Identity
+		return b.checkBans(info)
+	}
+	m, ok := b.methods[req.AuthMethod]
+	if req.AuthMethod == "" || (ok && IsPasswordMethod(m)) {
+		return b.authenticate(ctx, info)
+	}
+	if err := b.checkBans(info); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
+	}
+	return nil
+}
+
 // Connect authenticates a client and binds its connection (req.Sink) to a
 // new or resumed session, taking it over from any connection that holds
 // it. The session starts paused: deliveries are queued until the adapter,
@@ -258,26 +285,14 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	if b.closing.Load() {
 		return nil, false, ErrServerShuttingDown
 	}
-	if max := b.cfg.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
+	if !b.admitConnection() {
 		return nil, false, ErrServerBusy
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
 		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN}
-	if req.Identity != "" {
-		info.Username = req.Identity
-		if err := b.checkBans(info); err != nil {
-			return nil, false, err
-		}
-	} else if m, ok := b.methods[req.AuthMethod]; req.AuthMethod == "" || (ok && IsPasswordMethod(m)) {
-		// No method, or one whose data is the password (a token): the
-		// chain decides.
-		if err := b.authenticate(ctx, info); err != nil {
-			return nil, false, err
-		}
-	} else if err := b.checkBans(info); err != nil {
+	if err := b.checkCredentials(ctx, info, req); err != nil {
+		b.slots.Add(-1)
 		return nil, false, err
-	} else if !ok {
-		return nil, false, fmt.Errorf("%w: unknown authentication method %q", ErrBadCredentials, req.AuthMethod)
 	}
 	info.Password = nil // not kept beyond authentication
 	expiry := b.effectiveExpiry(req)
@@ -444,14 +459,25 @@ func (b *Broker) unstoreLocked(s *Session) {
 
 // SessionCount returns the number of sessions, online and offline.
 func (b *Broker) SessionCount() int {
-	n := 0
+	n, _ := b.sessionCounts()
+	return n
+}
+
+// sessionCounts returns the number of sessions and, of those, the ones
+// without a connection (kept for their expiry), counted in one pass.
+func (b *Broker) sessionCounts() (all, offline int) {
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		all += len(sh.m)
+		for _, s := range sh.m {
+			if !s.online.Load() {
+				offline++
+			}
+		}
 		sh.mu.Unlock()
 	}
-	return n
+	return all, offline
 }
 
 // Publish routes a message that no client session published (the broker
@@ -554,7 +580,7 @@ func (b *Broker) route1(msg *Message, info *ClientInfo, from *Session, w *writes
 	}
 	if info != nil {
 		// Clients may not write the broker's own $SYS tree.
-		if (msg.Topic == "$SYS" || strings.HasPrefix(msg.Topic, "$SYS/")) || !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
+		if topic.IsSys(msg.Topic) || !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: msg.Topic, QoS: msg.QoS, Retain: msg.Retain}) {
 			return ErrNotAuthorized
 		}
 	}
@@ -591,13 +617,10 @@ func (b *Broker) retain(msg *Message) error {
 		b.retained.Delete(msg.Topic)
 		return nil
 	}
-	if b.cfg.MaxRetained > 0 && b.retained.Len() >= b.cfg.MaxRetained {
-		if _, ok := b.retained.Get(msg.Topic); !ok {
-			b.log.Debug("retained store full", zap.String("topic", msg.Topic))
-			return fmt.Errorf("%w: %d retained messages", ErrQuotaExceeded, b.cfg.MaxRetained)
-		}
+	if _, ok := b.retained.SetWithin(msg.Topic, msg, b.cfg.MaxRetained); !ok {
+		b.log.Debug("retained store full", zap.String("topic", msg.Topic))
+		return fmt.Errorf("%w: %d retained messages", ErrQuotaExceeded, b.cfg.MaxRetained)
 	}
-	b.retained.Set(msg.Topic, msg)
 	return nil
 }
 

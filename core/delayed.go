@@ -34,8 +34,7 @@ func (b *Broker) delay(msg *Message, info *ClientInfo, w *writes) error {
 	if info != nil && !b.authz.Authorize(info, Access{Action: ActionPublish, Topic: real, QoS: msg.QoS, Retain: msg.Retain}) {
 		return ErrNotAuthorized
 	}
-	if b.stats.DelayedPending.Add(1) > int64(b.cfg.MaxDelayed) {
-		b.stats.DelayedPending.Add(-1)
+	if !reserve(&b.stats.DelayedPending, b.cfg.MaxDelayed) {
 		return fmt.Errorf("%w: %d delayed messages pending", ErrQuotaExceeded, b.cfg.MaxDelayed)
 	}
 	m := *msg

@@ -3,13 +3,13 @@ package core
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/core/topic"
 )
 
 // Persistence in the core (see core/store for the log itself and
@@ -327,11 +327,6 @@ func (s *Session) deleteQueuedLocked(wb *store.Batch, q *queued) {
 	}
 }
 
-// isSys reports the broker's own $SYS tree, which is never persisted.
-func isSys(topicName string) bool {
-	return topicName == "$SYS" || strings.HasPrefix(topicName, "$SYS/")
-}
-
 func toRecord(m *Message) store.Message {
 	r := store.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
 		ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, ExpiresAt: m.ExpiresAt,
@@ -387,7 +382,7 @@ func fromWillRecord(r *store.Message, delay time.Duration) *Will {
 
 // storeRetained records a retained message's change in w.
 func storeRetained(w *writes, msg *Message) {
-	if w == nil || isSys(msg.Topic) {
+	if w == nil || topic.IsSys(msg.Topic) {
 		return
 	}
 	if len(msg.Payload) == 0 {

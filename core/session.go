@@ -133,7 +133,7 @@ func (s *Session) detachForTakeover(cleanStart bool) *Will {
 		old := s.sink
 		s.sink = nil
 		s.online.Store(false)
-		s.b.stats.ClientsConnected.Add(-1)
+		s.b.detachConnection()
 		s.releaseRoomLocked()
 		// The old connection did not disconnect cleanly, so its will is
 		// due; a delayed will is cancelled by this new connection unless
@@ -260,16 +260,10 @@ func (s *Session) Pause() {
 	s.mu.Unlock()
 }
 
-// Redeliver hands an unacknowledged delivery to the sink again, marked as
-// a duplicate (STOMP NACK, a CoAP retransmission budget renewed). It
-// returns false for an unknown id, a QoS 2 delivery already received, or
-// when the session is paused or offline.
-func (s *Session) Redeliver(id uint16) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.redeliverLocked(id)
-}
-
+// redeliverLocked hands an unacknowledged delivery to the sink again,
+// marked as a duplicate (STOMP NACK: RedeliverBy). It returns false for an
+// unknown id, a QoS 2 delivery already received, or when the session is
+// paused or offline.
 func (s *Session) redeliverLocked(id uint16) bool {
 	e, ok := s.inflight[id]
 	if !ok || e.received || e.unsent || e.await != 0 || s.sink == nil || s.paused {
@@ -635,7 +629,7 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	}
 	s.sink = nil
 	s.online.Store(false)
-	s.b.stats.ClientsConnected.Add(-1)
+	s.b.detachConnection()
 	s.releaseRoomLocked()
 	will := s.will
 	s.will = nil
@@ -706,7 +700,10 @@ func (s *Session) fireDelayedWill() {
 	}
 }
 
-// Kick closes the session's connection, if any, with reason.
+// Kick closes the session's connection, if any, with reason. Nothing in
+// the gateway calls it yet (the authentication expiry closes its sink
+// itself, authchain.go); it is kept for the management API, which will
+// kick clients by id.
 func (s *Session) Kick(reason error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -12,7 +12,6 @@ type Stats struct {
 	ClientsConnected    atomic.Int64  // connections with an attached session now
 	ClientsMaximum      atomic.Int64  // high-water mark of ClientsConnected
 	ClientsTotal        atomic.Uint64 // connections ever accepted by Connect
-	SessionsPersistent  atomic.Int64  // sessions kept while offline, online or not
 	MessagesReceived    atomic.Uint64 // messages published into the core
 	MessagesSent        atomic.Uint64 // deliveries handed to sinks
 	BytesReceived       atomic.Uint64 // payload+topic bytes of MessagesReceived

@@ -28,7 +28,14 @@ func (b *Broker) SysSnapshot() map[string]string {
 	st := &b.stats
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
-	sessions := int64(b.SessionCount())
+	// Mosquitto's meanings: connected (active) clients, disconnected
+	// (inactive) ones whose sessions are kept, and total, the two
+	// together. The session table and the connection counter are read
+	// apart, so total is made of the two figures published rather than
+	// of the table's size, which a connect between the reads left below
+	// connected (and disconnected clamped to zero).
+	_, offline := b.sessionCounts()
+	disconnected := int64(offline)
 	connected := st.ClientsConnected.Load()
 	var pktIn, pktOut uint64
 	m := map[string]string{
@@ -36,10 +43,10 @@ func (b *Broker) SysSnapshot() map[string]string {
 		"$SYS/broker/uptime":                    strconv.FormatInt(int64(time.Since(b.started)/time.Second), 10) + " seconds",
 		"$SYS/broker/clients/connected":         i(connected),
 		"$SYS/broker/clients/active":            i(connected),
-		"$SYS/broker/clients/disconnected":      i(max(sessions-connected, 0)),
-		"$SYS/broker/clients/inactive":          i(max(sessions-connected, 0)),
+		"$SYS/broker/clients/disconnected":      i(disconnected),
+		"$SYS/broker/clients/inactive":          i(disconnected),
 		"$SYS/broker/clients/maximum":           i(st.ClientsMaximum.Load()),
-		"$SYS/broker/clients/total":             i(sessions),
+		"$SYS/broker/clients/total":             i(connected + disconnected),
 		"$SYS/broker/publish/messages/received": u(st.MessagesReceived.Load()),
 		"$SYS/broker/publish/messages/sent":     u(st.MessagesSent.Load()),
 		"$SYS/broker/publish/bytes/received":    u(st.BytesReceived.Load()),

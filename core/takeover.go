@@ -38,8 +38,10 @@ func (s *Session) AckedBy(sink Sink, id uint16) bool {
 	return ok
 }
 
-// RedeliverBy is Redeliver on behalf of the connection sink: nothing
-// happens unless sink still holds the session.
+// RedeliverBy hands the unacknowledged delivery id to sink again, marked
+// as a duplicate (a STOMP NACK), if sink still holds the session. It
+// returns false for an unknown id, a QoS 2 delivery already received, or
+// when the session is paused or held by another connection.
 func (s *Session) RedeliverBy(sink Sink, id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

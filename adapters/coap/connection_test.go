@@ -12,6 +12,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/coap"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 // passwords accepts password "secret" (or none at all, for clients that
@@ -103,7 +104,7 @@ func TestConnectionMode(t *testing.T) {
 	if r := do(t, cc, req, err); r.Code != codes.Deleted {
 		t.Fatalf("close: %v", r.Code)
 	}
-	eventually(t, "connection closed", func() bool { return g.b.SessionCount() == base-1 })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base-1 }, "connection closed")
 	if c := put("clientid=cm1", "token="+tok2); c != codes.Unauthorized {
 		t.Fatalf("heartbeat after close: %v", c)
 	}
@@ -132,7 +133,7 @@ func TestConnectionRequired(t *testing.T) {
 	if r := get(t, cc, "/ps/req/a", "clientid=hb1", "token="+tok); r.Code != codes.Content || r.Payload != "x" {
 		t.Fatalf("read with connection: %+v", r)
 	}
-	eventually(t, "heartbeat expiry", func() bool { return g.b.SessionCount() == base })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base }, "heartbeat expiry")
 	if r := post(t, cc, "/ps/req/a", message.TextPlain, "x", "clientid=hb1", "token="+tok); r.Code != codes.Unauthorized {
 		t.Fatalf("publish after expiry: %v", r.Code)
 	}

@@ -93,18 +93,6 @@ func startGateway(t testing.TB, tweak func(*coap.Config), opts ...core.Option) *
 	return &gateway{t: t, b: b, coap: s, mqttURL: "tcp://" + m.TCPAddr().String(), addr: s.Addr().String()}
 }
 
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // malformed returns the adapter's count of dropped malformed datagrams.
 func (g *gateway) malformed() uint64 { return g.packets("malformed", false) }
 

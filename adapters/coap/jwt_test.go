@@ -16,6 +16,7 @@ import (
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/internal/auth/jwt"
 	"github.com/iotgw/iotgw/internal/auth/jwt/jwttest"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 const coapJWTSecret = "coap-test-secret-0123456789abcdef-0123"
@@ -54,9 +55,9 @@ func TestJWTConnectionMode(t *testing.T) {
 			t.Fatalf("connect: %v %q", r.Code, r.Payload)
 		}
 		conn := r.Payload
-		eventually(t, "the connection to end at the token's expiry", func() bool {
+		testutil.Eventually(t, waitTimeout, func() bool {
 			return heartbeat(conn) == codes.Unauthorized
-		})
+		}, "the connection to end at the token's expiry")
 		if time.Now().Before(exp) {
 			t.Error("connection ended before the token's exp")
 		}

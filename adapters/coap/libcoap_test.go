@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 func coapClientBin(t *testing.T) string {
@@ -113,7 +115,7 @@ func TestLibcoap(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		outc <- string(out)
 	}()
-	eventually(t, "libcoap observer registered", func() bool { return g.b.SessionCount() == base+1 })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base+1 }, "libcoap observer registered")
 	sub.publish("lib/obs", 1, false, "n1")
 	sub.publish("lib/obs", 0, false, big)
 	out := <-outc
@@ -121,5 +123,5 @@ func TestLibcoap(t *testing.T) {
 	if !strings.Contains(out, want) {
 		t.Fatalf("observe output (%d bytes): %q", len(out), out)
 	}
-	eventually(t, "libcoap observer gone", func() bool { return g.b.SessionCount() == base })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base }, "libcoap observer gone")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
 	"github.com/iotgw/iotgw/adapters/coap"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 // observer collects the notifications of one go-coap observation.
@@ -78,7 +79,7 @@ func TestObserveExact(t *testing.T) {
 	if err := obs.Cancel(ctxTimeout(t)); err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
-	eventually(t, "observer session ended", func() bool { return g.b.SessionCount() == base+1 })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base+1 }, "observer session ended")
 }
 
 // TestObserveWildcard: a wildcard observer learns each notification's
@@ -167,7 +168,7 @@ func TestObserveRetainedAndDelete(t *testing.T) {
 	if r := rc.mustRecv(); r.Code != codes.Deleted {
 		t.Fatalf("DELETE: %v", r.Code)
 	}
-	eventually(t, "observation removed", func() bool { return g.b.SessionCount() == base })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base }, "observation removed")
 	// DELETE of nothing is still 2.02 [RFC 7252 §5.8.4].
 	rc.send(request(codes.DELETE, message.Confirmable, rc.nextMID(), []byte{2}, "/ps/ret/+"))
 	if r := rc.mustRecv(); r.Code != codes.Deleted {
@@ -220,11 +221,11 @@ func TestResetCancels(t *testing.T) {
 	for _, qos := range []string{"1", "0"} {
 		rc := g.raw(t)
 		rc.observe([]byte{1, 2, 3}, 0, "/ps/rst/"+qos, "qos="+qos)
-		eventually(t, "observer session", func() bool { return g.b.SessionCount() == base+1 })
+		testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base+1 }, "observer session")
 		pub.publish("rst/"+qos, 1, false, "x")
 		n := rc.mustRecv()
 		rc.reply(message.Reset, n.MessageID)
-		eventually(t, "observation removed after RST (qos "+qos+")", func() bool { return g.b.SessionCount() == base })
+		testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base }, "observation removed after RST (qos "+qos+")")
 	}
 }
 
@@ -239,7 +240,7 @@ func TestRetryExhaustion(t *testing.T) {
 	base := g.b.SessionCount()
 	rc := g.raw(t)
 	rc.observe([]byte{4}, 0, "/ps/rst/silent", "qos=1")
-	eventually(t, "observer session", func() bool { return g.b.SessionCount() == base+1 })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base+1 }, "observer session")
 	pub.publish("rst/silent", 1, false, "x")
 	n := rc.mustRecv()
 	for i := 0; i < 2; i++ {
@@ -247,7 +248,7 @@ func TestRetryExhaustion(t *testing.T) {
 			t.Fatalf("retransmission %d: mid %d, want %d", i, r.MessageID, n.MessageID)
 		}
 	}
-	eventually(t, "observation removed after retries", func() bool { return g.b.SessionCount() == base })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.b.SessionCount() == base }, "observation removed after retries")
 }
 
 // TestWildcardListener: on a wildcard address (the default ":5683") the

@@ -83,7 +83,7 @@ func TestPaceObserverThatReads(t *testing.T) {
 	wait := g.flood("pace", n, 0)
 	// The first notification is not acknowledged yet: the publisher
 	// fills the queue up to the bound and is held there.
-	eventually(t, "queue at its bound", func() bool { return g.routed(base) >= paceSoft })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.routed(base) >= paceSoft }, "queue at its bound")
 	if r := g.routed(base); r > paceSoft+1 {
 		t.Fatalf("%d publications routed while the observer held %d: the publisher was not held", r, paceSoft)
 	}
@@ -111,10 +111,10 @@ func TestPaceBounds(t *testing.T) {
 			base := g.b.Stats().MessagesReceived.Load()
 			const n = 40
 			wait := g.flood("pace", n, 0)
-			eventually(t, "every publication routed", func() bool { return g.routed(base) == n })
+			testutil.Eventually(t, waitTimeout, func() bool { return g.routed(base) == n }, "every publication routed")
 			wait()
 			st := g.b.Stats()
-			eventually(t, "drops counted", func() bool { return st.DroppedQoS0.Load() >= uint64(n-tc.Kept-1) })
+			testutil.Eventually(t, waitTimeout, func() bool { return st.DroppedQoS0.Load() >= uint64(n-tc.Kept-1) }, "drops counted")
 			if held := st.BackpressureTimeouts.Load() > 0; held != tc.Held {
 				t.Fatalf("publisher held: %v, want %v", held, tc.Held)
 			}
@@ -155,12 +155,12 @@ func TestPaceNON(t *testing.T) {
 			const n = 2000
 			received := rc.count()
 			wait := g.flood("pace", n, tc.size)
-			eventually(t, "every publication routed", func() bool { return g.routed(base) == n })
+			testutil.Eventually(t, waitTimeout, func() bool { return g.routed(base) == n }, "every publication routed")
 			wait()
 			st := g.b.Stats()
-			eventually(t, "every publication notified or counted", func() bool {
+			testutil.Eventually(t, waitTimeout, func() bool {
 				return g.notifications()-sent0+st.DroppedQoS0.Load() == n
-			})
+			}, "every publication notified or counted")
 			if d := st.DroppedQoS0.Load(); (d > 0) != tc.drops {
 				t.Fatalf("dropped %d of %d", d, n)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"github.com/iotgw/iotgw/adapters/coap"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 // TestPublish: POST and PUT, CON and NON, at each QoS, with retain and a
@@ -216,7 +217,7 @@ func TestGarbage(t *testing.T) {
 	for _, b := range garbage {
 		rc.sendBytes(b)
 	}
-	eventually(t, "malformed datagrams counted", func() bool { return g.malformed() >= 5 })
+	testutil.Eventually(t, waitTimeout, func() bool { return g.malformed() >= 5 }, "malformed datagrams counted")
 	if r := post(t, other, "/ps/g/other", message.TextPlain, "fine"); r.Code != codes.Changed {
 		t.Fatalf("other client: %v", r.Code)
 	}

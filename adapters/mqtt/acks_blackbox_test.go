@@ -13,6 +13,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 // gateStore is the memory store with a hand on the durability outcome:
@@ -157,7 +158,7 @@ func TestAcksWaitForDurableWritesInOrder(t *testing.T) {
 	pub.send(&codec.Publish{Topic: "acks/4", QoS: 1, PacketID: 4, Payload: []byte("four")})
 	// The reader took all four without waiting for the disk: three
 	// durable writes are held at once.
-	waitFor(t, func() bool { return gs.heldCount() == 3 }, "three durable writes in flight")
+	testutil.Eventually(t, waitTimeout, func() bool { return gs.heldCount() == 3 }, "three durable writes in flight")
 	expectSilence(t, pub, "publications held")
 	gs.releaseNewestFirst()
 	expectAck(t, pub, codec.TypePuback, 1)
@@ -168,7 +169,7 @@ func TestAcksWaitForDurableWritesInOrder(t *testing.T) {
 	// PUBCOMP waits for the release of the held id to be durable.
 	gs.setHold(true)
 	pub.send(&codec.Ack{Kind: codec.TypePubrel, PacketID: 3})
-	waitFor(t, func() bool { return gs.heldCount() == 1 }, "the release in flight")
+	testutil.Eventually(t, waitTimeout, func() bool { return gs.heldCount() == 1 }, "the release in flight")
 	expectSilence(t, pub, "release held")
 	gs.releaseNewestFirst()
 	expectAck(t, pub, codec.TypePubcomp, 3)
@@ -196,15 +197,4 @@ func TestAckAfterStoreFailure(t *testing.T) {
 	v3.connectOK(&codec.Connect{ClientID: uniqueID("fail-v3"), CleanStart: true, KeepAlive: 60})
 	v3.send(&codec.Publish{Topic: "fail/3", QoS: 1, PacketID: 9, Payload: []byte("x")})
 	v3.expectClosed("3.1.1 PUBLISH whose write failed")
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotgw/iotgw/adapters/mqtt/codec"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/core/topic"
 	"github.com/iotgw/iotgw/internal/streamconn"
 )
 
@@ -230,7 +231,9 @@ func (c *conn) onSubscribe(p *codec.Subscribe) error {
 	ack := &codec.Suback{PacketID: p.PacketID, ReasonCodes: make([]byte, len(p.Subscriptions))}
 	results := make([]core.SubResult, len(p.Subscriptions))
 	for i, s := range p.Subscriptions {
-		shared := strings.HasPrefix(s.Filter, "$share/") || strings.HasPrefix(s.Filter, "$queue/")
+		// A malformed shared filter is still shared here; the core's
+		// Subscribe refuses it with its own error.
+		_, _, shared, _ := topic.ParseShared(s.Filter)
 		if v5 && shared && s.NoLocal {
 			// No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
 			c.fail(codec.ProtocolError, errProtocol)

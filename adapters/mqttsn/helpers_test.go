@@ -157,15 +157,3 @@ func (p *pahoClient) expect(topic, payload string, qos byte, retain bool) {
 		p.t.Fatalf("paho: no message on %s", topic)
 	}
 }
-
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

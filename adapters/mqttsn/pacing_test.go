@@ -85,7 +85,7 @@ func TestPaceSubscriberThatReads(t *testing.T) {
 	const n = 200
 	g, c, reg, base, wait := floodHeld(t, "", n)
 	st := g.Broker.Stats()
-	waitFor(t, "queue at its bound", func() bool { return routed(g, base) >= paceSoft })
+	testutil.Eventually(t, waitTimeout, func() bool { return routed(g, base) >= paceSoft }, "queue at its bound")
 	if r := routed(g, base); r > paceSoft {
 		t.Fatalf("%d publications routed while the subscriber held %d: the publisher was not held", r, paceSoft)
 	}
@@ -110,8 +110,8 @@ func TestPaceBounds(t *testing.T) {
 			g, c, reg, base, wait := floodHeld(t, tc.YAML, n)
 			st := g.Broker.Stats()
 			wait()
-			waitFor(t, "every publication routed", func() bool { return routed(g, base) == n })
-			waitFor(t, "drops counted", func() bool { return st.DroppedQoS0.Load() == uint64(n-tc.Kept) })
+			testutil.Eventually(t, waitTimeout, func() bool { return routed(g, base) == n }, "every publication routed")
+			testutil.Eventually(t, waitTimeout, func() bool { return st.DroppedQoS0.Load() == uint64(n-tc.Kept) }, "drops counted")
 			if held := st.BackpressureTimeouts.Load() > 0; held != tc.Held {
 				t.Fatalf("publisher held: %v, want %v", held, tc.Held)
 			}
@@ -165,7 +165,7 @@ func TestPaceMQTTSNPublishers(t *testing.T) {
 		anon.Send(&codec.Publish{Flags: codec.Flags{QoS: codec.QoSMinus1, TopicIDType: codec.TopicShort},
 			TopicID: codec.ShortTopicID("pa"), Data: []byte("x")})
 	}
-	waitFor(t, "QoS -1 drops counted", func() bool { return st.DroppedQoS0.Load() == extra })
+	testutil.Eventually(t, waitTimeout, func() bool { return st.DroppedQoS0.Load() == extra }, "QoS -1 drops counted")
 	release(t, sub, reg, "pace/sn")
 	expectSeq(t, sub, 0, 2*paceSoft)
 	if to := st.BackpressureTimeouts.Load(); to != 1 {

@@ -11,6 +11,7 @@ import (
 	"github.com/iotgw/iotgw/adapters/mqttsn/codec"
 	"github.com/iotgw/iotgw/adapters/mqttsn/sntest"
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 func TestWillOnSilenceAndUpdates(t *testing.T) {
@@ -249,7 +250,7 @@ func TestGarbageAndOtherClientsUndisturbed(t *testing.T) {
 
 	good.Send(&codec.Pingreq{})
 	good.Expect(codec.TypePingresp)
-	waitFor(t, "invalid datagrams counted", func() bool { return pc.Received(256)-invalidBefore >= uint64(len(garbage)-1) })
+	testutil.Eventually(t, waitTimeout, func() bool { return pc.Received(256)-invalidBefore >= uint64(len(garbage)-1) }, "invalid datagrams counted")
 }
 
 func TestNewSessionRateLimit(t *testing.T) {

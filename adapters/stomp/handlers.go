@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/iotgw/iotgw/core"
+	"github.com/iotgw/iotgw/core/topic"
 	"github.com/iotgw/iotgw/internal/listen"
 )
 
@@ -565,7 +566,7 @@ func (c *conn) commit(t *transaction) error {
 		if err := c.srv.b.CheckTopicName(op.msg.Topic); err != nil {
 			return fmt.Errorf("%w: transaction not committed", err)
 		}
-		if isSysTopic(op.msg.Topic) || !c.srv.b.Authorize(info, core.Access{Action: core.ActionPublish, Topic: op.msg.Topic, QoS: op.msg.QoS, Retain: op.msg.Retain}) {
+		if topic.IsSys(op.msg.Topic) || !c.srv.b.Authorize(info, core.Access{Action: core.ActionPublish, Topic: op.msg.Topic, QoS: op.msg.QoS, Retain: op.msg.Retain}) {
 			return fmt.Errorf("%w: publish to %q: transaction not committed", core.ErrNotAuthorized, op.msg.Topic)
 		}
 	}
@@ -595,6 +596,3 @@ func (c *conn) commit(t *transaction) error {
 	}
 	return nil
 }
-
-// isSysTopic mirrors the core's refusal of client publications to $SYS.
-func isSysTopic(t string) bool { return t == "$SYS" || strings.HasPrefix(t, "$SYS/") }

@@ -17,24 +17,13 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/iotgw/iotgw/adapters/stomp"
+	"github.com/iotgw/iotgw/internal/testutil"
 )
-
-// waitFor polls cond until it holds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // waitConnected waits until n clients (all protocols) are connected.
 func (e *env) waitConnected(t testing.TB, n int64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d connected clients", n), func() bool { return e.b.Stats().ClientsConnected.Load() == n })
+	testutil.Eventually(t, waitTimeout, func() bool { return e.b.Stats().ClientsConnected.Load() == n }, fmt.Sprintf("%d connected clients", n))
 }
 
 // subscribe sends SUBSCRIBE with a receipt and waits for it.
@@ -178,7 +167,7 @@ func TestRedeliveryBoundAcrossReconnects(t *testing.T) {
 	c := dialRaw(t, e.stomp)
 	c.connect("client-id:rb") // a third would exceed the bound: dropped
 	c.subscribe("s", "rb", "client-individual")
-	waitFor(t, "the drop to be counted", func() bool { return e.srv.DroppedRedeliveries() == 1 })
+	testutil.Eventually(t, waitTimeout, func() bool { return e.srv.DroppedRedeliveries() == 1 }, "the drop to be counted")
 	p.pub("rb", 1, false, "y")
 	if m = c.expect(frame.MESSAGE); string(m.Body) != "y" {
 		t.Errorf("after the drop got %q", m.Body)
@@ -232,7 +221,7 @@ func TestSessionExpiry(t *testing.T) {
 	a.subscribe("s", "se", "client")
 	a.nc.Close()
 	e.waitConnected(t, 1)
-	waitFor(t, "the session state to be dropped", func() bool { return e.srv.PersistentSessions() == 0 })
+	testutil.Eventually(t, waitTimeout, func() bool { return e.srv.PersistentSessions() == 0 }, "the session state to be dropped")
 	p.pub("se", 1, false, "nobody") // the session is gone: not queued
 	b := dialRaw(t, e.stomp)
 	b.connect("client-id:se")

@@ -14,6 +14,8 @@ package retain
 import (
 	"strings"
 	"sync"
+
+	"github.com/iotgw/iotgw/core/topic"
 )
 
 // Store holds one value per concrete topic, organised by topic levels so
@@ -44,7 +46,24 @@ func New[V any]() *Store[V] {
 func (s *Store[V]) Set(topic string, v V) (replaced bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setLocked(topic, v)
+}
 
+// SetWithin is Set for a store bounded to max topics: it replaces the
+// value of a topic already held, or adds topic while fewer than max are
+// held; otherwise it stores nothing and reports ok false. The check and
+// the store are done under one lock, so concurrent callers never take the
+// store beyond max. A max of zero or less means no bound.
+func (s *Store[V]) SetWithin(topic string, v V, max int) (replaced, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if max > 0 && s.n >= max && !s.hasLocked(topic) {
+		return false, false
+	}
+	return s.setLocked(topic, v), true
+}
+
+func (s *Store[V]) setLocked(topic string, v V) (replaced bool) {
 	n := &s.root
 	src, cloned, off := topic, false, 0
 	for {
@@ -127,6 +146,15 @@ func deleteFrom[V any](n *node[V], rest string) bool {
 func (s *Store[V]) Get(topic string) (V, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.getLocked(topic)
+}
+
+func (s *Store[V]) hasLocked(topic string) bool {
+	_, ok := s.getLocked(topic)
+	return ok
+}
+
+func (s *Store[V]) getLocked(topic string) (V, bool) {
 	n := &s.root
 	for off := 0; ; {
 		level, more := cutAt(topic, off)
@@ -179,7 +207,7 @@ func walk[V any](n *node[V], filter string, root bool, fn func(string, V) bool) 
 			return false
 		}
 		for name, c := range n.children {
-			if root && isDollar(name) {
+			if root && topic.IsDollar(name) {
 				continue // [MQTT-4.7.2-1]
 			}
 			if !all(c, fn) {
@@ -188,7 +216,7 @@ func walk[V any](n *node[V], filter string, root bool, fn func(string, V) bool) 
 		}
 	case "+":
 		for name, c := range n.children {
-			if root && isDollar(name) {
+			if root && topic.IsDollar(name) {
 				continue // [MQTT-4.7.2-1]
 			}
 			if !visit(c, rest, more, fn) {
@@ -236,12 +264,6 @@ func (s *Store[V]) Range(fn func(topic string, v V) bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	all(&s.root, fn)
-}
-
-// isDollar reports whether a first level starts with '$' (e.g. "$SYS"),
-// which wildcard-first filters must not match [MQTT-4.7.2-1].
-func isDollar(level string) bool {
-	return level != "" && level[0] == '$'
 }
 
 // cutAt returns the level of s starting at byte off and whether another

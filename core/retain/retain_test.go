@@ -79,6 +79,55 @@ func collect2(s *Store[int], filter string) []string {
 	return out
 }
 
+func TestSetWithin(t *testing.T) {
+	s := New[int]()
+	if _, ok := s.SetWithin("a", 1, 2); !ok {
+		t.Fatal("first topic refused")
+	}
+	if _, ok := s.SetWithin("a/b/c", 2, 2); !ok {
+		t.Fatal("second topic refused")
+	}
+	if _, ok := s.SetWithin("a/b", 3, 2); ok {
+		t.Fatal("third topic kept beyond the bound (its path exists)")
+	}
+	if _, ok := s.Get("a/b"); ok || s.Len() != 2 {
+		t.Fatalf("refused topic stored: len %d", s.Len())
+	}
+	if replaced, ok := s.SetWithin("a/b/c", 4, 2); !ok || !replaced {
+		t.Fatalf("replacing in a full store: replaced %v ok %v", replaced, ok)
+	}
+	if _, ok := s.SetWithin("x", 5, 0); !ok || s.Len() != 3 {
+		t.Fatal("a bound of zero refused")
+	}
+}
+
+// TestSetWithinConcurrent adds many new topics at once to a bounded store:
+// exactly the bound are kept.
+func TestSetWithinConcurrent(t *testing.T) {
+	const max, callers = 7, 64
+	s := New[int]()
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+		ok int
+	)
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, kept := s.SetWithin(fmt.Sprintf("t/%d", i), i, max); kept {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != max || s.Len() != max {
+		t.Fatalf("%d kept, len %d, bound %d", ok, s.Len(), max)
+	}
+}
+
 func TestDeletePrunes(t *testing.T) {
 	s := New[int]()
 	s.Set("a/b/c/d", 1)

@@ -42,6 +42,8 @@ const (
 	// QueueGroup is the group ParseShared reports for EMQX-style
 	// "$queue/{filter}" subscriptions, which behave as one shared group.
 	QueueGroup = "$queue"
+	// sysRoot is the first level of the broker's own topics (IsSys).
+	sysRoot = "$SYS"
 )
 
 // ValidateName reports whether name is a valid topic name for a PUBLISH.
@@ -195,11 +197,24 @@ func Matches(filter, topic string) bool {
 	}
 }
 
-// dollarGuard reports whether the '$' rule forbids the match: filters
-// starting with a wildcard never match topics starting with '$', so "#" does
-// not deliver "$SYS/..." [MQTT-4.7.2-1].
+// IsDollar reports whether topic (or a topic's first level) starts with
+// '$', the mark of the server's own topics: filters starting with a
+// wildcard never match them, so "#" does not deliver "$SYS/..."
+// [MQTT-4.7.2-1].
+func IsDollar(topic string) bool {
+	return topic != "" && topic[0] == '$'
+}
+
+// IsSys reports whether topic is in the broker's own tree, "$SYS" or
+// "$SYS/...": clients may not publish there, and the broker never persists
+// it (it is published anew from live counters).
+func IsSys(topic string) bool {
+	return topic == sysRoot || strings.HasPrefix(topic, sysRoot+"/")
+}
+
+// dollarGuard reports whether the '$' rule forbids the match (IsDollar).
 func dollarGuard(filter, topic string) bool {
-	return topic != "" && topic[0] == '$' && filter != "" && (filter[0] == '+' || filter[0] == '#')
+	return IsDollar(topic) && filter != "" && (filter[0] == '+' || filter[0] == '#')
 }
 
 // cut splits off the first level of s. more reports whether a separator was

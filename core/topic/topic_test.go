@@ -121,6 +121,31 @@ func TestLevelsAndHasWildcard(t *testing.T) {
 	}
 }
 
+func TestIsSysAndIsDollar(t *testing.T) {
+	cases := []struct {
+		topic       string
+		sys, dollar bool
+	}{
+		{"$SYS", true, true},
+		{"$SYS/", true, true},
+		{"$SYS/broker/uptime", true, true},
+		{"$SYSTEM/x", false, true}, // another $ tree, not the broker's
+		{"$sys/x", false, true},    // case sensitive
+		{"$share/g/a", false, true},
+		{"a/$SYS", false, false},
+		{"", false, false},
+		{"SYS/x", false, false},
+	}
+	for _, c := range cases {
+		if got := IsSys(c.topic); got != c.sys {
+			t.Errorf("IsSys(%q) = %v, want %v", c.topic, got, c.sys)
+		}
+		if got := IsDollar(c.topic); got != c.dollar {
+			t.Errorf("IsDollar(%q) = %v, want %v", c.topic, got, c.dollar)
+		}
+	}
+}
+
 func TestParseShared(t *testing.T) {
 	cases := []struct {
 		in            string

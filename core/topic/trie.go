@@ -322,7 +322,7 @@ func (t *Trie[V]) match(topic string) []V {
 	root := &t.root
 	level, rest, more := cut(topic)
 	// Wildcards at the first level never match '$' topics [MQTT-4.7.2-1].
-	if topic == "" || topic[0] != '$' {
+	if !IsDollar(topic) {
 		if root.hash != nil {
 			out = append(out, root.hash.vals...)
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/iotgw/iotgw/internal/testutil"
 )
 
 // syncBuffer is an io.Writer the dashboard and the test share.
@@ -29,17 +31,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestDemo runs the demo on free ports: the dashboard prints readings of
@@ -63,11 +54,11 @@ func TestDemo(t *testing.T) {
 		t.Fatal("demo did not start")
 	}
 
-	eventually(t, "dashboard readings from MQTT-SN and CoAP", func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		s := out.String()
 		return strings.Contains(s, "fleet/mqttsn/2/temperature") && strings.Contains(s, "MQTT-SN") &&
 			strings.Contains(s, "fleet/coap/2/humidity") && strings.Contains(s, "(application/json")
-	})
+	}, "dashboard readings from MQTT-SN and CoAP")
 
 	resp, err := http.Get(a.http)
 	if err != nil {
@@ -116,9 +107,9 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	send("SEND\ndestination:fleet/cmd\ncontent-type:text/plain\nqos:1\n\nlights on\x00")
-	eventually(t, "the browser's command on the dashboard", func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		return strings.Contains(out.String(), `fleet/cmd                        "lights on" (text/plain)`)
-	})
+	}, "the browser's command on the dashboard")
 
 	cancel()
 	select {
