@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
 
 	"github.com/iotgw/iotgw/adapters/coap"
 	"github.com/iotgw/iotgw/adapters/mqtt"
@@ -56,14 +59,20 @@ type Gateway struct {
 // and let a restart recover what is durable in store.dir.
 func (g *Gateway) StoreFailed() <-chan struct{} { return g.storeFailed }
 
-// NewLogger builds the zap logger the configuration asks for.
+// NewLogger builds the zap logger the configuration asks for, writing to
+// standard error. The console format colours the level only when standard
+// error is a terminal (and NO_COLOR is not set), so a log piped to a file
+// or a collector holds no escape codes.
 func NewLogger(cfg Config) (*zap.Logger, error) {
 	var zc zap.Config
 	if cfg.LogFormat == "json" {
 		zc = zap.NewProductionConfig()
 	} else {
 		zc = zap.NewDevelopmentConfig()
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		if term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("NO_COLOR") == "" {
+			zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		zc.Development = false
 		zc.DisableStacktrace = true
 	}
@@ -196,7 +205,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			for j := i - 1; j >= 0; j-- {
 				_ = g.adapters[j].Stop(ctx)
 			}
-			return fail(fmt.Errorf("%s: %w", a.Name(), err))
+			if !strings.HasPrefix(err.Error(), a.Name()+".") {
+				err = fmt.Errorf("%s: %w", a.Name(), err) // most already name their key
+			}
+			return fail(err)
 		}
 	}
 	started = true
