@@ -184,10 +184,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	}
 	g.reloaders = authReloaders(chain, b)
 	b.Start()
-	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
-		g.MQTT = mqtt.New(cfg.MQTT, log)
-		g.adapters = append(g.adapters, g.MQTT)
-	}
 	if cfg.MQTTSN.UDP != "" || cfg.MQTTSN.DTLSSecure != nil {
 		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
 		g.adapters = append(g.adapters, g.MQTTSN)
@@ -199,6 +195,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if cfg.STOMP.TCP != "" || cfg.STOMP.WS != "" || cfg.STOMP.TLSSecure != nil || cfg.STOMP.WSSSecure != nil {
 		g.STOMP = stomp.New(cfg.STOMP, log)
 		g.adapters = append(g.adapters, g.STOMP)
+	}
+	// MQTT opens last, so a client that reaches mqtt.tcp knows every
+	// other listener is up too (README's quick starts wait on it).
+	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
+		g.MQTT = mqtt.New(cfg.MQTT, log)
+		g.adapters = append(g.adapters, g.MQTT)
 	}
 	for i, a := range g.adapters {
 		if err := a.Start(ctx, b); err != nil {
