@@ -87,13 +87,6 @@ func (l *Listeners) start(ctx context.Context, cfg Config) error {
 		return ln, nil
 	}
 	var err error
-	if cfg.TCP != "" {
-		if l.tcp, err = bind("tcp", cfg.TCP); err != nil {
-			return err
-		}
-		cfg.Log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", l.tcp.Addr()))
-		l.serve(func() { acceptLoop(l.tcp, cfg.Log, cfg.ServeTCP) })
-	}
 	if cfg.WS != "" {
 		if l.ws, err = bind("ws", cfg.WS); err != nil {
 			return err
@@ -122,6 +115,16 @@ func (l *Listeners) start(ctx context.Context, cfg Config) error {
 		hs := newHandshaker(cfg.WSSSecure, cfg.Log, hl.offer)
 		l.serve(func() { acceptLoop(l.wss, cfg.Log, hs.start) })
 		l.serve(func() { serveHTTP(cfg.Log, l.wssSrv.Serve(hl)) })
+	}
+	// Plain TCP opens last: a client that reaches it knows the others
+	// are up (cmd/iotgw opens MQTT's listeners after every other adapter's,
+	// so README's quick starts wait on mqtt.tcp alone).
+	if cfg.TCP != "" {
+		if l.tcp, err = bind("tcp", cfg.TCP); err != nil {
+			return err
+		}
+		cfg.Log.Info("listening", zap.String("transport", "tcp"), zap.Stringer("addr", l.tcp.Addr()))
+		l.serve(func() { acceptLoop(l.tcp, cfg.Log, cfg.ServeTCP) })
 	}
 	return nil
 }

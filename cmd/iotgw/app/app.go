@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
 
 	"github.com/iotgw/iotgw/adapters/coap"
 	"github.com/iotgw/iotgw/adapters/mqtt"
@@ -60,14 +63,20 @@ type Gateway struct {
 // and let a restart recover what is durable in store.dir.
 func (g *Gateway) StoreFailed() <-chan struct{} { return g.storeFailed }
 
-// NewLogger builds the zap logger the configuration asks for.
+// NewLogger builds the zap logger the configuration asks for, writing to
+// standard error. The console format colours the level only when standard
+// error is a terminal (and NO_COLOR is not set), so a log piped to a file
+// or a collector holds no escape codes.
 func NewLogger(cfg Config) (*zap.Logger, error) {
 	var zc zap.Config
 	if cfg.LogFormat == "json" {
 		zc = zap.NewProductionConfig()
 	} else {
 		zc = zap.NewDevelopmentConfig()
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		if term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("NO_COLOR") == "" {
+			zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		zc.Development = false
 		zc.DisableStacktrace = true
 	}
@@ -178,10 +187,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		b.AddSysSource(h.SysSource(name))
 	}
 	g.reloaders = authReloaders(chain, b)
-	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
-		g.MQTT = mqtt.New(cfg.MQTT, log)
-		g.adapters = append(g.adapters, g.MQTT)
-	}
 	if cfg.MQTTSN.UDP != "" || cfg.MQTTSN.DTLSSecure != nil {
 		g.MQTTSN = mqttsn.New(cfg.MQTTSN, log)
 		g.adapters = append(g.adapters, g.MQTTSN)
@@ -194,12 +199,21 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		g.STOMP = stomp.New(cfg.STOMP, log)
 		g.adapters = append(g.adapters, g.STOMP)
 	}
+	// MQTT opens last, so a client that reaches mqtt.tcp knows every
+	// other listener is up too (README's quick starts wait on it).
+	if cfg.MQTT.TCP != "" || cfg.MQTT.WS != "" || cfg.MQTT.TLSSecure != nil || cfg.MQTT.WSSSecure != nil {
+		g.MQTT = mqtt.New(cfg.MQTT, log)
+		g.adapters = append(g.adapters, g.MQTT)
+	}
 	for i, a := range g.adapters {
 		if err := a.Start(ctx, b); err != nil {
 			for j := i - 1; j >= 0; j-- {
 				_ = g.adapters[j].Stop(ctx)
 			}
-			return fail(fmt.Errorf("%s: %w", a.Name(), err))
+			if !strings.HasPrefix(err.Error(), a.Name()+".") {
+				err = fmt.Errorf("%s: %w", a.Name(), err) // most already name their key
+			}
+			return fail(err)
 		}
 	}
 	started = true

@@ -156,3 +156,33 @@ func TestAnonymousOffOnceCredentialsAreConfigured(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyDocs: --print-keys describes every key from configs/iotgw.yaml
+// (embedded), with the file's default; a key without a comment fails.
+func TestKeyDocs(t *testing.T) {
+	docs, err := KeyDocs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != len(Keys()) {
+		t.Fatalf("%d descriptions for %d keys", len(docs), len(Keys()))
+	}
+	for _, d := range docs {
+		if d.Key == "mqtt.tcp" && (d.Default != `":1883"` || !strings.Contains(d.Description, "listen address")) {
+			t.Errorf("mqtt.tcp: %+v", d)
+		}
+		if d.Description == "" {
+			t.Errorf("%s: no description", d.Key)
+		}
+	}
+	doc := []byte("log:\n  level: info   # debug | info\n  format: console\nmqtt:\n  tls_config: {}  # own keys\n")
+	_, err = keyDocs(doc, []string{"log.level", "log.format", "mqtt.tls_config.cert_file", "coap.udp"})
+	for _, want := range []string{"log.format: no description", "tls.cert_file not in", "coap.udp: not in"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "log.level") {
+		t.Errorf("log.level is described: %v", err)
+	}
+}
