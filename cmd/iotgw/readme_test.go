@@ -207,9 +207,10 @@ func runQuickStart(t *testing.T, rt *readmeTest, bin string, isolated bool) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	}()
+	// The gateway is still running in the background: stop the whole
+	// group and wait until it is gone, so its store is closed before
+	// t.TempDir's cleanup removes the directory under it.
+	defer stopGroup(cmd.Process.Pid)
 	runErr := cmd.Wait()
 	// Background jobs may print after the script ends: look until every
 	// line is there, or a generous bound passes.
@@ -224,6 +225,24 @@ func runQuickStart(t *testing.T, rt *readmeTest, bin string, isolated bool) {
 		out, _ := os.ReadFile(filepath.Join(dir, "stdout"))
 		errOut, _ := os.ReadFile(filepath.Join(dir, "stderr"))
 		t.Fatalf("script ended with %v; lines not printed: %q\nstdout:\n%s\nstderr:\n%s", runErr, missing, out, errOut)
+	}
+}
+
+// stopGroup sends SIGTERM to process group pgid and waits (up to 15 s,
+// then SIGKILL) until no process of it is left.
+func stopGroup(pgid int) {
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	gone := func(bound time.Duration) bool {
+		for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if syscall.Kill(-pgid, 0) != nil {
+				return true
+			}
+		}
+		return false
+	}
+	if !gone(15 * time.Second) {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		gone(5 * time.Second)
 	}
 }
 
