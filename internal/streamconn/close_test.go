@@ -14,7 +14,7 @@ import (
 // the final unit still gets it, even when that takes longer than the
 // time one write of a closing connection may take (closeWriteTimeout).
 // net.Pipe makes every write wait for the reader, so the queue is written
-// at the reader's pace; the reader is paced to take well over a second.
+// at the reader's pace; the reader is paced to take longer than that.
 func TestCloseFlushesQueueToSlowReader(t *testing.T) {
 	g := newGroup(Config{})
 	p, c, r := startPipe(t, g)
@@ -30,7 +30,7 @@ func TestCloseFlushesQueueToSlowReader(t *testing.T) {
 	if _, err := r.ReadByte(); err != nil {
 		t.Fatal(err)
 	}
-	const queued = 16
+	const queued = 48
 	for range queued {
 		p.eng.Send(unit)
 	}
@@ -38,7 +38,7 @@ func TestCloseFlushesQueueToSlowReader(t *testing.T) {
 	p.eng.CloseWith(&last)
 
 	// 16 KiB every 25 ms: about 650 KB/s, 64 KiB in a tenth of a second,
-	// the whole queue in about a second and a half.
+	// the whole queue in about five seconds.
 	var got bytes.Buffer
 	buf := make([]byte, 16<<10)
 	for !bytes.HasSuffix(got.Bytes(), []byte(last)) {

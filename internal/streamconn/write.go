@@ -35,8 +35,10 @@ const writeChunk = 64 << 10
 // through a long queue still gets the last unit. (One deadline for the
 // whole flush reset a peer that needed longer than that to read what was
 // queued before its DISCONNECT or ERROR frame, and the reset destroyed
-// the frame.)
-const closeWriteTimeout = time.Second
+// the frame.) Three seconds, not one: a peer on a slow or busy link may
+// take a second over one write of a long queue, and cutting it off
+// resets it and loses the reason it was about to read.
+const closeWriteTimeout = 3 * time.Second
 
 // Reply queues a unit from the reader goroutine: unless a writer is
 // running, the reader writes it itself when its burst of input ends.
