@@ -253,8 +253,6 @@ func errorMessage(err error) string {
 		return "banned"
 	case errors.Is(err, core.ErrRateLimited):
 		return "rate limited"
-	case errors.Is(err, core.ErrAuthExpired):
-		return "authentication expired"
 	}
 	for _, e := range []error{errFrameTooLarge, errHeaderTooLong, errTooManyHeaders, errUnknownCommand,
 		errBadHeader, errMalformed, errNotConnected, errProtocol, errMissingHeader, errVersion,

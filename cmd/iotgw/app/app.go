@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -45,9 +44,6 @@ type Gateway struct {
 	// the listeners that are on (setupTLS).
 	tlsSources []*tlsconf.Source
 	secured    []securedListener
-	// started is set once every adapter has started: $SYS sources that
-	// read adapters' fields wait for it.
-	started atomic.Bool
 	// aclFile watches acl.file (nil without one).
 	aclFile *aclFile
 	// hooks are the HTTP hooks in use by name ("auth.http", "acl.http"),
@@ -217,7 +213,6 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		}
 	}
 	started = true
-	g.started.Store(true)
 	// $SYS publication starts once the adapters are in place: its sources
 	// (sysTLS, sysDTLS) read the Gateway's adapter fields, which are set
 	// above without a lock.

@@ -69,11 +69,8 @@ func (g *Gateway) setupDTLS(cfg *Config) error {
 // dtlsStats returns the counters of each DTLS listener that is on, by key.
 func (g *Gateway) dtlsStats() map[string]*dtlsnet.Stats {
 	m := map[string]*dtlsnet.Stats{}
-	// The $SYS loop runs before the adapters have started (and set their
-	// listeners); their fields are read only once Start has finished.
-	if !g.started.Load() {
-		return m
-	}
+	// Called from the $SYS loop, which Start begins only once every
+	// adapter is set and started (so these fields need no lock).
 	if g.CoAP != nil {
 		if st := g.CoAP.DTLSStats(); st != nil {
 			m["coap.dtls"] = st
