@@ -174,7 +174,7 @@ func matchRules(rules []ACLRule, c *ClientInfo, acc Access) *ACLRule {
 // restart), then the hook (acl.http), then acl.default. Refusals are counted ($SYS/broker/acl/...)
 // and logged at debug level with the rule that decided.
 type AccessControl struct {
-	cfg  ACL
+	cfg  atomic.Pointer[ACL] // acl.rules and acl.default, replaced by a reload
 	file atomic.Pointer[[]ACLRule]
 	hook AccessHook // acl.http; set before the broker starts
 	log  *zap.Logger
@@ -191,7 +191,9 @@ func NewAccessControl(acl ACL, log *zap.Logger) *AccessControl {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &AccessControl{cfg: acl, log: log}
+	a := &AccessControl{log: log}
+	a.cfg.Store(&acl)
+	return a
 }
 
 // AccessHook is asked about what no rule matched, before acl.default
@@ -204,12 +206,17 @@ type AccessHook interface {
 // broker serves clients.
 func (a *AccessControl) SetHook(h AccessHook) { a.hook = h }
 
+// SetConfig replaces acl.rules and acl.default (validated by the caller):
+// new checks use them, connected clients included.
+func (a *AccessControl) SetConfig(acl ACL) { a.cfg.Store(&acl) }
+
 // SetFileRules replaces the rules of acl.file (validated by the caller).
 func (a *AccessControl) SetFileRules(rules []ACLRule) { a.file.Store(&rules) }
 
 // Authorize applies acl.rules, then acl.file's rules, then acl.default.
 func (a *AccessControl) Authorize(c *ClientInfo, acc Access) bool {
-	r := matchRules(a.cfg.Rules, c, acc)
+	cfg := a.cfg.Load()
+	r := matchRules(cfg.Rules, c, acc)
 	source := "acl.rules"
 	if r == nil {
 		if fr := a.file.Load(); fr != nil {
@@ -238,13 +245,13 @@ func (a *AccessControl) Authorize(c *ClientInfo, acc Access) bool {
 			return allow
 		}
 	}
-	if !a.cfg.DefaultAllow {
+	if !cfg.DefaultAllow {
 		a.deniedByDefault.Add(1)
 		if ce := a.log.Check(zap.DebugLevel, "access denied by acl.default"); ce != nil {
 			ce.Write(zap.String("client_id", c.ClientID), zap.String("username", c.Username), zap.Stringer("action", acc.Action), zap.String("topic", acc.Topic))
 		}
 	}
-	return a.cfg.DefaultAllow
+	return cfg.DefaultAllow
 }
 
 // SysSource returns the refusal counters for $SYS:

@@ -1,6 +1,9 @@
 package core
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ClientInfo describes a client for authentication and authorization.
 type ClientInfo struct {
@@ -13,6 +16,8 @@ type ClientInfo struct {
 	// CertCN is the common name of the client's verified TLS certificate
 	// ("" without one), for ${cert_cn} in access rules and hooks.
 	CertCN string
+	// KeepAlive is the connection's keep alive (ConnectRequest.KeepAlive).
+	KeepAlive time.Duration
 	// Grant is what authentication gave the client beyond entry
 	// (superuser, own rules, an expiry); nil for most clients.
 	Grant *Grant

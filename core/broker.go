@@ -215,6 +215,9 @@ type ConnectRequest struct {
 	// CertCN is the common name of the client's verified TLS certificate,
 	// if any (for ${cert_cn} in access rules).
 	CertCN string
+	// KeepAlive is the connection's keep alive (MQTT, MQTT-SN) or
+	// heart-beat (STOMP, CoAP) interval, for the management API; 0: none.
+	KeepAlive time.Duration
 	// CleanStart discards any existing session for ClientID.
 	CleanStart bool
 	// Expiry is how long the session outlives its connection: 0 ends it at
@@ -289,7 +292,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 		return nil, false, ErrServerBusy
 	}
 	info := &ClientInfo{Protocol: req.Protocol, ClientID: req.ClientID, Username: req.Username,
-		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN}
+		Password: req.Password, Listener: req.Listener, Remote: req.Remote, CertCN: req.CertCN, KeepAlive: req.KeepAlive}
 	if err := b.checkCredentials(ctx, info, req); err != nil {
 		b.slots.Add(-1)
 		return nil, false, err

@@ -83,6 +83,7 @@ func (s *Session) releaseAwaitingLocked(upTo uint64) {
 			continue
 		}
 		if s.sink.Deliver(e.d) {
+			s.msgsOut.Add(1)
 			s.b.stats.MessagesSent.Add(1)
 			s.b.stats.BytesSent.Add(uint64(len(e.d.Msg.Payload) + len(e.d.Msg.Topic)))
 		}

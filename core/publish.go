@@ -38,6 +38,7 @@ func (s *Session) publishWith(msg *Message, w *writes, done func(error)) error {
 	info := s.info.Load()
 	msg.Origin = Origin{Protocol: info.Protocol, ClientID: s.clientID, Username: info.Username,
 		Listener: info.Listener, sessionKey: s.key}
+	s.msgsIn.Add(1)
 	return s.b.publishW(msg, info, s, w, done)
 }
 

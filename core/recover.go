@@ -104,6 +104,7 @@ func (r *recovery) session(rec *store.Session) error {
 		upd.DisconnectedAt, upd.Will = disc, nil
 		r.cleanup.PutSession(&upd)
 	}
+	s.since.Store(disc.UnixNano())
 	if rec.Will != nil {
 		due := disc.Add(rec.Will.Delay)
 		r.cleanup.PutWill(&store.PendingWill{ClientID: rec.ClientID, Due: due, Msg: rec.Will.Msg})

@@ -22,6 +22,11 @@ type Session struct {
 	// pubSeq numbers the session's logged publications, which keeps
 	// their order among the order replay's (order.go).
 	pubSeq atomic.Uint64
+	// Counters and times for the management API (admin.go): messages the
+	// client published and was handed, deliveries dropped for it, and
+	// when it last connected or disconnected (Unix ns).
+	msgsIn, msgsOut, dropped atomic.Uint64
+	since                    atomic.Int64
 
 	mu       sync.Mutex
 	sink     Sink
@@ -104,6 +109,7 @@ func (b *Broker) newSession(info *ClientInfo, req ConnectRequest, expiry time.Du
 	}
 	s.info.Store(info)
 	s.online.Store(true)
+	s.since.Store(time.Now().UnixNano())
 	return s
 }
 
@@ -123,6 +129,7 @@ func (s *Session) resumeLocked(info *ClientInfo, req ConnectRequest, expiry time
 	s.will = req.Will
 	s.window = window
 	s.online.Store(true)
+	s.since.Store(time.Now().UnixNano())
 }
 
 // detachForTakeover closes the connection holding the session, if any, and
@@ -308,13 +315,16 @@ func (s *Session) enqueueLocked(q queued, w *writes) <-chan struct{} {
 			if ok {
 				st.MessagesSent.Add(1)
 				st.BytesSent.Add(uint64(len(q.msg.Payload) + len(q.msg.Topic)))
+				s.msgsOut.Add(1)
 			} else {
 				st.DroppedQoS0.Add(1)
+				s.dropped.Add(1)
 			}
 			return room
 		}
 		if s.sink == nil && !s.b.cfg.QueueQoS0 {
 			st.DroppedOffline.Add(1)
+			s.dropped.Add(1)
 			return nil
 		}
 	}
@@ -350,6 +360,7 @@ func (s *Session) pushBackpressureLocked(q queued, wb *store.Batch) <-chan struc
 	}
 	if s.queue.len() >= 2*max {
 		s.b.stats.DroppedQueueFull.Add(1)
+		s.dropped.Add(1)
 		old := s.queue.popFront()
 		s.deleteQueuedLocked(wb, &old)
 	}
@@ -453,6 +464,7 @@ func (s *Session) pushLocked(q queued, wb *store.Batch) {
 	max := s.queueMax()
 	if max > 0 && s.queue.len() >= max {
 		s.b.stats.DroppedQueueFull.Add(1)
+		s.dropped.Add(1)
 		if s.b.cfg.QueueFullPolicy == DropNew {
 			return
 		}
@@ -491,8 +503,10 @@ func (s *Session) sendLocked(q queued, wb *store.Batch, fresh bool) {
 	if s.sink.Deliver(d) {
 		st.MessagesSent.Add(1)
 		st.BytesSent.Add(uint64(len(q.msg.Payload) + len(q.msg.Topic)))
+		s.msgsOut.Add(1)
 	} else if q.qos == 0 {
 		st.DroppedQoS0.Add(1)
+		s.dropped.Add(1)
 	}
 }
 
@@ -629,6 +643,7 @@ func (s *Session) Disconnect(sink Sink, o DisconnectOptions) {
 	}
 	s.sink = nil
 	s.online.Store(false)
+	s.since.Store(time.Now().UnixNano())
 	s.b.detachConnection()
 	s.releaseRoomLocked()
 	will := s.will
@@ -700,16 +715,16 @@ func (s *Session) fireDelayedWill() {
 	}
 }
 
-// Kick closes the session's connection, if any, with reason. Nothing in
-// the gateway calls it yet (the authentication expiry closes its sink
-// itself, authchain.go); it is kept for the management API, which will
-// kick clients by id.
-func (s *Session) Kick(reason error) {
+// Kick closes the session's connection, if any, with reason (the
+// management API's kick, Broker.Kick); it reports whether there was one.
+func (s *Session) Kick(reason error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sink != nil {
 		s.sink.Close(reason)
+		return true
 	}
+	return false
 }
 
 // dropSubscriptions removes every subscription of an ended session from

@@ -67,7 +67,7 @@ func (s *Server) connect(w *responsewriter.ResponseWriter[*udpClient.Conn], req 
 	sess, _, err := s.b.Connect(noWait, core.ConnectRequest{
 		ClientID: q.clientID, Username: q.username, Password: q.password,
 		Protocol: core.ProtoCoAP, Listener: req.listener(), Remote: peer.String(),
-		Identity: req.identity, CleanStart: true, Sink: ep,
+		Identity: req.identity, CleanStart: true, Sink: ep, KeepAlive: s.cfg.Heartbeat,
 	})
 	if err != nil {
 		ep.cancel()

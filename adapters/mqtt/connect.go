@@ -114,6 +114,7 @@ func (c *conn) onConnect(p *codec.Connect) error {
 	} else if !p.CleanStart {
 		req.UseDefaultExpiry = true
 	}
+	req.KeepAlive = time.Duration(keepAlive) * time.Second
 
 	st := &pendingConnect{p: p, req: req, assigned: assigned, keepAlive: keepAlive, serverKeepAlive: serverKeepAlive}
 	if v5 && p.Props.Has(codec.PropAuthMethod) {

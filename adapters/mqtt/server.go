@@ -148,6 +148,8 @@ func reasonFor(err error) codec.ReasonCode {
 		return codec.SessionTakenOver
 	case errors.Is(err, core.ErrServerShuttingDown):
 		return codec.ServerShuttingDown
+	case errors.Is(err, core.ErrAdministrative):
+		return codec.AdministrativeAction
 	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
 		return codec.TopicNameInvalid
 	case errors.Is(err, core.ErrInvalidFilter):

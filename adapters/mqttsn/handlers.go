@@ -217,7 +217,7 @@ func (vc *vconn) finishConnect() {
 	p := vc.peer()
 	req := core.ConnectRequest{ClientID: vc.clientID, Protocol: core.ProtoMQTTSN, Listener: p.listener(),
 		Identity: p.identity(), Remote: vc.remote(), CleanStart: vc.connect.Flags.CleanSession, Will: vc.buildWill(),
-		ReceiveMax: cfg.MaxInflight, Sink: l}
+		ReceiveMax: cfg.MaxInflight, Sink: l, KeepAlive: time.Duration(vc.connect.Duration) * time.Second}
 	if creds != nil {
 		req.Username, req.Password = creds.user, creds.pass
 	}

@@ -157,7 +157,7 @@ func (c *conn) onConnect(f *frame.Frame) error {
 		ClientID: clientID, Username: f.Header.Get(frame.Login),
 		Protocol: core.ProtoSTOMP, Listener: c.listener, Remote: c.remote,
 		CleanStart: !persistent, ReceiveMax: cfg.MaxPendingAcks, Sink: c,
-		CertCN: listen.CertCN(c.eng.NetConn()),
+		CertCN: listen.CertCN(c.eng.NetConn()), KeepAlive: cx,
 	}
 	if persistent {
 		req.Expiry = cfg.SessionExpiry

@@ -239,6 +239,8 @@ func errorMessage(err error) string {
 		return "authentication expired"
 	case errors.Is(err, core.ErrServerShuttingDown):
 		return "server shutting down"
+	case errors.Is(err, core.ErrAdministrative):
+		return "disconnected by an administrator"
 	case errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrTopicTooLong):
 		return "invalid destination"
 	case errors.Is(err, core.ErrInvalidFilter):

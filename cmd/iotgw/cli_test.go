@@ -14,7 +14,7 @@ import (
 )
 
 // quietEnv turns off every listener but the ones a test sets again.
-var quietEnv = []string{"IOTGW_MQTT_TCP=", "IOTGW_MQTT_WS=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0"}
+var quietEnv = []string{"IOTGW_MQTT_TCP=", "IOTGW_MQTT_WS=", "IOTGW_HTTP_LISTEN=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0"}
 
 // runBin runs the binary to its end and returns its exit code, stdout and
 // stderr.

@@ -48,7 +48,7 @@ var (
 func startGateway(t *testing.T, bin, dir string, env ...string) *gateway {
 	t.Helper()
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "IOTGW_STORE_DIR="+dir, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=",
+	cmd.Env = append(os.Environ(), "IOTGW_STORE_DIR="+dir, "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_HTTP_LISTEN=",
 		"IOTGW_STOMP_TCP=127.0.0.1:0", "IOTGW_STOMP_WS=", "IOTGW_MQTTSN_UDP=127.0.0.1:0",
 		"IOTGW_COAP_UDP=127.0.0.1:0", "IOTGW_SYS_INTERVAL=0")
 	cmd.Env = append(cmd.Env, env...)

@@ -228,6 +228,7 @@ limits:
 func startStored(t *testing.T, dir string) *app.Gateway {
 	t.Helper()
 	cfg, err := app.Load([]byte(`
+http: {listen: ""}
 mqtt: {tcp: 127.0.0.1:0, ws: "", tls: "", wss: ""}
 stomp: {tcp: 127.0.0.1:0, ws: "", tls: "", wss: ""}
 mqttsn: {udp: 127.0.0.1:0, dtls: ""}

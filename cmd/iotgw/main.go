@@ -3,6 +3,7 @@
 //	iotgw [--config FILE] [--print-keys] [--version] [--pprof ADDR]
 //	iotgw cert dev [-force] DIR
 //	iotgw passwd [-H HASH] [-c | -D] [-b] FILE USER [PASSWORD]
+//	iotgw apikey add [-f FILE] NAME ROLE
 //
 // With no configuration file it runs on embedded defaults; every key can
 // be overridden by an IOTGW_<SECTION>_<KEY> environment variable. "cert
@@ -49,6 +50,9 @@ func run() int {
 	if len(os.Args) > 1 && os.Args[1] == "passwd" {
 		return runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "apikey" {
+		return runAPIKey(os.Args[2:], os.Stdout, os.Stderr)
+	}
 	fs := flag.NewFlagSet("iotgw", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // problems are printed below, the help on request
 	configPath := fs.String("config", "", "YAML configuration `file` (optional; configs/iotgw.yaml documents every key)")
@@ -88,7 +92,7 @@ func run() int {
 		fail(err)
 		return 2
 	}
-	log, err := app.NewLogger(cfg)
+	log, level, err := app.NewLoggerLevel(cfg)
 	if err != nil {
 		fail(err)
 		return 2
@@ -115,6 +119,7 @@ func run() int {
 		fail(err)
 		return 2
 	}
+	gw.SetLogLevel(level)
 	log.Info("iotgw started", zap.String("version", app.Version))
 	// SIGHUP re-reads the TLS files, acl.file and the authentication files
 	// (the password file) now; they are also watched. A file that does not
@@ -126,8 +131,8 @@ func run() int {
 	for code < 0 {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: reloading TLS material, acl.file and authentication files")
-			_ = gw.Reload() // each failure is logged
+			log.Info("SIGHUP: reloading the configuration, TLS material, acl.file, authentication and API key files")
+			_ = gw.Reload() // the outcome is logged
 		case <-ctx.Done():
 			log.Info("shutting down")
 			code = 0
@@ -167,6 +172,8 @@ Usage:
   iotgw cert dev [-force] DIR       write throw-away development certificates (CA, server, client)
   iotgw passwd [-H HASH] [-c | -D] [-b] FILE USER [PASSWORD]
                                     create or edit a password file (auth.password_file), as mosquitto_passwd
+  iotgw apikey add [-f FILE] NAME ROLE
+                                    add a management API key (http.api_keys_file); prints its secret once
   iotgw cert --help, iotgw passwd --help   a subcommand's own help
 
 Flags (-flag and --flag are the same):
@@ -185,7 +192,8 @@ number, which means seconds (IOTGW_SYS_INTERVAL=30 is 30s).
 Exit status: 0 after SIGINT or SIGTERM; 2 for a configuration problem (an
 unknown key, a bad value, a listen address in use, a store.dir that cannot
 be opened), printed as "iotgw: <key>: <problem>"; 1 when a store write fails
-while running. SIGHUP re-reads the TLS files, acl.file and the password file.
+while running. SIGHUP reloads the configuration file and the files it names
+(TLS, acl.file, the password and API key files), all or nothing.
 `
 
 // usage prints the help: what iotgw is, its subcommands and flags, and

@@ -232,7 +232,7 @@ func TestPasswordFileBinary(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "users.txt")
-	env := append(os.Environ(), "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=",
+	env := append(os.Environ(), "IOTGW_MQTT_TCP=127.0.0.1:0", "IOTGW_MQTT_WS=", "IOTGW_HTTP_LISTEN=", "IOTGW_STOMP_TCP=", "IOTGW_STOMP_WS=",
 		"IOTGW_MQTTSN_UDP=", "IOTGW_COAP_UDP=", "IOTGW_SYS_INTERVAL=0", "IOTGW_STORE_ENGINE=memory",
 		"IOTGW_AUTH_ALLOW_ANONYMOUS=false", "IOTGW_AUTH_PASSWORD_FILE="+file, "IOTGW_AUTH_PASSWORD_FILE_RELOAD_INTERVAL=1s")
 

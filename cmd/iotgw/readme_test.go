@@ -110,7 +110,7 @@ var readmeTools = []string{"mosquitto_pub", "mosquitto_sub", "coap-client-notls"
 
 // The ports of the default configuration, for the check without a
 // namespace.
-var defaultTCPPorts = []string{"1883", "8083", "8883", "8084", "61613", "61614", "61615", "61616"}
+var defaultTCPPorts = []string{"1883", "8083", "8883", "8084", "61613", "61614", "61615", "61616", "18083"}
 
 func netnsWorks() bool {
 	return exec.Command("unshare", "-rn", "sh", "-c", "ip link set lo up").Run() == nil

@@ -28,7 +28,7 @@ import (
 // nothing else, on the memory store, with the tls section given and
 // mqttKeys (indented lines) added to the mqtt section.
 func tlsGatewayYAML(tlsSection string, mqttKeys ...string) string {
-	return "mqtt:\n" + strings.Join(mqttKeys, "") + `  tcp: 127.0.0.1:0
+	return "http:\n  listen: \"\"\nmqtt:\n" + strings.Join(mqttKeys, "") + `  tcp: 127.0.0.1:0
   ws: ""
   tls: 127.0.0.1:0
   wss: ""

@@ -34,6 +34,8 @@ mqttsn:
 coap:
   udp: 127.0.0.1:0
   dtls: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
 sys:
   interval: 0
 store:
@@ -73,6 +75,9 @@ func Start(t testing.TB, extra string) *Gateway {
 	})
 	return &Gateway{Gateway: g, Config: cfg}
 }
+
+// HTTPURL returns the http:// base URL of the management listener.
+func (g *Gateway) HTTPURL() string { return "http://" + g.Addr("http").String() }
 
 // MQTTAddr returns host:port of the MQTT TCP listener.
 func (g *Gateway) MQTTAddr() string { return g.Addr("mqtt.tcp").String() }

@@ -105,6 +105,17 @@ func (s *Source) Config() Config { return s.cfg }
 // logged, and the material in use stays.
 func (s *Source) Reload() error { return s.reload(true) }
 
+// Check reads and parses the files as Reload would, without putting them
+// in use: a reload of the whole configuration checks everything before
+// it changes anything.
+func (s *Source) Check() error {
+	f, err := readFiles(s.cfg)
+	if err == nil {
+		_, _, err = parse(s.cfg, f, time.Now())
+	}
+	return err
+}
+
 // Close stops watching the files. Configurations built from the source
 // keep serving the last material.
 func (s *Source) Close() error {

@@ -84,10 +84,22 @@ func (f *aclFile) reload() (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	f.setLocked(rules, h)
+	return true, nil
+}
+
+// set puts rules read from the file's content data in use (a reload
+// that checked them).
+func (f *aclFile) set(rules []core.ACLRule, data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setLocked(rules, sha256.Sum256(data))
+}
+
+func (f *aclFile) setLocked(rules []core.ACLRule, h [sha256.Size]byte) {
 	f.ac.SetFileRules(rules)
 	f.hash = h
 	f.log.Info("access rules loaded", zap.String("acl.file", f.path), zap.Int("rules", len(rules)))
-	return true, nil
 }
 
 func (f *aclFile) watch() {

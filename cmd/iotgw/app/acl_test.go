@@ -24,7 +24,7 @@ func TestACLFileReload(t *testing.T) {
 		}
 	}
 	write("rules:\n  - {permission: allow, action: publish, topic: \"a/#\"}\n")
-	cfg, err := Load([]byte("mqtt:\n  tcp: 127.0.0.1:0\n  ws: \"\"\nstomp:\n  tcp: \"\"\n  ws: \"\"\nmqttsn:\n  udp: \"\"\ncoap:\n  udp: \"\"\nstore:\n  engine: memory\nsys:\n  interval: 0\nacl:\n  default: deny\n  file: "+path+"\n  rules: [{permission: deny, action: publish, topic: a/secret}]\n"), nil)
+	cfg, err := Load([]byte("http:\n  listen: \"\"\nmqtt:\n  tcp: 127.0.0.1:0\n  ws: \"\"\nstomp:\n  tcp: \"\"\n  ws: \"\"\nmqttsn:\n  udp: \"\"\ncoap:\n  udp: \"\"\nstore:\n  engine: memory\nsys:\n  interval: 0\nacl:\n  default: deny\n  file: "+path+"\n  rules: [{permission: deny, action: publish, topic: a/secret}]\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

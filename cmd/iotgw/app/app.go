@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,6 +20,7 @@ import (
 	"github.com/iotgw/iotgw/core"
 	"github.com/iotgw/iotgw/core/store"
 	"github.com/iotgw/iotgw/internal/auth/httphook"
+	"github.com/iotgw/iotgw/internal/mgmt"
 	"github.com/iotgw/iotgw/internal/tlsconf"
 )
 
@@ -33,7 +35,17 @@ type Gateway struct {
 	STOMP  *stomp.Server
 	MQTTSN *mqttsn.Server
 	CoAP   *coap.Server
-	log    *zap.Logger
+	// HTTP is the management listener (nil when http.listen is empty);
+	// other handlers (metrics, health) go on it with HTTP.Mount.
+	HTTP *mgmt.Server
+	log  *zap.Logger
+	// cfg is the configuration in use (replaced by a reload), under
+	// cfgMu, which also serialises reloads; ac the access rules, level
+	// the log level, for a reload to change.
+	cfgMu sync.Mutex
+	cfg   Config
+	ac    *core.AccessControl
+	level *zap.AtomicLevel
 	// store holds the broker's durable state; closed after the broker.
 	store store.Store
 	// adapters in start order; stopped in reverse.
@@ -64,6 +76,13 @@ func (g *Gateway) StoreFailed() <-chan struct{} { return g.storeFailed }
 // error is a terminal (and NO_COLOR is not set), so a log piped to a file
 // or a collector holds no escape codes.
 func NewLogger(cfg Config) (*zap.Logger, error) {
+	log, _, err := NewLoggerLevel(cfg)
+	return log, err
+}
+
+// NewLoggerLevel is NewLogger that also returns the logger's level, for
+// Gateway.SetLogLevel (a reload then changes log.level).
+func NewLoggerLevel(cfg Config) (*zap.Logger, zap.AtomicLevel, error) {
 	var zc zap.Config
 	if cfg.LogFormat == "json" {
 		zc = zap.NewProductionConfig()
@@ -78,11 +97,20 @@ func NewLogger(cfg Config) (*zap.Logger, error) {
 	}
 	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log.level: %w", err)
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Sampling = nil
-	return zc.Build()
+	log, err := zc.Build()
+	return log, zc.Level, err
+}
+
+// SetLogLevel hands the gateway its logger's level, so that a reload can
+// change log.level (without it, a change needs a restart).
+func (g *Gateway) SetLogLevel(l zap.AtomicLevel) {
+	g.cfgMu.Lock()
+	g.level = &l
+	g.cfgMu.Unlock()
 }
 
 // openStore opens the configured store; tests replace it to inject
@@ -151,7 +179,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, aclFile: aclf, hooks: hooks}
+	g := &Gateway{Broker: b, log: log, store: st, storeFailed: failed, aclFile: aclf, hooks: hooks, cfg: cfg, ac: ac}
 	// fail undoes what started, for an error after this point.
 	fail := func(err error) (*Gateway, error) {
 		g.closeTLS()
@@ -212,6 +240,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 			return fail(err)
 		}
 	}
+	if err := g.setupHTTP(&cfg, chain); err != nil {
+		for j := len(g.adapters) - 1; j >= 0; j-- {
+			_ = g.adapters[j].Stop(ctx)
+		}
+		return fail(err)
+	}
 	started = true
 	// $SYS publication starts once the adapters are in place: its sources
 	// (sysTLS, sysDTLS) read the Gateway's adapter fields, which are set
@@ -224,6 +258,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Gateway, error) {
 // broker.
 func (g *Gateway) Stop(ctx context.Context) error {
 	var errs []error
+	g.stopHTTP(ctx)
 	for i := len(g.adapters) - 1; i >= 0; i-- {
 		if err := g.adapters[i].Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", g.adapters[i].Name(), err))
@@ -251,6 +286,10 @@ func (g *Gateway) Stop(ctx context.Context) error {
 // or nil when it is disabled.
 func (g *Gateway) Addr(name string) net.Addr {
 	switch name {
+	case "http":
+		if g.HTTP != nil {
+			return g.HTTP.Addr()
+		}
 	case "mqtt.tcp":
 		if g.MQTT != nil {
 			return g.MQTT.TCPAddr()

@@ -69,6 +69,15 @@ type Config struct {
 	// authorization hook (acl.http); off without a URL.
 	AuthHTTP httphook.Config
 	ACLHTTP  httphook.Config
+	// HTTP is the management listener (http).
+	HTTP HTTPConfig
+	// values are every key's value as loaded, for the running
+	// configuration (Gateway.RunningConfig); path, doc and environ where
+	// it came from, for a reload.
+	values  map[string]any
+	path    string
+	doc     []byte
+	environ []string
 	// rawYAML is the document being loaded, for keys whose case the
 	// loader loses (httphook.go, restoreKeyCase).
 	rawYAML []byte
@@ -292,7 +301,7 @@ func settings() []setting {
 		{"store.dir", dst.Dir, str(func(c *Config) *string { return &c.Store.Dir })},
 		{"store.fsync", dst.Fsync, str(func(c *Config) *string { return &c.Store.Fsync })},
 		{"store.batch_window", dst.BatchWindow.String(), duration(func(c *Config) *time.Duration { return &c.Store.BatchWindow })},
-	}, append(secureSettings(), httpHookSettings()...)...)
+	}, append(append(secureSettings(), httpHookSettings()...), httpSettings()...)...)
 }
 
 // secureSettings are the tls section and the listeners' own sections
@@ -308,7 +317,7 @@ func secureSettings() []setting {
 }
 
 // tlsSections are the listeners' own tls sections.
-var tlsSections = []string{"mqtt.tls_config", "stomp.tls_config", "coap.dtls_config", "mqttsn.dtls_config"}
+var tlsSections = []string{"mqtt.tls_config", "stomp.tls_config", "coap.dtls_config", "mqttsn.dtls_config", "http.tls_config"}
 
 func aclDefault(c *Config, v any) error {
 	s, err := cast.ToStringE(v)
@@ -528,11 +537,16 @@ func load(yamlDoc []byte, environ []string, all []setting) (Config, error) {
 		explicit[key] = true
 	}
 	cfg := Config{Core: core.DefaultConfig(), MQTT: mqtt.DefaultConfig(), STOMP: stomp.DefaultConfig(), MQTTSN: mqttsn.DefaultConfig(), CoAP: coap.DefaultConfig(), TLS: tlsconf.DefaultConfig(), rawYAML: yamlDoc}
+	cfg.values = make(map[string]any, len(all))
 	for _, s := range all {
 		if err := s.apply(&cfg, v.Get(s.key)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: bad value %v: %v", s.key, v.Get(s.key), err))
 		}
+		if val := v.Get(s.key); val != nil {
+			cfg.values[s.key] = val
+		}
 	}
+	cfg.doc, cfg.environ = yamlDoc, environ
 	cfg.rawYAML = nil
 	cfg.anonymousExplicit = explicit["auth.allow_anonymous"]
 	cfg.secureDefaults()
@@ -590,7 +604,9 @@ func LoadFile(path string) (Config, error) {
 		}
 		doc = b
 	}
-	return Load(doc, os.Environ())
+	cfg, err := Load(doc, os.Environ())
+	cfg.path = path
+	return cfg, err
 }
 
 // Validate checks every section.
@@ -612,6 +628,6 @@ func (c Config) Validate() error {
 	if _, err := c.chainNames(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.JWT.Validate())
+	errs = append(errs, c.JWT.Validate(), c.HTTP.validate(&c))
 	return errors.Join(errs...)
 }

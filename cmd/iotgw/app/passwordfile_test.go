@@ -330,7 +330,7 @@ func TestPasswordFileStartErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.txt")
 	pwFile(t, bad, "# users", "alice:$7$101$broken")
 	for file, want := range map[string]string{bad: "line 2", filepath.Join(dir, "none"): "no such file"} {
-		cfg, err := app.Load([]byte("mqtt: {tcp: 127.0.0.1:0, ws: \"\"}\nstomp: {tcp: \"\", ws: \"\"}\nmqttsn: {udp: \"\"}\ncoap: {udp: \"\"}\n"+
+		cfg, err := app.Load([]byte("http: {listen: \"\"}\nmqtt: {tcp: 127.0.0.1:0, ws: \"\"}\nstomp: {tcp: \"\", ws: \"\"}\nmqttsn: {udp: \"\"}\ncoap: {udp: \"\"}\n"+
 			"store: {engine: memory}\nauth: {password_file: "+file+"}\n"), nil)
 		if err != nil {
 			t.Fatal(err)

@@ -104,24 +104,6 @@ func (g *Gateway) closeTLS() {
 	g.tlsSources = nil
 }
 
-// Reload re-reads every file the gateway watches, now (main calls it on
-// SIGHUP): the TLS material, acl.file and the authentication backends'
-// files (the password file). Whatever fails to load is kept as it was;
-// the errors, each also logged, are returned joined.
-func (g *Gateway) Reload() error {
-	errs := []error{g.ReloadTLS()}
-	for _, r := range g.reloaders {
-		errs = append(errs, r.Reload())
-	}
-	if g.aclFile != nil {
-		if _, err := g.aclFile.reload(); err != nil {
-			g.log.Warn("acl.file not reloaded; the rules in use are kept", zap.Error(err))
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // ReloadTLS re-reads every secured listener's TLS files now (SIGHUP).
 // Material that fails to load is kept as it was; the errors, also logged,
 // are returned joined.

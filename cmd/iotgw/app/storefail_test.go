@@ -39,7 +39,7 @@ func TestStoreFailedSignalsStop(t *testing.T) {
 	openStore = func(store.Config, *zap.Logger) (store.Store, error) { return bs, nil }
 	t.Cleanup(func() { openStore = saved })
 
-	cfg, err := Load([]byte("mqtt: {tcp: '', ws: ''}\nstomp: {tcp: '', ws: ''}\nmqttsn: {udp: ''}\ncoap: {udp: ''}\nsys: {interval: 0}\n"), nil)
+	cfg, err := Load([]byte("http: {listen: ''}\nmqtt: {tcp: '', ws: ''}\nstomp: {tcp: '', ws: ''}\nmqttsn: {udp: ''}\ncoap: {udp: ''}\nsys: {interval: 0}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
