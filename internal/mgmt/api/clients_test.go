@@ -158,7 +158,7 @@ func TestKickEachProtocol(t *testing.T) {
 		ClientID         string `json:"client_id"`
 		Protocol         string
 		Address          string
-		KeepAlive        int `json:"keep_alive"`
+		KeepAlive        int                       `json:"keep_alive"`
 		SubscriptionList []struct{ Filter string } `json:"subscription_list"`
 	}
 	admin.json("GET", "/api/v1/clients/kick-stomp", nil, 200, &one)
