@@ -36,6 +36,10 @@ type Broker struct {
 	methods map[string]AuthMethod
 	// sysSources add values from outside the core to $SYS (AddSysSource).
 	sysSources atomic.Pointer[[]SysSource]
+	// endHooks are told of every session that ends (OnSessionEnd);
+	// hookMu serialises registrations.
+	endHooks atomic.Pointer[[]SessionEndHook]
+	hookMu   sync.Mutex
 	// guard enforces the limits per client and per source (limits.go),
 	// bans the ban list (bans.go).
 	guard *guard
@@ -350,6 +354,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (s *Session, p
 	b.stats.connected()
 	if discarded != nil {
 		b.dropSubscriptions(discarded)
+		b.sessionEnded(discarded)
 	}
 	for _, w := range wills {
 		b.publishWill(w, req.ClientID)
@@ -422,6 +427,7 @@ func (b *Broker) endSession(s *Session) {
 	b.unstoreLocked(s)
 	sh.mu.Unlock()
 	b.dropSubscriptions(s)
+	b.sessionEnded(s)
 }
 
 // expireSession runs when an offline session's expiry timer fires.
@@ -442,6 +448,7 @@ func (b *Broker) expireSession(s *Session) {
 	b.unstoreLocked(s)
 	sh.mu.Unlock()
 	b.dropSubscriptions(s)
+	b.sessionEnded(s)
 	if will != nil {
 		b.publishWill(will, s.clientID) // the session ended before the will delay elapsed
 	}

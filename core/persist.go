@@ -278,6 +278,7 @@ func (s *Session) sessionRecordLocked(disconnected time.Time) *store.Session {
 // dropStoredLocked makes the session non-persistent and removes what the
 // store holds of it, after every put still on its way (see ticket).
 func (s *Session) dropStoredLocked() {
+	s.adapterState = nil // it lives exactly as long as the session outlives connections
 	if !s.persisted {
 		return
 	}
@@ -294,7 +295,6 @@ func (s *Session) dropStoredLocked() {
 	}
 	pw.DeleteSession(s.clientID)
 	s.persisted = false
-	s.adapterState = nil
 }
 
 // messageRecord is a session message as stored.
@@ -400,41 +400,4 @@ func (b *Broker) storeDelayed(w *writes, msg *Message, due time.Time) uint64 {
 		w.b.PutDelayed(&store.Delayed{ID: id, Due: due, Msg: toRecord(msg)})
 	}
 	return id
-}
-
-// SetAdapterState stores an adapter's opaque state of a persistent
-// session (e.g. the MQTT-SN topic registry), replacing the previous one,
-// and returns once it is durable; data nil or empty removes it. For a
-// session that is not persistent it does nothing. After a restart the
-// adapter reads it back with AdapterState when the client resumes; it is
-// removed with the session.
-func (s *Session) SetAdapterState(adapter string, data []byte) error {
-	s.mu.Lock()
-	if !s.persisted || s.ended {
-		s.mu.Unlock()
-		return nil
-	}
-	pw := s.pwLocked(nil)
-	if len(data) == 0 {
-		delete(s.adapterState, adapter)
-		pw.DeleteRegistration(s.clientID, adapter)
-	} else {
-		if s.adapterState == nil {
-			s.adapterState = make(map[string][]byte)
-		}
-		data = append([]byte(nil), data...)
-		s.adapterState[adapter] = data
-		pw.PutRegistration(&store.Registration{ClientID: s.clientID, Adapter: adapter, Data: data})
-	}
-	s.mu.Unlock()
-	return s.flushWrites(true)
-}
-
-// AdapterState returns what SetAdapterState last stored for adapter (in
-// this run or, recovered from the store, before a restart), nil if
-// nothing. The caller must not modify it.
-func (s *Session) AdapterState(adapter string) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.adapterState[adapter]
 }

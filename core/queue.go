@@ -50,6 +50,30 @@ func (d *deque) popFront() queued {
 	return q
 }
 
+// popBack removes and returns the newest queued message.
+func (d *deque) popBack() queued {
+	i := (d.head + d.n - 1) % len(d.buf)
+	q := d.buf[i]
+	d.buf[i] = queued{}
+	d.n--
+	if d.n == 0 {
+		d.head = 0
+	}
+	return q
+}
+
+// pushFrontAll puts qs, in their order, ahead of everything queued.
+func (d *deque) pushFrontAll(qs []queued) {
+	for len(d.buf)-d.n < len(qs) {
+		d.grow()
+	}
+	for i := len(qs) - 1; i >= 0; i-- {
+		d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
+		d.buf[d.head] = qs[i]
+		d.n++
+	}
+}
+
 func (d *deque) grow() {
 	size := len(d.buf) * 2
 	if size == 0 {

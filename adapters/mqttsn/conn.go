@@ -47,6 +47,7 @@ const (
 	evTimer                  // the virtual connection's timer fired
 	evUnbound                // another client took this address
 	evShutdown               // the adapter stops
+	evTaken                  // a delivery given back to the session (goToSleep): nothing to do
 )
 
 type event struct {
@@ -95,6 +96,8 @@ type vconn struct {
 	at        int64 // receive time of the client message being handled (event.at)
 	connectBy time.Time
 	fifo      []core.Delivery // deliveries in order, waiting for the wire
+	batch     []event         // the inbox events run is handling, batch[bi] now
+	bi        int
 	out       map[uint16]*flight
 	regf      *flight // the gateway's REGISTER awaiting REGACK
 	regName   string
@@ -225,12 +228,14 @@ func (vc *vconn) run() {
 			return
 		}
 		vc.mu.Unlock()
-		for i := range evs {
+		vc.batch = evs
+		for vc.bi = 0; vc.bi < len(evs); vc.bi++ {
 			if vc.st == stGone {
 				break
 			}
-			vc.handle(&evs[i])
+			vc.handle(&evs[vc.bi])
 		}
+		vc.batch = nil
 		if vc.st == stGone {
 			continue
 		}
@@ -327,7 +332,8 @@ func (vc *vconn) send(m codec.Message) []byte {
 }
 
 // end finishes the virtual connection: the session is detached (its will
-// published when publishWill), a persistent session's registry is parked,
+// published when publishWill; a persistent session keeps its registry as
+// adapter state, saveRegistry),
 // and with notify the client is told by DISCONNECT.
 func (vc *vconn) end(publishWill, notify bool) {
 	if vc.st == stGone {
@@ -338,10 +344,8 @@ func (vc *vconn) end(publishWill, notify bool) {
 	}
 	if vc.link != nil {
 		vc.link.closed.Store(true)
+		vc.saveRegistry()
 		vc.sess.Disconnect(vc.link, core.DisconnectOptions{PublishWill: publishWill})
-		if vc.connect != nil && !vc.connect.Flags.CleanSession && vc.reg != nil {
-			vc.srv.park(vc.clientID, vc.reg)
-		}
 	}
 	vc.st = stGone
 	vc.mu.Lock()
@@ -364,7 +368,7 @@ func (vc *vconn) lost(why string) {
 
 // onDeliver queues a delivery behind earlier ones. While asleep, QoS 1/2
 // deliveries (racing the pause) are left to the session, which resends
-// them at the next Start; QoS 0 wait here.
+// them at the next Start; the QoS 0 ones went back to it (goToSleep).
 func (vc *vconn) onDeliver(d core.Delivery) {
 	if vc.st == stAsleep && (d.QoS > 0 || d.Release) {
 		return
@@ -495,24 +499,43 @@ func (vc *vconn) dropTopic(name string) {
 	vc.fifo = kept
 }
 
-// goToSleep enters the asleep state (§6.14): the session buffers, and
-// what was in flight is left to it (Start resends it with DUP on wake).
+// goToSleep enters the asleep state (§6.14): the session buffers every
+// QoS for the sleeper. What was in flight is left to it (Start resends it
+// with DUP on wake), and the QoS 0 deliveries this connection accepted but
+// has not sent go back to it, ahead of what it queues from now on, so a
+// sleeper's messages wait in one place, under one bound, in order.
 func (vc *vconn) goToSleep() {
 	vc.st = stAsleep
 	vc.sess.Pause()
-	// The QoS 0 kept below wait for the wake-up: publishers must not
-	// wait for a sleeper (the paused session gets no deliveries, so no
-	// new wait starts until Start).
-	vc.mu.Lock()
-	vc.qos0.Release()
-	vc.mu.Unlock()
-	kept := vc.fifo[:0]
+	// Pause returned: every delivery the session handed over before it
+	// is in fifo, in the rest of the batch being handled, or in the
+	// inbox, in that order.
+	var back []core.Delivery
 	for _, d := range vc.fifo {
 		if d.QoS == 0 && !d.Release {
-			kept = append(kept, d)
+			back = append(back, d)
 		}
 	}
-	vc.fifo = kept
+	vc.fifo = nil
+	take := func(evs []event) {
+		for i := range evs {
+			if ev := &evs[i]; ev.kind == evDeliver && ev.l == vc.link && ev.d.QoS == 0 && !ev.d.Release {
+				back = append(back, ev.d)
+				*ev = event{kind: evTaken}
+			}
+		}
+	}
+	if vc.batch != nil {
+		take(vc.batch[vc.bi+1:])
+	}
+	vc.mu.Lock()
+	take(vc.inbox)
+	vc.qos0.Done(len(back))
+	// Publishers must not wait for a sleeper: the paused session queues
+	// instead of delivering, so no new wait starts until Start.
+	vc.qos0.Release()
+	vc.mu.Unlock()
+	vc.sess.GiveBack(back)
 	clear(vc.out)
 	vc.regf = nil
 	vc.lastSeen = time.Now()

@@ -233,17 +233,15 @@ func (vc *vconn) finishConnect() {
 		vc.refuse(returnCodeFor(err), "session refused", err)
 		return
 	}
-	parked := vc.srv.unpark(vc.clientID)
 	switch {
 	case !present:
 		vc.reg = newRegistry(cfg.MaxTopics, vc.srv.pre)
 	case vc.reg != nil:
-	case parked != nil:
-		vc.reg = parked
 	default:
-		// The session survived but not in this process (a gateway
-		// restart): its ids come back from the store. Without them the
-		// client learns new ones through PUBACK "invalid topic ID".
+		// The session outlived an earlier connection (or, with a
+		// store, the gateway's restart): its ids are its adapter state.
+		// Without them the client learns new ones through PUBACK
+		// "invalid topic ID".
 		vc.reg = vc.srv.restoreRegistry(vc.clientID, sess)
 	}
 	vc.link, vc.sess = l, sess

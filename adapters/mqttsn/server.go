@@ -44,9 +44,8 @@ type Server struct {
 	backpressure bool
 
 	mu       sync.Mutex
-	byAddr   map[string]*vconn // by peer key (address, plus node id when forwarded)
-	byClient map[string]*vconn // by client id, once CONNECT named one
-	parked   map[string]parkedRegistry
+	byAddr   map[string]*vconn          // by peer key (address, plus node id when forwarded)
+	byClient map[string]*vconn          // by client id, once CONNECT named one
 	sessions map[*dtlsnet.Conn]struct{} // DTLS sessions being read
 	// limiter is mqttsn.new_session_rate, per source address, on top of
 	// the broker's limits.connect_rate_per_addr.
@@ -54,15 +53,8 @@ type Server struct {
 	stopping bool
 
 	workers sync.WaitGroup // vconn workers
-	loops   sync.WaitGroup // read loop, advertise, janitor
+	loops   sync.WaitGroup // read loop, advertise
 	stop    chan struct{}
-}
-
-// parkedRegistry is the topic registry of a persistent session whose
-// client is gone, kept until the session would have expired.
-type parkedRegistry struct {
-	reg   *registry
-	until time.Time // zero: never
 }
 
 var _ core.Adapter = (*Server)(nil)
@@ -74,7 +66,7 @@ func New(cfg Config, log *zap.Logger) *Server {
 	}
 	return &Server{cfg: cfg, log: log.Named("mqttsn"), pre: newPredefined(cfg.Predefined),
 		byAddr: make(map[string]*vconn), byClient: make(map[string]*vconn),
-		parked: make(map[string]parkedRegistry), sessions: make(map[*dtlsnet.Conn]struct{}), limiter: ratelimit.NewKeyed[netip.Addr](cfg.NewSessionRate, cfg.NewSessionBurst, 1<<16),
+		sessions: make(map[*dtlsnet.Conn]struct{}), limiter: ratelimit.NewKeyed[netip.Addr](cfg.NewSessionRate, cfg.NewSessionBurst, 1<<16),
 		stop: make(chan struct{})}
 }
 
@@ -144,9 +136,8 @@ func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	}
 	s.log.Info("listening", zap.String("transport", "udp"), zap.Stringer("addr", s.uc.LocalAddr()),
 		zap.Int("predefined_topics", len(s.cfg.Predefined)))
-	s.loops.Add(2)
+	s.loops.Add(1)
 	go s.readLoop()
-	go s.janitor()
 	if s.cfg.AdvertiseInterval > 0 {
 		dst, err := net.ResolveUDPAddr("udp", s.cfg.AdvertiseAddress)
 		if err != nil {
@@ -530,33 +521,6 @@ func (s *Server) forget(vc *vconn) {
 	s.mu.Unlock()
 }
 
-// park keeps a persistent session's registry until the session expires.
-func (s *Server) park(clientID string, reg *registry) {
-	exp := s.cfg.SessionExpiry
-	if exp == 0 {
-		exp = s.b.Config().DefaultExpiry
-	}
-	var until time.Time
-	if exp > 0 && exp != core.NeverExpire {
-		until = time.Now().Add(s.b.ClampExpiry(exp))
-	}
-	s.mu.Lock()
-	s.parked[clientID] = parkedRegistry{reg: reg, until: until}
-	s.mu.Unlock()
-}
-
-// unpark returns (and removes) a parked registry.
-func (s *Server) unpark(clientID string) *registry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.parked[clientID]
-	delete(s.parked, clientID)
-	if !ok || (!p.until.IsZero() && time.Now().After(p.until)) {
-		return nil
-	}
-	return p.reg
-}
-
 // reply sends a message to a peer that has no virtual connection.
 func (s *Server) reply(p *peer, m codec.Message) {
 	raw, err := codec.Encode(m)
@@ -632,28 +596,6 @@ func (s *Server) advertiseLoop(dst *net.UDPAddr) {
 		case <-s.stop:
 			return
 		case <-t.C:
-		}
-	}
-}
-
-// janitor drops expired parked registries (rate-limit buckets forget
-// themselves: ratelimit.Table).
-func (s *Server) janitor() {
-	defer s.loops.Done()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case now := <-t.C:
-			s.mu.Lock()
-			for id, p := range s.parked {
-				if !p.until.IsZero() && now.After(p.until) {
-					delete(s.parked, id)
-				}
-			}
-			s.mu.Unlock()
 		}
 	}
 }

@@ -141,7 +141,13 @@ func TestReconnectFromNewAddressKeepsSession(t *testing.T) {
 	p.pub("nat/t", 1, false, "queued")
 	c := sntest.Dial(t, g.snAddr)
 	c.Connect(id, false, 60)
-	c.Ack(c.ExpectPublish("queued"))
+	queued := c.ExpectPublish("queued")
+	if queued.TopicID != ack.TopicID {
+		// The registry is the session's adapter state, kept by the core
+		// while the client is away (with or without a store).
+		t.Fatalf("topic id %d after a reconnect, want %d from the session's registry", queued.TopicID, ack.TopicID)
+	}
+	c.Ack(queued)
 
 	// A client the gateway does not know is told to connect again.
 	u := sntest.Dial(t, g.snAddr)

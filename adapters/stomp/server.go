@@ -91,6 +91,7 @@ func (s *Server) serverName() string {
 func (s *Server) Start(ctx context.Context, b *core.Broker) error {
 	s.b = b
 	s.pc = b.Stats().Packets(core.ProtoSTOMP, commandNames)
+	b.OnSessionEnd(s.sessionEnded)
 	s.g = streamconn.NewGroup(streamconn.Config{
 		ConnectTimeout: s.cfg.ConnectTimeout,
 		WriteTimeout:   s.cfg.WriteTimeout,

@@ -56,8 +56,8 @@ func (s *Server) stateFor(clientID string, sess *core.Session, persistent bool) 
 		if st.sess == sess {
 			return st
 		}
-		// The session it belonged to has ended; its timer finds it
-		// unregistered and does nothing.
+		// The session it belonged to has ended (its end hook may not
+		// have run yet); a timer still armed is voided here.
 		st.mu.Lock()
 		st.stopTimerLocked()
 		st.mu.Unlock()
@@ -65,6 +65,23 @@ func (s *Server) stateFor(clientID string, sess *core.Session, persistent bool) 
 	st := newSessState(s, clientID, sess, true)
 	s.states[clientID] = st
 	return st
+}
+
+// sessionEnded is the core's end-of-session hook: a persistent session's
+// routing state goes with the core session it belongs to (expired, or
+// replaced by a clean start from any protocol).
+func (s *Server) sessionEnded(sess *core.Session) {
+	s.smu.Lock()
+	st := s.states[sess.ClientID()]
+	if st == nil || st.sess != sess {
+		s.smu.Unlock()
+		return
+	}
+	delete(s.states, sess.ClientID())
+	s.smu.Unlock()
+	st.mu.Lock()
+	st.stopTimerLocked()
+	st.mu.Unlock()
 }
 
 func (s *Server) unregister(st *sessState) {
@@ -163,13 +180,9 @@ func (st *sessState) resubscribeExpired(gen uint64) {
 
 // unbind detaches c when its connection has ended (after the core
 // session was told). A persistent session's state then waits for the
-// next connection until the core session ends.
+// next connection until the core session ends (sessionEnded).
 func (st *sessState) unbind(c *conn) {
 	ended := st.sess.Ended()
-	var expiry time.Duration
-	if !ended {
-		expiry = st.sess.Expiry()
-	}
 	st.mu.Lock()
 	if st.owner != c {
 		st.mu.Unlock()
@@ -181,41 +194,8 @@ func (st *sessState) unbind(c *conn) {
 	// The core resends what is unacknowledged to the next connection;
 	// the frames of this one are of no further use.
 	st.rt.rebind(false, 0, 0)
-	if st.persistent && !ended {
-		st.armExpiryLocked(expiry + time.Second)
-	}
 	st.mu.Unlock()
 	if st.persistent && ended {
 		st.srv.unregister(st)
 	}
-}
-
-// armExpiryLocked checks after d whether the core session has ended, and
-// drops the state then.
-func (st *sessState) armExpiryLocked(d time.Duration) {
-	if d <= 0 || d >= core.NeverExpire/2 {
-		return // the session never expires, nor does its state
-	}
-	gen := st.gen
-	st.timer = time.AfterFunc(d, func() { st.expiryCheck(gen) })
-}
-
-func (st *sessState) expiryCheck(gen uint64) {
-	// Ended takes the session's lock: not under st.mu (lock order).
-	ended := st.sess.Ended()
-	st.mu.Lock()
-	if st.gen != gen || st.owner != nil {
-		st.mu.Unlock()
-		return
-	}
-	if !ended {
-		// Not yet (the core's timer runs on its own), or another
-		// protocol resumed the session with the same client id.
-		st.armExpiryLocked(time.Minute)
-		st.mu.Unlock()
-		return
-	}
-	st.stopTimerLocked()
-	st.mu.Unlock()
-	st.srv.unregister(st)
 }

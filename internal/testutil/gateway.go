@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/iotgw/iotgw/cmd/iotgw/app"
+	"github.com/iotgw/iotgw/internal/testutil/poll"
 )
 
 // baseYAML puts every listener on a free loopback port; a test's own YAML
@@ -184,14 +185,5 @@ func mergeYAML(base, extra string) string {
 }
 
 // Eventually polls cond every few milliseconds until it holds or timeout
-// passes; tests wait for conditions, never for fixed times.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, msg)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// passes (poll.Eventually, re-exported for the black-box tests).
+var Eventually = poll.Eventually
