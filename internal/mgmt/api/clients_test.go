@@ -51,15 +51,6 @@ func mqtt5(t *testing.T, g *testutil.Gateway, id string) (c *paho.Client, disc c
 	return c, disc, in
 }
 
-func mqtt5Subscribe(t *testing.T, c *paho.Client, filter string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func stompDial(t *testing.T, g *testutil.Gateway, id string) *stomp.Conn {
 	t.Helper()
 	c, err := stomp.Dial("tcp", g.STOMPAddr(), stomp.ConnOpt.AcceptVersion(stomp.V12), stomp.ConnOpt.Host("iotgw"),
