@@ -131,7 +131,7 @@ func run() int {
 	for code < 0 {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: reloading the configuration, TLS material, acl.file, authentication and API key files")
+			log.Info("SIGHUP: reloading TLS material, the configuration, acl.file, authentication and API key files")
 			_ = gw.Reload() // the outcome is logged
 		case <-ctx.Done():
 			log.Info("shutting down")
