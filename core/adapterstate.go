@@ -110,8 +110,9 @@ func (s *Session) GiveBack(ds []Delivery) {
 		return
 	}
 	s.queue.pushFrontAll(back)
-	// What was queued behind them may now exceed the limit: the oldest
-	// (or, under drop_new, the newest) go, as if they had arrived last.
+	// Together with what was queued meanwhile they may exceed the limit:
+	// the queue policy picks what goes, the oldest (which may be the
+	// given-back ones) or, under drop_new, the newest.
 	for max := s.queueMax(); max > 0 && s.queue.len() > max; {
 		s.b.stats.DroppedQueueFull.Add(1)
 		var q queued
